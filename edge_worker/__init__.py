@@ -1,0 +1,1 @@
+"""The edge worker: serves loaded models over an OpenAI-compatible API."""

@@ -1,0 +1,3 @@
+from edge_worker.cli import main
+
+raise SystemExit(main())

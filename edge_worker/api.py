@@ -1,0 +1,170 @@
+"""The worker's OpenAI-compatible routes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from edge_worker.metrics import WorkerMetrics
+from edge_worker.model_set import ModelSet
+from edge_worker.openai_format import DONE, ResponseShaper, sse
+from edge_worker.runtimes.base import Finished, ModelRuntime, TextDelta
+from routing.errors import InferCDNError
+from routing.openai_requests import (
+    GenerationRequest,
+    decode_json_object,
+    parse_chat_request,
+    parse_completion_request,
+)
+from routing.wire import offer_to_json
+
+MODELS = web.AppKey("models", ModelSet)
+METRICS = web.AppKey("metrics", WorkerMetrics)
+STARTED_AT = web.AppKey("started_at", int)
+
+CLIENT_CLOSED = "499"  # nginx's convention: the client went away first
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, parse_chat_request, "chat")
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, parse_completion_request, "completions")
+
+
+async def list_models(request: web.Request) -> web.Response:
+    created = request.app[STARTED_AT]
+    data = [offer_to_json(r.offer, created) for r in request.app[MODELS].runtimes]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def health(request: web.Request) -> web.Response:
+    runtimes = request.app[MODELS].runtimes
+    return web.json_response(
+        {
+            "status": "ok",
+            "models": [r.offer.model for r in runtimes],
+            "in_flight": sum(r.in_flight for r in runtimes),
+            "queued": sum(r.queued for r in runtimes),
+        }
+    )
+
+
+async def _generate(
+    request: web.Request, parse: Callable[[dict[str, Any]], GenerationRequest], endpoint: str
+) -> web.StreamResponse:
+    generation_request = parse(decode_json_object(await request.read()))
+    runtime = request.app[MODELS].lookup(generation_request.model)
+    metrics = request.app[METRICS]
+    status = "200"
+    try:
+        if generation_request.stream:
+            return await _stream(request, runtime, generation_request, metrics)
+        return await _complete(runtime, generation_request, metrics)
+    except InferCDNError as exc:
+        status = str(exc.status)
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = CLIENT_CLOSED
+        metrics.cancelled.labels(runtime.offer.model).inc()
+        raise
+    finally:
+        metrics.requests.labels(runtime.offer.model, endpoint, status).inc()
+
+
+class _Progress:
+    """Token accounting and timing for one generation, into the metrics."""
+
+    def __init__(self, metrics: WorkerMetrics, model: str):
+        self._metrics = metrics
+        self._model = model
+        self._started = self._last = time.monotonic()
+        self._first: float | None = None
+        self._counted = 0
+
+    def on_delta(self, delta: TextDelta) -> None:
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+            self._metrics.ttft.labels(self._model).observe(now - self._started)
+        elif delta.tokens:
+            self._metrics.inter_token.labels(self._model).observe((now - self._last) / delta.tokens)
+        self._last = now
+        self._counted += delta.tokens
+        self._metrics.generation_tokens.labels(self._model).inc(delta.tokens)
+
+    def on_finished(self, finished: Finished) -> None:
+        m = self._metrics
+        m.generation_tokens.labels(self._model).inc(max(0, finished.completion_tokens - self._counted))
+        m.prompt_tokens.labels(self._model).inc(finished.prompt_tokens)
+        if self._first is not None and finished.completion_tokens > 1:
+            decode_s = time.monotonic() - self._first
+            if decode_s > 0:
+                m.tokens_per_second.labels(self._model).set((finished.completion_tokens - 1) / decode_s)
+
+
+async def _complete(runtime: ModelRuntime, request: GenerationRequest, metrics: WorkerMetrics) -> web.Response:
+    generation = await runtime.start(request)
+    progress = _Progress(metrics, runtime.offer.model)
+    parts: list[str] = []
+    events = generation.events()
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                progress.on_delta(event)
+                parts.append(event.text)
+            else:
+                progress.on_finished(event)
+                body = ResponseShaper(request, runtime.offer.model).complete("".join(parts), event)
+                return web.json_response(body)
+    finally:
+        await events.aclose()
+    raise InferCDNError("generation ended without finishing")
+
+
+async def _stream(
+    request: web.Request, runtime: ModelRuntime, generation_request: GenerationRequest, metrics: WorkerMetrics
+) -> web.StreamResponse:
+    generation = await runtime.start(generation_request)
+    progress = _Progress(metrics, runtime.offer.model)
+    shaper = ResponseShaper(generation_request, runtime.offer.model)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    events = generation.events()
+    try:
+        async for event in events:
+            if not response.prepared:
+                # Headers go out with the first token, so a failure before it
+                # is still a plain HTTP error the gateway can fail over on.
+                await response.prepare(request)
+                opening = shaper.first_chunk()
+                if opening:
+                    await response.write(opening)
+            if isinstance(event, TextDelta):
+                progress.on_delta(event)
+                await response.write(shaper.delta_chunk(event.text))
+            else:
+                progress.on_finished(event)
+                await response.write(shaper.final_chunks(event))
+    except InferCDNError as exc:
+        if not response.prepared:
+            raise
+        # Mid-stream: the status is already sent; end the stream with an error event.
+        await response.write(sse(exc.body()) + DONE)
+    finally:
+        await events.aclose()
+    await response.write_eof()
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/health", health)

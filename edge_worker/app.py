@@ -1,0 +1,78 @@
+"""Builds the worker's aiohttp app from its config: ``create_app(config)``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from edge_worker import api
+from edge_worker.catalog import bundled_model_path
+from edge_worker.config import DEFAULT_MAX_CONTEXT, WorkerConfig
+from edge_worker.errors import openai_errors
+from edge_worker.metrics import WorkerMetrics
+from edge_worker.model_set import ModelSet
+from edge_worker.runtimes.base import ModelRuntime
+from edge_worker.runtimes.llama_cpp import LlamaCppModel, load_llama
+
+log = logging.getLogger(__name__)
+
+
+def model_paths(config: WorkerConfig) -> list[Path]:
+    return [Path(p).expanduser() for p in config.models] or [bundled_model_path()]
+
+
+async def load_models(config: WorkerConfig) -> list[ModelRuntime]:
+    runtimes: list[ModelRuntime] = []
+    paths = model_paths(config)
+    for index, path in enumerate(paths, start=1):
+        size_mb = path.stat().st_size / 1e6
+        log.info("loading model %d/%d: %s (%.0f MB)…", index, len(paths), path.name, size_mb)
+        started = time.monotonic()
+        llm, facts = await asyncio.to_thread(
+            load_llama,
+            path,
+            context_length=config.context_length,
+            threads=config.threads,
+            max_context=DEFAULT_MAX_CONTEXT,
+        )
+        offer = facts.offer
+        log.info(
+            "loaded %s (%s, %s, context %d) in %.1f s",
+            offer.model, offer.quantization.label, offer.architecture, offer.context_length,
+            time.monotonic() - started,
+        )
+        runtimes.append(LlamaCppModel(llm, facts, max_queue=config.max_queue))
+    return runtimes
+
+
+def create_app(config: WorkerConfig) -> web.Application:
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[openai_errors])
+    metrics = WorkerMetrics()
+    app[api.METRICS] = metrics
+    app[api.STARTED_AT] = int(time.time())
+
+    async def models_ctx(app: web.Application) -> AsyncIterator[None]:
+        runtimes = await load_models(config)
+        app[api.MODELS] = ModelSet(runtimes)
+        for r in runtimes:
+            name, q = r.offer.model, r.offer.quantization
+            metrics.model_info.labels(name, q.label, q.quant_class, r.offer.runtime, str(r.offer.context_length)).set(1)
+            metrics.in_flight.labels(name).set_function(lambda r=r: r.in_flight)
+            metrics.queue_depth.labels(name).set_function(lambda r=r: r.queued)
+        yield
+        for r in runtimes:
+            await r.close()
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.cleanup_ctx.append(models_ctx)
+    api.add_routes(app)
+    app.router.add_get("/metrics", metrics_handler)
+    return app

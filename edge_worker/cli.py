@@ -1,0 +1,72 @@
+"""``infercdn worker``: run one edge worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from edge_worker.app import create_app
+from edge_worker.config import WorkerConfig
+from routing.settings import ConfigError, load_settings, read_toml
+from routing.signals import run_until_stopped
+
+
+def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Run an edge worker: serve GGUF models through llama.cpp over an OpenAI-compatible API.",
+    )
+    p.add_argument("--config", type=Path, help="TOML config file (the [worker] table); also $INFERCDN_CONFIG")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8081)")
+    p.add_argument(
+        "--model", dest="models", action="append", metavar="GGUF",
+        help="a GGUF file to serve; repeat for more (default: the bundled SmolLM2-135M-Instruct)",
+    )
+    p.add_argument("--context-length", type=int, help="context window per model (default: trained, ≤ 8192)")
+    p.add_argument("--threads", type=int, help="CPU threads for generation (default: all cores)")
+    p.add_argument("--max-queue", type=int, help="requests that may wait per model before 503 (default 16)")
+    p.add_argument("--region", help="region label this worker announces")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def load_config(args: argparse.Namespace) -> WorkerConfig:
+    path = args.config or (Path(os.environ["INFERCDN_CONFIG"]) if os.environ.get("INFERCDN_CONFIG") else None)
+    toml = read_toml(path) if path else {}
+    flags = {k: v for k, v in vars(args).items() if k != "config"}
+    return load_settings(WorkerConfig, section="worker", toml=toml, env=os.environ, flags=flags)
+
+
+async def serve(config: WorkerConfig) -> None:
+    runner = web.AppRunner(create_app(config), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        logging.getLogger("edge_worker").info("worker ready on http://%s:%d", config.host, config.port)
+        await run_until_stopped()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None, prog: str = "infercdn worker") -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        print(f"{prog}: invalid config: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    return 0

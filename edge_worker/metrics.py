@@ -1,0 +1,51 @@
+"""The worker's Prometheus metrics, in a registry owned by one app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+# LLM latencies run from milliseconds to minutes.
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.requests = Counter(
+            "infercdn_worker_requests", "Requests answered, by model, endpoint and status.",
+            ["model", "endpoint", "status"], registry=r,
+        )
+        self.in_flight = Gauge("infercdn_worker_in_flight", "Generations running now.", ["model"], registry=r)
+        self.queue_depth = Gauge(
+            "infercdn_worker_queue_depth", "Requests waiting for a generation slot.", ["model"], registry=r
+        )
+        self.prompt_tokens = Counter(
+            "infercdn_worker_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r
+        )
+        self.generation_tokens = Counter(
+            "infercdn_worker_generation_tokens", "Tokens generated.", ["model"], registry=r
+        )
+        self.cancelled = Counter(
+            "infercdn_worker_generations_cancelled",
+            "Generations stopped early because the client went away.", ["model"], registry=r,
+        )
+        self.ttft = Histogram(
+            "infercdn_worker_time_to_first_token_seconds", "Time from admission to first token.",
+            ["model"], buckets=TTFT_BUCKETS, registry=r,
+        )
+        self.inter_token = Histogram(
+            "infercdn_worker_inter_token_latency_seconds", "Time between streamed tokens.",
+            ["model"], buckets=ITL_BUCKETS, registry=r,
+        )
+        self.tokens_per_second = Gauge(
+            "infercdn_worker_generation_tokens_per_second", "Decode speed of the last generation.",
+            ["model"], registry=r,
+        )
+        self.model_info = Gauge(
+            "infercdn_worker_model_info", "Loaded models (value 1).",
+            ["model", "quantization", "quantization_class", "runtime", "context_length"], registry=r,
+        )

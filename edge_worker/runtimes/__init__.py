@@ -1,0 +1,1 @@
+"""Runtimes: the engines that generate tokens (llama.cpp here; vLLM later)."""

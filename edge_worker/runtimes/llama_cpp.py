@@ -1,0 +1,257 @@
+"""The llama.cpp runtime (llama-cpp-python), for consumer devices and CPUs.
+
+A ``Llama`` is not thread-safe, so each loaded model has one generation
+thread and an ``Admission`` queue in front of it. Tokens cross from that
+thread to the event loop one by one; a consumer that goes away sets a flag
+the thread checks between tokens, so a disconnected client stops its
+generation within a token or two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from edge_worker.admission import Admission
+from edge_worker.catalog import GgufFacts, facts_from_metadata, trained_context
+from edge_worker.gguf import read_metadata
+from edge_worker.runtimes.base import Finished, GenerationEvent, TextDelta
+from routing.errors import ContextLengthExceeded, InferCDNError
+from routing.openai_requests import GenerationRequest, Sampling
+
+log = logging.getLogger(__name__)
+
+_RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a random seed"
+
+
+def load_llama(path: Path, *, context_length: int, threads: int, max_context: int) -> tuple[Any, GgufFacts]:
+    """Load a GGUF file (blocking: call it from a thread)."""
+    from llama_cpp import Llama
+
+    metadata = read_metadata(path)
+    n_ctx = context_length or min(trained_context(metadata) or max_context, max_context)
+    llm = Llama(
+        model_path=str(path),
+        n_ctx=n_ctx,
+        n_threads=threads or None,
+        n_batch=min(512, n_ctx),
+        verbose=False,
+    )
+    return llm, facts_from_metadata(metadata, path, n_ctx)
+
+
+class LlamaCppGeneration:
+    """One admitted generation; ``events()`` runs it on the model's thread."""
+
+    def __init__(self, model: LlamaCppModel, prompt_tokens: list[int], sampling: Sampling, max_tokens: int):
+        self._model = model
+        self._prompt = prompt_tokens
+        self._sampling = sampling
+        self._max_tokens = max_tokens
+        self.prompt_tokens = len(prompt_tokens)
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: GenerationEvent | BaseException) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        job = self._model.run_in_thread(
+            lambda: self._model.generate_blocking(self._prompt, self._sampling, self._max_tokens, cancel, emit)
+        )
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Finished):
+                    return
+        finally:
+            # Whether we finished, failed or the consumer went away: stop the
+            # thread at its next token. The slot is freed when the job ends.
+            cancel.set()
+            del job
+
+
+class LlamaCppModel:
+    """One loaded GGUF model and the thread that runs it."""
+
+    def __init__(self, llm: Any, facts: GgufFacts, *, max_queue: int, rng: random.Random | None = None):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llm = llm
+        self.facts = facts
+        self.offer = facts.offer
+        self._rng = rng or random.Random()
+        self._admission = Admission(max_queue, model=self.offer.model)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{self.offer.model}")
+        self._eos = llm.token_eos()
+        self._formatter = None
+        if facts.chat_template:
+            self._formatter = Jinja2ChatFormatter(
+                template=facts.chat_template,
+                eos_token=llm._model.token_get_text(self._eos),
+                bos_token=llm._model.token_get_text(llm.token_bos()),
+                stop_token_ids=[self._eos],
+            )
+
+    @property
+    def in_flight(self) -> int:
+        return self._admission.running
+
+    @property
+    def queued(self) -> int:
+        return self._admission.waiting
+
+    async def start(self, request: GenerationRequest) -> LlamaCppGeneration:
+        prompt_tokens = await asyncio.to_thread(self._tokenize, request)
+        max_tokens = self._check_context(len(prompt_tokens), request.sampling.max_tokens)
+        await self._admission.acquire()
+        return LlamaCppGeneration(self, prompt_tokens, request.sampling, max_tokens)
+
+    def run_in_thread(self, fn: Callable[[], None]) -> asyncio.Future[None]:
+        """Run one generation job; the admission slot is held until it returns."""
+        started = time.monotonic()
+        future = asyncio.wrap_future(self._executor.submit(fn))
+        future.add_done_callback(lambda _: self._admission.release(time.monotonic() - started))
+        return future
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        self._llm.close()
+
+    def _tokenize(self, request: GenerationRequest) -> list[int]:
+        # The tokenizer only reads the (immutable) vocabulary, so it may run
+        # beside a generation; the context is what is not thread-safe.
+        if request.messages is not None:
+            if self._formatter is None:
+                raise InferCDNError(f"The model '{self.offer.model}' has no chat template; use /v1/completions.")
+            formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in request.messages])
+            tokens: list[int] = self._llm.tokenize(
+                formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
+            )
+            return tokens
+        return list(self._llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False))
+
+    def _check_context(self, prompt_tokens: int, max_tokens: int | None) -> int:
+        n_ctx = self.offer.context_length
+        wanted = max_tokens if max_tokens is not None else 1
+        if prompt_tokens + wanted > n_ctx:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+                f"{prompt_tokens + wanted} tokens ({prompt_tokens} in the prompt, {wanted} for the "
+                "completion). Please reduce the length of the prompt or the completion.",
+                param="messages",
+            )
+        return max_tokens if max_tokens is not None else n_ctx - prompt_tokens
+
+    def generate_blocking(
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        max_tokens: int,
+        cancel: threading.Event,
+        emit: Callable[[GenerationEvent | BaseException], None],
+    ) -> None:
+        """The generation loop, on the model's thread."""
+        try:
+            self._generate(prompt, sampling, max_tokens, cancel, emit)
+        except Exception as exc:  # surfaced to the consumer, which maps it to an error
+            log.exception("generation failed")
+            emit(InferCDNError(f"generation failed: {type(exc).__name__}"))
+
+    def _generate(
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        max_tokens: int,
+        cancel: threading.Event,
+        emit: Callable[[GenerationEvent | BaseException], None],
+    ) -> None:
+        import llama_cpp
+
+        llm = self._llm
+        vocab = llm._model.vocab
+        llm.set_seed(sampling.seed if sampling.seed is not None else self._rng.getrandbits(31))
+        text = _StopScanner(sampling.stop)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        produced = 0
+        unreported = 0  # tokens whose text is still held back
+        reason = "length"
+        tokens = llm.generate(
+            prompt,
+            temp=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=0,
+            min_p=0.0,
+            repeat_penalty=1.0,
+        )
+        for token in tokens:
+            if cancel.is_set():
+                return
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                reason = "stop"
+                break
+            produced += 1
+            unreported += 1
+            piece, stopped = text.feed(decoder.decode(llm.detokenize([token])))
+            if piece:
+                emit(TextDelta(piece, tokens=unreported))
+                unreported = 0
+            if stopped:
+                reason = "stop"
+                break
+            if produced >= max_tokens:
+                break
+        if reason == "length":
+            piece, _ = text.feed(decoder.decode(b"", final=True))
+            tail = piece + text.flush()
+            if tail:
+                emit(TextDelta(tail, tokens=unreported))
+        emit(Finished(reason=reason, prompt_tokens=len(prompt), completion_tokens=produced))
+        del tokens
+
+
+class _StopScanner:
+    """Finds stop sequences in streamed text, holding back a possible prefix."""
+
+    def __init__(self, stops: tuple[str, ...]):
+        self._stops = stops
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """(text safe to emit now, whether a stop sequence was reached)."""
+        if not self._stops:
+            return text, False
+        self._pending += text
+        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            out, self._pending = self._pending[: min(hits)], ""
+            return out, True
+        keep = max((_overlap(self._pending, s) for s in self._stops), default=0)
+        cut = len(self._pending) - keep
+        out, self._pending = self._pending[:cut], self._pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return out
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest suffix of ``text`` that begins ``stop``."""
+    for n in range(min(len(text), len(stop) - 1), 0, -1):
+        if stop.startswith(text[-n:]):
+            return n
+    return 0

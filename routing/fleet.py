@@ -1,0 +1,109 @@
+"""The fleet: every worker the gateway knows, its offers, indexed by model.
+
+A pick looks up one model's offers (O(offers of that model)), never the
+whole fleet. Workers and offers change while traffic flows; readers get
+tuples, so a change never mutates what a request is iterating over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from routing.quantization import Quantization
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOffer:
+    """One model a worker has loaded, at one quantization."""
+
+    model: str  # canonical id, e.g. "smollm2-135m-instruct"
+    quantization: Quantization
+    context_length: int
+    runtime: str  # "llama.cpp", "vllm", …
+    architecture: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.model, *self.aliases)
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """One edge worker process, as the gateway addresses it."""
+
+    id: str
+    url: str  # base URL, without a trailing slash and without /v1
+    region: str = ""
+
+
+@dataclass(slots=True)
+class WorkerState:
+    """What changes about a worker while it serves."""
+
+    worker: Worker
+    offers: tuple[ModelOffer, ...] = ()
+    healthy: bool = True
+    in_flight: int = 0  # requests this gateway has open on it now
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    state: WorkerState
+    offer: ModelOffer
+
+
+@dataclass(slots=True)
+class Fleet:
+    _workers: dict[str, WorkerState] = field(default_factory=dict)
+    _by_model: dict[str, tuple[Candidate, ...]] = field(default_factory=dict)
+
+    def upsert(self, worker: Worker, offers: tuple[ModelOffer, ...]) -> WorkerState:
+        """Add a worker, or replace what it offers; its live counters are kept."""
+        state = self._workers.get(worker.id)
+        if state is None:
+            state = WorkerState(worker=worker, offers=offers)
+            self._workers[worker.id] = state
+        else:
+            self._unindex(state)
+            state.worker = worker
+            state.offers = offers
+        self._index(state)
+        return state
+
+    def remove(self, worker_id: str) -> None:
+        state = self._workers.pop(worker_id, None)
+        if state is not None:
+            self._unindex(state)
+
+    def get(self, worker_id: str) -> WorkerState | None:
+        return self._workers.get(worker_id)
+
+    def workers(self) -> tuple[WorkerState, ...]:
+        return tuple(self._workers.values())
+
+    def candidates(self, model: str) -> tuple[Candidate, ...]:
+        """Every (worker, offer) pair serving ``model`` under its id or an alias."""
+        return self._by_model.get(model.lower(), ())
+
+    def models(self) -> dict[str, tuple[Candidate, ...]]:
+        """Canonical model id → its candidates (aliases folded in)."""
+        out: dict[str, list[Candidate]] = {}
+        for state in self._workers.values():
+            for offer in state.offers:
+                out.setdefault(offer.model, []).append(Candidate(state, offer))
+        return {model: tuple(c) for model, c in out.items()}
+
+    def _index(self, state: WorkerState) -> None:
+        for offer in state.offers:
+            for name in {n.lower() for n in offer.names}:
+                self._by_model[name] = (*self._by_model.get(name, ()), Candidate(state, offer))
+
+    def _unindex(self, state: WorkerState) -> None:
+        for offer in state.offers:
+            for name in {n.lower() for n in offer.names}:
+                kept = tuple(c for c in self._by_model.get(name, ()) if c.state is not state)
+                if kept:
+                    self._by_model[name] = kept
+                else:
+                    self._by_model.pop(name, None)

@@ -1,0 +1,205 @@
+"""The OpenAI request bodies we accept, parsed into typed records.
+
+Shared by the gateway (which rejects bad input before spending a worker hop)
+and the edge worker (which can also be called directly). Unknown fields are
+kept out of the record but pass through the gateway untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from routing.errors import InvalidRequest
+
+MAX_STOP_SEQUENCES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """A chat or text completion request (exactly one of messages / prompt)."""
+
+    model: str
+    sampling: Sampling
+    stream: bool = False
+    include_usage: bool = False
+    messages: tuple[ChatMessage, ...] | None = None
+    prompt: str | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return obj
+
+
+def parse_chat_request(obj: dict[str, Any]) -> GenerationRequest:
+    raw = obj.get("messages")
+    if raw is None:
+        raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
+    messages = tuple(_parse_message(m, i) for i, m in enumerate(raw))
+    return _parse_common(obj, messages=messages)
+
+
+def parse_completion_request(obj: dict[str, Any]) -> GenerationRequest:
+    raw = obj.get("prompt")
+    if raw is None:
+        raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt")
+    if isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str):
+        raw = raw[0]
+    if not isinstance(raw, str):
+        raise InvalidRequest("'prompt' must be a string (one prompt per request).", param="prompt")
+    return _parse_common(obj, prompt=raw)
+
+
+def _parse_message(m: Any, index: int) -> ChatMessage:
+    where = f"messages[{index}]"
+    if not isinstance(m, dict):
+        raise InvalidRequest(f"{where} must be an object.", param=where)
+    role = m.get("role")
+    if role not in ("system", "developer", "user", "assistant", "tool"):
+        raise InvalidRequest(
+            f"{where}.role must be one of 'system', 'developer', 'user', 'assistant', 'tool'.",
+            param=f"{where}.role",
+        )
+    content = m.get("content")
+    if content is None:
+        content = ""
+    elif isinstance(content, list):
+        content = _text_of_parts(content, where)
+    elif not isinstance(content, str):
+        raise InvalidRequest(f"{where}.content must be a string or an array of parts.", param=f"{where}.content")
+    return ChatMessage(role="system" if role == "developer" else role, content=content)
+
+
+def _text_of_parts(parts: list[Any], where: str) -> str:
+    texts = []
+    for part in parts:
+        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise InvalidRequest(f"{where}.content: only text parts are supported.", param=f"{where}.content")
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def _parse_common(
+    obj: dict[str, Any], *, messages: tuple[ChatMessage, ...] | None = None, prompt: str | None = None
+) -> GenerationRequest:
+    model = obj.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model' (a non-empty string).", param="model")
+    stream = _optional(obj, "stream", bool, False)
+    stream_options = _optional(obj, "stream_options", dict, None)
+    include_usage = False
+    if stream_options is not None:
+        include_usage = stream_options.get("include_usage", False)
+        if not isinstance(include_usage, bool):
+            raise InvalidRequest("'stream_options.include_usage' must be a boolean.", param="stream_options")
+    n = _optional(obj, "n", int, 1)
+    if n != 1:
+        raise InvalidRequest("Only n=1 is supported.", param="n")
+    return GenerationRequest(
+        model=model,
+        sampling=_parse_sampling(obj),
+        stream=stream,
+        include_usage=include_usage,
+        messages=messages,
+        prompt=prompt,
+    )
+
+
+def _parse_sampling(obj: dict[str, Any]) -> Sampling:
+    max_tokens = _optional(obj, "max_completion_tokens", int, None)
+    if max_tokens is None:
+        max_tokens = _optional(obj, "max_tokens", int, None)
+    if max_tokens is not None and max_tokens < 1:
+        raise InvalidRequest("'max_tokens' must be at least 1.", param="max_tokens")
+    temperature = float(_optional(obj, "temperature", float, 1.0))
+    if not 0.0 <= temperature <= 2.0:
+        raise InvalidRequest("'temperature' must be between 0 and 2.", param="temperature")
+    top_p = float(_optional(obj, "top_p", float, 1.0))
+    if not 0.0 < top_p <= 1.0:
+        raise InvalidRequest("'top_p' must be greater than 0 and at most 1.", param="top_p")
+    return Sampling(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop=_parse_stop(obj.get("stop")),
+        seed=_optional(obj, "seed", int, None),
+        logit_bias=_parse_logit_bias(obj.get("logit_bias")),
+    )
+
+
+def _parse_stop(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if (
+        not isinstance(raw, list)
+        or len(raw) > MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) and s for s in raw)
+    ):
+        raise InvalidRequest(
+            f"'stop' must be a non-empty string or an array of at most {MAX_STOP_SEQUENCES} of them.",
+            param="stop",
+        )
+    return tuple(raw)
+
+
+def _parse_logit_bias(raw: Any) -> dict[int, float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidRequest("'logit_bias' must be an object of token id → bias.", param="logit_bias")
+    bias: dict[int, float] = {}
+    for key, value in raw.items():
+        try:
+            token = int(key)
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"'logit_bias' key {key!r} is not a token id.", param="logit_bias") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not -100 <= value <= 100:
+            raise InvalidRequest("'logit_bias' values must be numbers between -100 and 100.", param="logit_bias")
+        bias[token] = float(value)
+    return bias
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", dict: "an object"}
+
+
+def _optional(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = obj.get(key)
+    if value is None:
+        return default
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok:
+        raise InvalidRequest(f"'{key}' must be {_TYPE_NAMES[kind]}, got {json.dumps(value)}.", param=key)
+    return value

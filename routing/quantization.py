@@ -1,0 +1,88 @@
+"""Quantization descriptors, normalized across runtimes.
+
+A runtime names its quantization its own way (GGUF's ``general.file_type``
+enum, vLLM's ``quantization_config``); the fleet speaks one descriptor: the
+label as the runtime names it, the nominal weight bits, and a class that
+clients filter on (the classes OpenRouter's ``quantizations`` filter uses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUANT_CLASSES = ("int4", "int8", "fp4", "fp8", "fp16", "bf16", "fp32", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Quantization:
+    label: str  # as the runtime names it: "Q4_K_M", "Q8_0", "awq", "bf16"
+    bits: float  # nominal bits per weight
+    quant_class: str  # one of QUANT_CLASSES
+
+    def matches(self, wanted: str) -> bool:
+        """True when ``wanted`` names this quantization's class or exact label."""
+        w = wanted.strip().lower()
+        return w == self.quant_class or w == self.label.lower()
+
+
+def integer_class(bits: float) -> str:
+    # Integer formats of 4 bits or fewer share the int4 class; 5-8 bits, int8:
+    # a client asking for "int8" wants at least that fidelity class.
+    return "int4" if bits <= 4 else "int8"
+
+
+# llama.cpp's enum llama_ftype (general.file_type in GGUF metadata) → (label, bits).
+_GGUF_FILE_TYPES: dict[int, tuple[str, float]] = {
+    0: ("F32", 32),
+    1: ("F16", 16),
+    2: ("Q4_0", 4),
+    3: ("Q4_1", 4),
+    7: ("Q8_0", 8),
+    8: ("Q5_0", 5),
+    9: ("Q5_1", 5),
+    10: ("Q2_K", 2),
+    11: ("Q3_K_S", 3),
+    12: ("Q3_K_M", 3),
+    13: ("Q3_K_L", 3),
+    14: ("Q4_K_S", 4),
+    15: ("Q4_K_M", 4),
+    16: ("Q5_K_S", 5),
+    17: ("Q5_K_M", 5),
+    18: ("Q6_K", 6),
+    19: ("IQ2_XXS", 2),
+    20: ("IQ2_XS", 2),
+    21: ("Q2_K_S", 2),
+    22: ("IQ3_XS", 3),
+    23: ("IQ3_XXS", 3),
+    24: ("IQ1_S", 1),
+    25: ("IQ4_NL", 4),
+    26: ("IQ3_S", 3),
+    27: ("IQ3_M", 3),
+    28: ("IQ2_S", 2),
+    29: ("IQ2_M", 2),
+    30: ("IQ4_XS", 4),
+    31: ("IQ1_M", 1),
+    32: ("BF16", 16),
+    36: ("TQ1_0", 1),
+    37: ("TQ2_0", 2),
+    38: ("MXFP4_MOE", 4),
+}
+
+_FLOAT_LABELS: dict[str, str] = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "MXFP4_MOE": "fp4"}
+
+
+def from_gguf_file_type(file_type: int) -> Quantization:
+    """Descriptor for a GGUF ``general.file_type`` value."""
+    known = _GGUF_FILE_TYPES.get(file_type)
+    if known is None:
+        return Quantization(label=f"GGUF_TYPE_{file_type}", bits=0, quant_class="unknown")
+    label, bits = known
+    return Quantization(label=label, bits=bits, quant_class=_FLOAT_LABELS.get(label) or integer_class(bits))
+
+
+def gguf_file_type_of(label: str) -> int:
+    """The GGUF ``file_type`` for a label such as ``Q8_0`` (KeyError if unknown)."""
+    for file_type, (known_label, _) in _GGUF_FILE_TYPES.items():
+        if known_label == label.upper():
+            return file_type
+    raise KeyError(label)
