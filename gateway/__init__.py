@@ -1,0 +1,1 @@
+"""The gateway: InferCDN's front door (OpenAI routes, proxy, fleet control)."""

@@ -1,0 +1,115 @@
+"""The gateway's OpenAI-compatible routes."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import request_id_of
+from gateway.proxy import Outcome, Proxy
+from gateway.static_workers import StaticWorkers
+from routing.balancer import attempt_plan
+from routing.errors import ModelNotFound, NoSuitableWorker
+from routing.fleet import Fleet
+from routing.openai_requests import (
+    GenerationRequest,
+    decode_json_object,
+    parse_chat_request,
+    parse_completion_request,
+)
+from routing.wire import quantization_to_json
+
+log = logging.getLogger("gateway.requests")
+
+
+@dataclass(slots=True)
+class GatewayState:
+    """Everything a request handler needs, built once by ``create_app``."""
+
+    fleet: Fleet
+    proxy: Proxy
+    static_workers: StaticWorkers
+    rng: random.Random
+    max_attempts: int
+    started_at: int
+
+
+STATE = web.AppKey("state", GatewayState)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _route(request, parse_chat_request)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _route(request, parse_completion_request)
+
+
+async def _route(request: web.Request, parse: Callable[[dict[str, Any]], GenerationRequest]) -> web.StreamResponse:
+    state = request.app[STATE]
+    started = time.perf_counter()
+    body = await request.read()
+    generation_request = parse(decode_json_object(body))
+    outcome = Outcome()
+    try:
+        plan = _plan(state, generation_request.model)
+        return await state.proxy.forward(
+            request, plan, body, stream=generation_request.stream, request_id=request_id_of(request), outcome=outcome
+        )
+    finally:
+        log.info(
+            "%s model=%s worker=%s attempts=%d status=%s request_id=%s %.1fms",
+            request.path, generation_request.model, outcome.worker or "-", outcome.attempts,
+            outcome.status or "error", request_id_of(request), (time.perf_counter() - started) * 1000,
+        )
+
+
+def _plan(state: GatewayState, model: str) -> list[Any]:
+    try:
+        return attempt_plan(state.fleet, model, rng=state.rng, max_attempts=state.max_attempts)
+    except ModelNotFound:
+        unreached = len(state.static_workers.unreached)
+        if unreached:
+            # Unreached workers may serve it: "not found" would be a guess.
+            raise NoSuitableWorker(
+                f"The model '{model}' is not known yet: {unreached} configured worker(s) have not answered."
+            ) from None
+        raise
+
+
+async def list_models(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    data = []
+    for model, candidates in sorted(state.fleet.models().items()):
+        quantizations = {c.offer.quantization.label: c.offer.quantization for c in candidates}
+        data.append(
+            {
+                "id": model,
+                "object": "model",
+                "created": state.started_at,
+                "owned_by": "infercdn",
+                "quantizations": [quantization_to_json(q) for _, q in sorted(quantizations.items())],
+                "context_length": max(c.offer.context_length for c in candidates),
+                "workers": sum(1 for c in candidates if c.state.healthy),
+            }
+        )
+    return web.json_response({"object": "list", "data": data})
+
+
+async def health(request: web.Request) -> web.Response:
+    workers = request.app[STATE].fleet.workers()
+    healthy = sum(1 for w in workers if w.healthy)
+    return web.json_response({"status": "ok", "workers": len(workers), "healthy_workers": healthy})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/health", health)

@@ -1,0 +1,55 @@
+"""Static upstreams: the worker URLs in the config, read for what they serve.
+
+Each round reads every worker's ``/v1/models`` and puts its offers in the
+fleet. A worker that does not answer is marked unhealthy (its offers are
+kept, so its model stays known) until a later round reaches it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+
+from routing.errors import InvalidRequest
+from routing.fleet import Fleet, Worker
+from routing.wire import offers_from_models_list
+
+log = logging.getLogger(__name__)
+
+
+class StaticWorkers:
+    def __init__(self, urls: tuple[str, ...], fleet: Fleet, session: aiohttp.ClientSession, *, timeout_s: float):
+        self._urls = tuple(u.rstrip("/") for u in urls)
+        self._fleet = fleet
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.unreached: set[str] = set(self._urls)  # never answered yet
+
+    async def refresh(self) -> None:
+        await asyncio.gather(*(self._refresh_one(url) for url in self._urls))
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.refresh()
+
+    async def _refresh_one(self, url: str) -> None:
+        worker = Worker(id=url, url=url)
+        try:
+            async with self._session.get(f"{url}/v1/models", timeout=self._timeout) as resp:
+                resp.raise_for_status()
+                offers = offers_from_models_list(await resp.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError, InvalidRequest) as exc:
+            state = self._fleet.get(url)
+            if state is not None and state.healthy:
+                log.warning("worker %s is unreachable: %s", url, exc or type(exc).__name__)
+                state.healthy = False
+            return
+        state = self._fleet.get(url)
+        if state is None or not state.healthy or state.offers != offers:
+            log.info("worker %s serves %s", url, ", ".join(f"{o.model}@{o.quantization.label}" for o in offers))
+        state = self._fleet.upsert(worker, offers)
+        state.healthy = True
+        self.unreached.discard(url)
