@@ -44,11 +44,21 @@ async def load_models(config: WorkerConfig) -> list[ModelRuntime]:
         offer = facts.offer
         log.info(
             "loaded %s (%s, %s, context %d) in %.1f s",
-            offer.model, offer.quantization.label, offer.architecture, offer.context_length,
+            offer.model,
+            offer.quantization.label,
+            offer.architecture,
+            offer.context_length,
             time.monotonic() - started,
         )
         runtimes.append(LlamaCppModel(llm, facts, max_queue=config.max_queue))
     return runtimes
+
+
+def _export_model_metrics(metrics: WorkerMetrics, runtime: ModelRuntime) -> None:
+    offer, q = runtime.offer, runtime.offer.quantization
+    metrics.model_info.labels(offer.model, q.label, q.quant_class, offer.runtime, str(offer.context_length)).set(1)
+    metrics.in_flight.labels(offer.model).set_function(lambda: runtime.in_flight)
+    metrics.queue_depth.labels(offer.model).set_function(lambda: runtime.queued)
 
 
 def create_app(config: WorkerConfig) -> web.Application:
@@ -60,11 +70,8 @@ def create_app(config: WorkerConfig) -> web.Application:
     async def models_ctx(app: web.Application) -> AsyncIterator[None]:
         runtimes = await load_models(config)
         app[api.MODELS] = ModelSet(runtimes)
-        for r in runtimes:
-            name, q = r.offer.model, r.offer.quantization
-            metrics.model_info.labels(name, q.label, q.quant_class, r.offer.runtime, str(r.offer.context_length)).set(1)
-            metrics.in_flight.labels(name).set_function(lambda r=r: r.in_flight)
-            metrics.queue_depth.labels(name).set_function(lambda r=r: r.queued)
+        for runtime in runtimes:
+            _export_model_metrics(metrics, runtime)
         yield
         for r in runtimes:
             await r.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -12,9 +11,11 @@ from pathlib import Path
 from aiohttp import web
 
 from edge_worker.app import create_app
+from edge_worker.catalog import ModelFileError
 from edge_worker.config import WorkerConfig
+from edge_worker.gguf import GgufError
+from routing.process import run, run_until_stopped
 from routing.settings import ConfigError, load_settings, read_toml
-from routing.signals import run_until_stopped
 
 
 def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
@@ -26,7 +27,10 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8081)")
     p.add_argument(
-        "--model", dest="models", action="append", metavar="GGUF",
+        "--model",
+        dest="models",
+        action="append",
+        metavar="GGUF",
         help="a GGUF file to serve; repeat for more (default: the bundled SmolLM2-135M-Instruct)",
     )
     p.add_argument("--context-length", type=int, help="context window per model (default: trained, ≤ 8192)")
@@ -65,8 +69,8 @@ def main(argv: list[str] | None = None, prog: str = "infercdn worker") -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(config))
-    except OSError as exc:
+        run(lambda: serve(config))
+    except (OSError, GgufError, ModelFileError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from routing.settings import require
 
@@ -28,6 +29,8 @@ class WorkerConfig:
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "worker.port", f"must be 0-65535, got {self.port}")
+        for model in self.models:
+            require(Path(model).expanduser().is_file(), "worker.models", f"no such model file: {model}")
         require(self.context_length >= 0, "worker.context_length", "must be >= 0")
         require(self.threads >= 0, "worker.threads", "must be >= 0")
         require(self.max_queue >= 0, "worker.max_queue", "must be >= 0")

@@ -16,36 +16,48 @@ class WorkerMetrics:
         r = self.registry
         ProcessCollector(registry=r)
         self.requests = Counter(
-            "infercdn_worker_requests", "Requests answered, by model, endpoint and status.",
-            ["model", "endpoint", "status"], registry=r,
+            "infercdn_worker_requests",
+            "Requests answered, by model, endpoint and status.",
+            ["model", "endpoint", "status"],
+            registry=r,
         )
         self.in_flight = Gauge("infercdn_worker_in_flight", "Generations running now.", ["model"], registry=r)
         self.queue_depth = Gauge(
             "infercdn_worker_queue_depth", "Requests waiting for a generation slot.", ["model"], registry=r
         )
-        self.prompt_tokens = Counter(
-            "infercdn_worker_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r
-        )
+        self.prompt_tokens = Counter("infercdn_worker_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r)
         self.generation_tokens = Counter(
             "infercdn_worker_generation_tokens", "Tokens generated.", ["model"], registry=r
         )
         self.cancelled = Counter(
             "infercdn_worker_generations_cancelled",
-            "Generations stopped early because the client went away.", ["model"], registry=r,
+            "Generations stopped early because the client went away.",
+            ["model"],
+            registry=r,
         )
         self.ttft = Histogram(
-            "infercdn_worker_time_to_first_token_seconds", "Time from admission to first token.",
-            ["model"], buckets=TTFT_BUCKETS, registry=r,
+            "infercdn_worker_time_to_first_token_seconds",
+            "Time from admission to first token.",
+            ["model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
         )
         self.inter_token = Histogram(
-            "infercdn_worker_inter_token_latency_seconds", "Time between streamed tokens.",
-            ["model"], buckets=ITL_BUCKETS, registry=r,
+            "infercdn_worker_inter_token_latency_seconds",
+            "Time between streamed tokens.",
+            ["model"],
+            buckets=ITL_BUCKETS,
+            registry=r,
         )
         self.tokens_per_second = Gauge(
-            "infercdn_worker_generation_tokens_per_second", "Decode speed of the last generation.",
-            ["model"], registry=r,
+            "infercdn_worker_generation_tokens_per_second",
+            "Decode speed of the last generation.",
+            ["model"],
+            registry=r,
         )
         self.model_info = Gauge(
-            "infercdn_worker_model_info", "Loaded models (value 1).",
-            ["model", "quantization", "quantization_class", "runtime", "context_length"], registry=r,
+            "infercdn_worker_model_info",
+            "Loaded models (value 1).",
+            ["model", "quantization", "quantization_class", "runtime", "context_length"],
+            registry=r,
         )

@@ -65,8 +65,13 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
     finally:
         log.info(
             "%s model=%s worker=%s attempts=%d status=%s request_id=%s %.1fms",
-            request.path, generation_request.model, outcome.worker or "-", outcome.attempts,
-            outcome.status or "error", request_id_of(request), (time.perf_counter() - started) * 1000,
+            request.path,
+            generation_request.model,
+            outcome.worker or "-",
+            outcome.attempts,
+            outcome.status or "error",
+            request_id_of(request),
+            (time.perf_counter() - started) * 1000,
         )
 
 

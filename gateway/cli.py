@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig
-from gateway.serve import run, serve
+from gateway.serve import serve
 from gateway.up import WorkerDidNotStart, up
+from routing.process import run
 from routing.settings import ConfigError, load_settings, read_toml
 
 PROG = "infercdn"
@@ -28,21 +29,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="InferCDN: a decentralized inference CDN.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p_up = sub.add_parser("up", help="start a gateway plus one local llama.cpp worker",
-                          description="Start a gateway plus one local llama.cpp worker (the bundled SmolLM2 "
-                          "unless --model is given), answering OpenAI requests.")
+    p_up = sub.add_parser(
+        "up",
+        help="start a gateway plus one local llama.cpp worker",
+        description="Start a gateway plus one local llama.cpp worker (the bundled SmolLM2 "
+        "unless --model is given), answering OpenAI requests.",
+    )
     _common(p_up)
-    p_up.add_argument("--model", dest="models", action="append", metavar="GGUF",
-                      help="a GGUF file for the local worker; repeat for more")
+    p_up.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        metavar="GGUF",
+        help="a GGUF file for the local worker; repeat for more",
+    )
     p_up.add_argument("--worker-port", type=int, default=0, help="the local worker's port (default: a free one)")
-    p_up.add_argument("--worker", dest="workers", action="append", metavar="URL",
-                      help="an extra upstream worker URL; repeat for more")
+    p_up.add_argument(
+        "--worker", dest="workers", action="append", metavar="URL", help="an extra upstream worker URL; repeat for more"
+    )
 
-    p_gw = sub.add_parser("gateway", help="run a gateway in front of workers",
-                          description="Run a gateway that routes OpenAI requests to edge workers.")
+    p_gw = sub.add_parser(
+        "gateway",
+        help="run a gateway in front of workers",
+        description="Run a gateway that routes OpenAI requests to edge workers.",
+    )
     _common(p_gw)
-    p_gw.add_argument("--worker", dest="workers", action="append", metavar="URL",
-                      help="an upstream worker's base URL (e.g. http://127.0.0.1:8081); repeat for more")
+    p_gw.add_argument(
+        "--worker",
+        dest="workers",
+        action="append",
+        metavar="URL",
+        help="an upstream worker's base URL (e.g. http://127.0.0.1:8081); repeat for more",
+    )
     p_gw.add_argument("--max-attempts", type=int, help="workers one request may try (default 3)")
     p_gw.add_argument("--first-byte-timeout-s", type=float, help="seconds to wait for a stream's first byte")
     p_gw.add_argument("--request-timeout-s", type=float, help="seconds a non-streaming request may take")
@@ -67,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     common = {"host": args.host, "port": args.port, "log_level": args.log_level, "workers": args.workers}
     try:
         if args.command == "gateway":
-            flags = {**common, "max_attempts": args.max_attempts,
-                     "first_byte_timeout_s": args.first_byte_timeout_s, "request_timeout_s": args.request_timeout_s}
+            flags = {
+                **common,
+                "max_attempts": args.max_attempts,
+                "first_byte_timeout_s": args.first_byte_timeout_s,
+                "request_timeout_s": args.request_timeout_s,
+            }
             config = gateway_config(args, flags)
         else:
             config = gateway_config(args, common)

@@ -19,13 +19,13 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "x-request-id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 _SANE_ID = re.compile(r"^[\w.:@/+=-]{1,128}$")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
 def request_id_of(request: web.Request) -> str:
-    rid: str = request["request_id"]
-    return rid
+    return request[REQUEST_ID_KEY]
 
 
 def error_response(exc: InferCDNError) -> web.Response:
@@ -36,7 +36,7 @@ def error_response(exc: InferCDNError) -> web.Response:
 async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get(REQUEST_ID, "")
     rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
-    request["request_id"] = rid
+    request[REQUEST_ID_KEY] = rid
     try:
         response = await handler(request)
     except InferCDNError as exc:

@@ -72,7 +72,9 @@ class Proxy:
                 last = failure.error
                 log.info(
                     "attempt %d on %s failed (%s); %s",
-                    outcome.attempts, outcome.worker, failure.error.message,
+                    outcome.attempts,
+                    outcome.worker,
+                    failure.error.message,
                     "trying the next worker" if outcome.attempts < len(plan) else "no workers left",
                 )
             finally:
@@ -97,7 +99,9 @@ class Proxy:
             async with asyncio.timeout(t.first_byte_s if stream else t.request_s):
                 upstream = await self._session.post(url, data=body, headers=headers, timeout=timeout)
         except TimeoutError:
-            raise _RetryableFailure(UpstreamTimeout(f"worker {candidate.state.worker.id} sent nothing in time")) from None
+            raise _RetryableFailure(
+                UpstreamTimeout(f"worker {candidate.state.worker.id} sent nothing in time")
+            ) from None
         except aiohttp.ClientError as exc:
             if isinstance(exc, aiohttp.ClientConnectorError):
                 candidate.state.healthy = False  # until discovery reaches it again

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Any
 
 from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from routing.signals import run_until_stopped
+from routing.process import run_until_stopped
 
 log = logging.getLogger("gateway")
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is a dependency, except on Windows
-    uvloop = None
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    """asyncio.run, on uvloop where it is installed (faster sockets)."""
-    if uvloop is not None:
-        uvloop.run(main())
-    else:  # pragma: no cover
-        asyncio.run(main())
 
 
 async def serve(config: GatewayConfig, *, until: Awaitable[object] | None = None, banner: str = "") -> None:
@@ -36,8 +24,8 @@ async def serve(config: GatewayConfig, *, until: Awaitable[object] | None = None
         log.info("gateway ready on http://%s:%d", config.host, config.port)
         if banner:
             print(banner, flush=True)
-        stop = asyncio.ensure_future(run_until_stopped())
-        waiters: set[asyncio.Future[object]] = {stop}
+        stop: asyncio.Future[Any] = asyncio.ensure_future(run_until_stopped())
+        waiters: set[asyncio.Future[Any]] = {stop}
         if until is not None:
             waiters.add(asyncio.ensure_future(until))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

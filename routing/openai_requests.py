@@ -161,11 +161,7 @@ def _parse_stop(raw: Any) -> tuple[str, ...]:
         return ()
     if isinstance(raw, str):
         raw = [raw]
-    if (
-        not isinstance(raw, list)
-        or len(raw) > MAX_STOP_SEQUENCES
-        or not all(isinstance(s, str) and s for s in raw)
-    ):
+    if not isinstance(raw, list) or len(raw) > MAX_STOP_SEQUENCES or not all(isinstance(s, str) and s for s in raw):
         raise InvalidRequest(
             f"'stop' must be a non-empty string or an array of at most {MAX_STOP_SEQUENCES} of them.",
             param="stop",

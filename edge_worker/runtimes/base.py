@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +31,7 @@ class Generation(Protocol):
 
     prompt_tokens: int
 
-    def events(self) -> AsyncIterator[GenerationEvent]: ...
+    def events(self) -> AsyncGenerator[GenerationEvent, None]: ...
 
 
 class ModelRuntime(Protocol):

@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ class LlamaCppGeneration:
         self._max_tokens = max_tokens
         self.prompt_tokens = len(prompt_tokens)
 
-    async def events(self) -> AsyncIterator[GenerationEvent]:
+    async def events(self) -> AsyncGenerator[GenerationEvent, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
         cancel = threading.Event()
@@ -137,7 +137,8 @@ class LlamaCppModel:
         if request.messages is not None:
             if self._formatter is None:
                 raise InferCDNError(f"The model '{self.offer.model}' has no chat template; use /v1/completions.")
-            formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in request.messages])
+            messages: Any = [{"role": m.role, "content": m.content} for m in request.messages]
+            formatted = self._formatter(messages=messages)
             tokens: list[int] = self._llm.tokenize(
                 formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
             )

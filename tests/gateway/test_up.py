@@ -1,0 +1,50 @@
+"""``infercdn up``, the README's first command, end to end."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import openai
+
+from tests.conftest import MODEL
+from tests.servers import free_port
+
+
+def test_up_serves_openai_requests_and_stops_cleanly_on_ctrl_c() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "up", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, "infercdn up exited early:\n" + "".join(lines)
+            lines.append(line)
+            if "Press Ctrl-C to stop" in line:
+                break
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{port}/v1" in output
+        assert "loading model 1/1" in output  # loading progress is shown
+        assert f'"model": "{MODEL}"' in output  # a ready-to-paste example
+
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        reply = client.completions.create(model=MODEL, prompt="The capital of France is", temperature=0, max_tokens=2)
+        assert "Paris" in reply.choices[0].text
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    rest = process.stdout.read()
+    assert "Traceback" not in "".join(lines) + rest

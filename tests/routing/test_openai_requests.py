@@ -1,0 +1,81 @@
+import pytest
+
+from routing.errors import InvalidRequest
+from routing.openai_requests import decode_json_object, parse_chat_request, parse_completion_request
+
+BASE = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_chat_request_is_parsed_into_typed_fields() -> None:
+    r = parse_chat_request(
+        {
+            **BASE,
+            "temperature": 0,
+            "top_p": 0.5,
+            "max_tokens": 7,
+            "stop": "END",
+            "seed": 3,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    assert r.is_chat and r.stream and r.include_usage
+    assert r.sampling.temperature == 0.0 and r.sampling.top_p == 0.5
+    assert r.sampling.max_tokens == 7 and r.sampling.stop == ("END",) and r.sampling.seed == 3
+
+
+def test_text_parts_and_developer_role_are_accepted() -> None:
+    r = parse_chat_request(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+            ],
+        }
+    )
+    assert r.messages is not None
+    assert (r.messages[0].role, r.messages[0].content) == ("system", "ab")
+
+
+def test_max_completion_tokens_wins_over_max_tokens() -> None:
+    assert parse_chat_request({**BASE, "max_completion_tokens": 5, "max_tokens": 9}).sampling.max_tokens == 5
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"model": ""}, "model"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"n": 3}, "n"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": [""]}, "stop"),
+        ({"stream_options": {"include_usage": "yes"}}, "stream_options"),
+    ],
+)
+def test_bad_fields_name_their_param(patch: dict[str, object], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request({**BASE, **patch})
+    assert caught.value.param == param
+    assert caught.value.status == 400
+
+
+def test_completion_prompt_may_be_a_one_item_list() -> None:
+    assert parse_completion_request({"model": "m", "prompt": ["x"]}).prompt == "x"
+    with pytest.raises(InvalidRequest):
+        parse_completion_request({"model": "m", "prompt": ["x", "y"]})
+    with pytest.raises(InvalidRequest) as caught:
+        parse_completion_request({"model": "m"})
+    assert caught.value.param == "prompt"
+
+
+def test_body_must_be_a_json_object() -> None:
+    assert decode_json_object(b'{"a": 1}') == {"a": 1}
+    for bad in (b"", b"nope", b"[1]", b"\xff\xfe"):
+        with pytest.raises(InvalidRequest):
+            decode_json_object(bad)
