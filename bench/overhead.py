@@ -1,0 +1,186 @@
+"""What the gateway adds: the same requests direct, through a bare
+pass-through, and through the InferCDN gateway, interleaved in one run.
+
+    python -m bench.overhead [--quick]
+
+(a) an instant stand-in upstream: latency at concurrency 1 (non-streaming
+and a 64-chunk stream) and requests/s at concurrency 32;
+(b) the real llama.cpp worker: streamed tokens/s direct vs through the gateway.
+Prints medians, p99s and ratios; quote ratios, these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import Server, free_port, running  # noqa: E402
+
+MODEL = "bench-model"
+CHAT = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
+CHAT_STREAM = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+
+@contextmanager
+def script(name: str, *args: str) -> Iterator[Server]:
+    """Run a bench/ script as its own process (``python bench/NAME.py PORT args``)."""
+    import subprocess
+
+    port = free_port()
+    env_path = f"{ROOT}"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / f"{name}.py"), str(port), *args],
+        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+    )
+    server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=Path("/dev/null"))
+    try:
+        deadline = time.monotonic() + 30
+        import urllib.request
+
+        while True:
+            try:
+                urllib.request.urlopen(f"{server.url}/health", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+    started = time.perf_counter()
+    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+        await resp.read()
+        assert resp.status == 200, resp.status
+    return time.perf_counter() - started
+
+
+async def latencies(targets: dict[str, str], path: str, body: bytes, rounds: int) -> dict[str, list[float]]:
+    """Sequential requests (concurrency 1), interleaved across targets."""
+    out: dict[str, list[float]] = {name: [] for name in targets}
+    async with aiohttp.ClientSession() as session:
+        for url in targets.values():  # warm the connections
+            for _ in range(20):
+                await one(session, url + path, body)
+        for _ in range(rounds):
+            for name, url in targets.items():
+                out[name].append(await one(session, url + path, body))
+    return out
+
+
+async def throughput(url: str, body: bytes, concurrency: int, seconds: float) -> float:
+    count = 0
+    deadline = time.perf_counter() + seconds
+
+    async def loop(session: aiohttp.ClientSession) -> None:
+        nonlocal count
+        while time.perf_counter() < deadline:
+            await one(session, url, body)
+            count += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(session) for _ in range(concurrency)))
+        return count / (time.perf_counter() - started)
+
+
+async def stream_tokens_per_s(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
+    started = time.perf_counter()
+    tokens = 0
+    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+        async for line in resp.content:
+            if line.startswith(b"data: {") and b'"text":"' in line and b'"text":""' not in line:
+                tokens += 1
+    return tokens / (time.perf_counter() - started)
+
+
+def ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+async def standin_part(targets: dict[str, str], rounds: int, seconds: float) -> str:
+    rows = [["measure", "direct", "bare pass-through", "gateway", "gateway added", "gateway / bare"]]
+    for label, body in (("non-streaming", CHAT), ("64-chunk stream", CHAT_STREAM)):
+        lat = await latencies(targets, "/v1/chat/completions", body, rounds)
+        for stat, q in (("median", 0.5), ("p99", 0.99)):
+            d, b, g = (ms(lat[n], q) for n in ("direct", "bare", "gateway"))
+            rows.append([f"{label} c=1 {stat} ms", f"{d:.3f}", f"{b:.3f}", f"{g:.3f}", f"{g - d:+.3f}", f"{g / b:.2f}"])
+    rps: dict[str, list[float]] = {n: [] for n in targets}
+    for _ in range(3):  # interleaved repeats, median taken
+        for name, url in targets.items():
+            rps[name].append(await throughput(url + "/v1/chat/completions", CHAT, 32, seconds))
+    d, b, g = (statistics.median(rps[n]) for n in ("direct", "bare", "gateway"))
+    rows.append(["non-streaming c=32 req/s", f"{d:.0f}", f"{b:.0f}", f"{g:.0f}", "", f"{g / b:.2f}"])
+    return table(rows)
+
+
+async def worker_part(direct: str, gateway: str, repeats: int) -> str:
+    body = json.dumps(
+        {
+            "model": "smollm2-135m-instruct",
+            "prompt": "1, 2, 3, 4, 5, 6, 7,",
+            "temperature": 0,
+            "max_tokens": 128,
+            "stream": True,
+        }
+    ).encode()
+    results: dict[str, list[float]] = {"direct": [], "gateway": []}
+    async with aiohttp.ClientSession() as session:
+        await stream_tokens_per_s(session, direct + "/v1/completions", body)  # warm-up
+        for _ in range(repeats):
+            results["direct"].append(await stream_tokens_per_s(session, direct + "/v1/completions", body))
+            results["gateway"].append(await stream_tokens_per_s(session, gateway + "/v1/completions", body))
+    d, g = statistics.median(results["direct"]), statistics.median(results["gateway"])
+    return table(
+        [
+            ["real llama.cpp worker", "direct", "gateway", "gateway / direct"],
+            ["streamed tokens/s (median)", f"{d:.1f}", f"{g:.1f}", f"{g / d:.3f}"],
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    args = parser.parse_args()
+    rounds, seconds, repeats = (200, 1.0, 2) if args.quick else (2000, 4.0, 7)
+    with ExitStack() as stack:
+        upstream = stack.enter_context(script("standin_upstream"))
+        bare = stack.enter_context(script("bare_passthrough", upstream.url))
+        gw = stack.enter_context(running("gateway", "gateway", "--worker", upstream.url, "--log-level", "warning"))
+        targets = {"direct": upstream.url, "bare": bare.url, "gateway": gw.url}
+        print("## (a) instant stand-in upstream\n")
+        print(asyncio.run(standin_part(targets, rounds, seconds)), flush=True)
+    with ExitStack() as stack:
+        worker = stack.enter_context(running("edge_worker", "--log-level", "warning"))
+        gw = stack.enter_context(running("gateway", "gateway", "--worker", worker.url, "--log-level", "warning"))
+        print("\n## (b) real llama.cpp worker (SmolLM2-135M Q4_1)\n")
+        print(asyncio.run(worker_part(worker.url, gw.url, repeats)))
+
+
+if __name__ == "__main__":
+    main()
