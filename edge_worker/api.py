@@ -123,6 +123,7 @@ async def _complete(runtime: ModelRuntime, request: GenerationRequest, metrics: 
                 body = ResponseShaper(request, runtime.offer.model).complete("".join(parts), event)
                 return web.json_response(body)
     finally:
+        generation.cancel()
         await events.aclose()
     raise InferCDNError("generation ended without finishing")
 
@@ -158,6 +159,7 @@ async def _stream(
         # Mid-stream: the status is already sent; end the stream with an error event.
         await response.write(sse(exc.body()) + DONE)
     finally:
+        generation.cancel()
         await events.aclose()
     await response.write_eof()
     return response

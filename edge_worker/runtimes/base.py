@@ -31,6 +31,8 @@ class Generation(Protocol):
 
     prompt_tokens: int
 
+    def cancel(self) -> None: ...
+
     def events(self) -> AsyncGenerator[GenerationEvent, None]: ...
 
 

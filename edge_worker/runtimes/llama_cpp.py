@@ -49,39 +49,41 @@ def load_llama(path: Path, *, context_length: int, threads: int, max_context: in
 
 
 class LlamaCppGeneration:
-    """One admitted generation; ``events()`` runs it on the model's thread."""
+    """One admitted generation, already running on the model's thread.
+
+    It starts the moment it is admitted, so the admission slot is always
+    handed back when the thread finishes, even if nobody reads the events.
+    """
 
     def __init__(self, model: LlamaCppModel, prompt_tokens: list[int], sampling: Sampling, max_tokens: int):
-        self._model = model
-        self._prompt = prompt_tokens
-        self._sampling = sampling
-        self._max_tokens = max_tokens
-        self.prompt_tokens = len(prompt_tokens)
-
-    async def events(self) -> AsyncGenerator[GenerationEvent, None]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
-        cancel = threading.Event()
+        self.prompt_tokens = len(prompt_tokens)
+        self._queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        self._cancel = threading.Event()
 
         def emit(item: GenerationEvent | BaseException) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
-        job = self._model.run_in_thread(
-            lambda: self._model.generate_blocking(self._prompt, self._sampling, self._max_tokens, cancel, emit)
+        self._job = model.run_in_thread(
+            lambda: model.generate_blocking(prompt_tokens, sampling, max_tokens, self._cancel, emit)
         )
+
+    def cancel(self) -> None:
+        """Stop at the next token (idempotent)."""
+        self._cancel.set()
+
+    async def events(self) -> AsyncGenerator[GenerationEvent, None]:
         try:
             while True:
-                item = await queue.get()
+                item = await self._queue.get()
                 if isinstance(item, BaseException):
                     raise item
                 yield item
                 if isinstance(item, Finished):
                     return
         finally:
-            # Whether we finished, failed or the consumer went away: stop the
-            # thread at its next token. The slot is freed when the job ends.
-            cancel.set()
-            del job
+            # Finished, failed or the consumer went away: stop the thread.
+            self.cancel()
 
 
 class LlamaCppModel:
