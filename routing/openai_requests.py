@@ -8,12 +8,29 @@ kept out of the record but pass through the gateway untouched.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from routing.errors import InvalidRequest
 
 MAX_STOP_SEQUENCES = 4
+
+# Fields we cannot honour yet. Ignoring them would hand back an answer the
+# client did not ask for (plain text instead of a tool call, no logprobs), so
+# they are refused by name; the value each may safely have is allowed.
+_UNSUPPORTED: dict[str, object] = {
+    "tools": None,
+    "tool_choice": None,
+    "functions": None,
+    "function_call": None,
+    "logprobs": False,
+    "top_logprobs": None,
+    "logit_bias": None,
+    "response_format": None,
+    "best_of": 1,
+    "echo": False,
+    "suffix": None,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +46,8 @@ class Sampling:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    logit_bias: dict[int, float] = field(default_factory=dict)
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +129,10 @@ def _text_of_parts(parts: list[Any], where: str) -> str:
 def _parse_common(
     obj: dict[str, Any], *, messages: tuple[ChatMessage, ...] | None = None, prompt: str | None = None
 ) -> GenerationRequest:
+    for key, harmless in _UNSUPPORTED.items():
+        value = obj.get(key)
+        if value is not None and value != harmless and value not in ({}, []) and not _is_plain_text(key, value):
+            raise InvalidRequest(f"'{key}' is not supported by InferCDN yet.", param=key, code="unsupported_parameter")
     model = obj.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("Missing required parameter: 'model' (a non-empty string).", param="model")
@@ -152,8 +174,20 @@ def _parse_sampling(obj: dict[str, Any]) -> Sampling:
         top_p=top_p,
         stop=_parse_stop(obj.get("stop")),
         seed=_optional(obj, "seed", int, None),
-        logit_bias=_parse_logit_bias(obj.get("logit_bias")),
+        frequency_penalty=_penalty(obj, "frequency_penalty"),
+        presence_penalty=_penalty(obj, "presence_penalty"),
     )
+
+
+def _penalty(obj: dict[str, Any], key: str) -> float:
+    value = float(_optional(obj, key, float, 0.0))
+    if not -2.0 <= value <= 2.0:
+        raise InvalidRequest(f"'{key}' must be between -2 and 2.", param=key)
+    return value
+
+
+def _is_plain_text(key: str, value: Any) -> bool:
+    return key == "response_format" and isinstance(value, dict) and value.get("type") == "text"
 
 
 def _parse_stop(raw: Any) -> tuple[str, ...]:
@@ -167,23 +201,6 @@ def _parse_stop(raw: Any) -> tuple[str, ...]:
             param="stop",
         )
     return tuple(raw)
-
-
-def _parse_logit_bias(raw: Any) -> dict[int, float]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InvalidRequest("'logit_bias' must be an object of token id → bias.", param="logit_bias")
-    bias: dict[int, float] = {}
-    for key, value in raw.items():
-        try:
-            token = int(key)
-        except (TypeError, ValueError):
-            raise InvalidRequest(f"'logit_bias' key {key!r} is not a token id.", param="logit_bias") from None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not -100 <= value <= 100:
-            raise InvalidRequest("'logit_bias' values must be numbers between -100 and 100.", param="logit_bias")
-        bias[token] = float(value)
-    return bias
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", dict: "an object"}

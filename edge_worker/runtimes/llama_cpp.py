@@ -199,6 +199,8 @@ class LlamaCppModel:
             top_k=0,
             min_p=0.0,
             repeat_penalty=1.0,
+            frequency_penalty=sampling.frequency_penalty,
+            presence_penalty=sampling.presence_penalty,
         )
         for token in tokens:
             if cancel.is_set():

@@ -121,3 +121,25 @@ def test_prompt_beyond_context_is_a_bad_request(gateway: Server) -> None:
         client(gateway).completions.create(model=MODEL, prompt="hello", max_tokens=9000)
     assert caught.value.code == "context_length_exceeded"
     assert "8192" in caught.value.message
+
+
+def test_seed_makes_sampling_repeatable(gateway: Server) -> None:
+    c = client(gateway)
+
+    def sample(seed: int) -> str:
+        result = c.completions.create(model=MODEL, prompt="Once upon a time", temperature=1.0, max_tokens=12, seed=seed)
+        return result.choices[0].text
+
+    assert sample(11) == sample(11)
+    assert len({sample(s) for s in (1, 2, 3, 4)}) > 1  # and it does sample
+
+
+def test_unsupported_features_are_refused_not_ignored(gateway: Server) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+        )
+    assert caught.value.param == "tools"
+    assert caught.value.code == "unsupported_parameter"

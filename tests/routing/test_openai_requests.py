@@ -56,6 +56,10 @@ def test_max_completion_tokens_wins_over_max_tokens() -> None:
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"stop": [""]}, "stop"),
         ({"stream_options": {"include_usage": "yes"}}, "stream_options"),
+        ({"frequency_penalty": 3}, "frequency_penalty"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"logprobs": True}, "logprobs"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
     ],
 )
 def test_bad_fields_name_their_param(patch: dict[str, object], param: str) -> None:
@@ -79,3 +83,8 @@ def test_body_must_be_a_json_object() -> None:
     for bad in (b"", b"nope", b"[1]", b"\xff\xfe"):
         with pytest.raises(InvalidRequest):
             decode_json_object(bad)
+
+
+def test_harmless_values_of_unsupported_fields_pass() -> None:
+    r = parse_chat_request({**BASE, "logprobs": False, "tools": [], "response_format": {"type": "text"}, "user": "u"})
+    assert r.model == "m"
