@@ -15,7 +15,7 @@ from edge_worker.catalog import ModelFileError
 from edge_worker.config import WorkerConfig
 from edge_worker.gguf import GgufError
 from routing.process import run, run_until_stopped
-from routing.settings import ConfigError, load_settings, read_toml
+from routing.settings import ConfigError, load_process_settings
 
 
 def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
@@ -42,10 +42,8 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> WorkerConfig:
-    path = args.config or (Path(os.environ["INFERCDN_CONFIG"]) if os.environ.get("INFERCDN_CONFIG") else None)
-    toml = read_toml(path) if path else {}
     flags = {k: v for k, v in vars(args).items() if k != "config"}
-    return load_settings(WorkerConfig, section="worker", toml=toml, env=os.environ, flags=flags)
+    return load_process_settings(WorkerConfig, section="worker", config_file=args.config, env=os.environ, flags=flags)
 
 
 async def serve(config: WorkerConfig) -> None:

@@ -13,7 +13,7 @@ from gateway.config import GatewayConfig
 from gateway.serve import serve
 from gateway.up import WorkerDidNotStart, up
 from routing.process import run
-from routing.settings import ConfigError, load_settings, read_toml
+from routing.settings import ConfigError, load_process_settings
 
 PROG = "infercdn"
 
@@ -70,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def gateway_config(args: argparse.Namespace, flags: dict[str, Any]) -> GatewayConfig:
-    path = args.config or (Path(os.environ["INFERCDN_CONFIG"]) if os.environ.get("INFERCDN_CONFIG") else None)
-    toml = read_toml(path) if path else {}
-    return load_settings(GatewayConfig, section="gateway", toml=toml, env=os.environ, flags=flags)
+    return load_process_settings(GatewayConfig, section="gateway", config_file=args.config, env=os.environ, flags=flags)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,3 +132,11 @@ def require(condition: bool, key: str, message: str) -> None:
     """For a config's ``check()``: raise ConfigError naming ``key`` unless ``condition``."""
     if not condition:
         raise ConfigError(f"{key}: {message}")
+
+
+def load_process_settings(
+    cls: type[T], *, section: str, config_file: Path | None, env: Mapping[str, str], flags: Mapping[str, Any]
+) -> T:
+    """The usual sources for a process: ``--config`` (else ``$INFERCDN_CONFIG``), env, flags."""
+    path = config_file or (Path(env["INFERCDN_CONFIG"]) if env.get("INFERCDN_CONFIG") else None)
+    return load_settings(cls, section=section, toml=read_toml(path) if path else {}, env=env, flags=flags)

@@ -60,3 +60,13 @@ def test_missing_model_file_fails_clearly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "fake.gguf" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_file_from_env_var_is_read(tmp_path: Path) -> None:
+    import os
+
+    config = tmp_path / "infercdn.toml"
+    config.write_text("[gateway]\nmax_attempts = 0\n")
+    result = infercdn("gateway", env={**os.environ, "INFERCDN_CONFIG": str(config)})
+    assert result.returncode == 2
+    assert "gateway.max_attempts" in result.stderr
