@@ -16,16 +16,20 @@ from gateway.proxy import Outcome, Proxy
 from gateway.static_workers import StaticWorkers
 from routing.balancer import attempt_plan
 from routing.errors import ModelNotFound, NoSuitableWorker
-from routing.fleet import Fleet
+from routing.fleet import Candidate, Fleet
 from routing.openai_requests import (
     GenerationRequest,
     decode_json_object,
     parse_chat_request,
     parse_completion_request,
 )
+from routing.suitability import Requirements, forwarded_body, requirements_of
 from routing.wire import quantization_to_json
 
 log = logging.getLogger("gateway.requests")
+
+# A client's preferred region, as a header (or "region" in the body).
+REGION_HEADER = "x-infercdn-region"
 
 
 @dataclass(slots=True)
@@ -54,13 +58,20 @@ async def completions(request: web.Request) -> web.StreamResponse:
 async def _route(request: web.Request, parse: Callable[[dict[str, Any]], GenerationRequest]) -> web.StreamResponse:
     state = request.app[STATE]
     started = time.perf_counter()
-    body = await request.read()
-    generation_request = parse(decode_json_object(body))
+    raw = await request.read()
+    body = decode_json_object(raw)
+    generation_request = parse(body)
+    requirements = requirements_of(body, generation_request, request.headers.get(REGION_HEADER, ""))
     outcome = Outcome()
     try:
-        plan = _plan(state, generation_request.model)
+        plan = _plan(state, requirements)
         return await state.proxy.forward(
-            request, plan, body, stream=generation_request.stream, request_id=request_id_of(request), outcome=outcome
+            request,
+            plan,
+            lambda candidate: forwarded_body(raw, body, requirements, candidate),
+            stream=generation_request.stream,
+            request_id=request_id_of(request),
+            outcome=outcome,
         )
     finally:
         log.info(
@@ -75,9 +86,10 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
         )
 
 
-def _plan(state: GatewayState, model: str) -> list[Any]:
+def _plan(state: GatewayState, requirements: Requirements) -> list[Candidate]:
+    model = requirements.model
     try:
-        return attempt_plan(state.fleet, model, rng=state.rng, max_attempts=state.max_attempts)
+        return attempt_plan(state.fleet, requirements, rng=state.rng, max_attempts=state.max_attempts)
     except ModelNotFound:
         unreached = len(state.static_workers.unreached)
         if unreached:

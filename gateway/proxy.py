@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -55,7 +56,7 @@ class Proxy:
         self,
         request: web.Request,
         plan: list[Candidate],
-        body: bytes,
+        body_for: Callable[[Candidate], bytes],
         *,
         stream: bool,
         request_id: str,
@@ -67,7 +68,7 @@ class Proxy:
             outcome.worker = candidate.state.worker.id
             candidate.state.in_flight += 1
             try:
-                return await self._attempt(request, candidate, body, stream, request_id, outcome)
+                return await self._attempt(request, candidate, body_for(candidate), stream, request_id, outcome)
             except _RetryableFailure as failure:
                 last = failure.error
                 log.info(

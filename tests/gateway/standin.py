@@ -30,6 +30,7 @@ async def answer_ok(request: web.Request) -> web.StreamResponse:
 @dataclass
 class StandIn:
     behaviour: Behaviour = answer_ok
+    offer: ModelOffer = OFFER
     hits: int = 0
     seen_headers: list[CIMultiDict[str]] = field(default_factory=list)
     seen_bodies: list[bytes] = field(default_factory=list)
@@ -44,7 +45,7 @@ class StandIn:
         app = web.Application()
 
         async def models(request: web.Request) -> web.Response:
-            return web.json_response({"object": "list", "data": [offer_to_json(OFFER, 0)]})
+            return web.json_response({"object": "list", "data": [offer_to_json(self.offer, 0)]})
 
         async def generate(request: web.Request) -> web.StreamResponse:
             self.hits += 1

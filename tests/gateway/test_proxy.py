@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -13,8 +15,10 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from routing.quantization import Quantization
 from tests.gateway.standin import (
     MODEL,
+    OFFER,
     OK_BODY,
     StandIn,
     answer_500,
@@ -235,3 +239,25 @@ async def test_models_are_deduplicated_across_workers(standins, gateways, sessio
     assert [m["id"] for m in data] == [MODEL]
     assert data[0]["quantizations"] == [{"label": "Q8_0", "bits": 8.0, "class": "int8"}]
     assert data[0]["workers"] == 2
+
+
+async def test_quantization_constraints_route_and_are_stripped(standins, gateways, session) -> None:  # type: ignore[no-untyped-def]
+    q8 = await start_standin(standins)  # the stand-in's default offer is Q8_0
+    q4 = await start_standin(standins, offer=replace(OFFER, quantization=Quantization("Q4_K_M", 4, "int4")))
+    gw = await start_gateway(gateways, q8.url, q4.url)
+    for _ in range(4):
+        async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "quantizations": ["int4"]}) as resp:
+            assert resp.status == 200
+            assert resp.headers["x-infercdn-worker"] == q4.url
+        async with session.post(
+            f"{gw}/v1/chat/completions", json={**CHAT, "model": f"{MODEL}:Q8_0"}, headers={"x-infercdn-region": "eu"}
+        ) as resp:
+            assert resp.headers["x-infercdn-worker"] == q8.url
+    assert q4.hits == q8.hits == 4
+    assert all(b"quantizations" not in body for body in q4.seen_bodies)
+    assert all(json.loads(body)["model"] == f"{MODEL}:Q8_0" for body in q8.seen_bodies)
+    async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "quantizations": ["fp16"]}) as resp:
+        assert resp.status == 503
+        error = (await resp.json())["error"]
+    assert error["code"] == "no_suitable_quantization"
+    assert "Q4_K_M" in error["message"] and "Q8_0" in error["message"]

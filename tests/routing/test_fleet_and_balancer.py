@@ -6,6 +6,7 @@ from routing.balancer import attempt_plan
 from routing.errors import ModelNotFound, NoSuitableWorker
 from routing.fleet import Fleet, ModelOffer, Worker
 from routing.quantization import Quantization
+from routing.suitability import Requirements
 
 Q4 = Quantization("Q4_K_M", 4, "int4")
 Q8 = Quantization("Q8_0", 8, "int8")
@@ -40,15 +41,25 @@ def test_plan_prefers_fewest_in_flight_and_skips_unhealthy() -> None:
     for name, busy in (("a", 2), ("b", 0), ("c", 1)):
         fleet.upsert(Worker(name, f"http://{name}"), (offer("m"),)).in_flight = busy
     fleet.upsert(Worker("sick", "http://sick"), (offer("m"),)).healthy = False
-    plan = attempt_plan(fleet, "m", rng=random.Random(1), max_attempts=5)
+    plan = attempt_plan(fleet, Requirements("m"), rng=random.Random(1), max_attempts=5)
     assert [c.state.worker.id for c in plan] == ["b", "c", "a"]
-    assert len(attempt_plan(fleet, "m", rng=random.Random(1), max_attempts=2)) == 2
+    assert len(attempt_plan(fleet, Requirements("m"), rng=random.Random(1), max_attempts=2)) == 2
 
 
 def test_plan_errors_say_what_is_missing() -> None:
     fleet = Fleet()
     with pytest.raises(ModelNotFound):
-        attempt_plan(fleet, "m", rng=random.Random(), max_attempts=3)
+        attempt_plan(fleet, Requirements("m"), rng=random.Random(), max_attempts=3)
     fleet.upsert(Worker("a", "http://a"), (offer("m"),)).healthy = False
     with pytest.raises(NoSuitableWorker, match="unhealthy"):
-        attempt_plan(fleet, "m", rng=random.Random(), max_attempts=3)
+        attempt_plan(fleet, Requirements("m"), rng=random.Random(), max_attempts=3)
+
+
+def test_plan_prefers_the_requested_region() -> None:
+    fleet = Fleet()
+    fleet.upsert(Worker("near", "http://near", region="eu"), (offer("m"),)).in_flight = 5
+    fleet.upsert(Worker("far", "http://far", region="us"), (offer("m"),))
+    plan = attempt_plan(fleet, Requirements("m", region="eu"), rng=random.Random(3), max_attempts=2)
+    assert [c.state.worker.id for c in plan] == ["near", "far"]
+    plan = attempt_plan(fleet, Requirements("m"), rng=random.Random(3), max_attempts=2)
+    assert [c.state.worker.id for c in plan] == ["far", "near"]

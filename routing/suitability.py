@@ -1,0 +1,113 @@
+"""Suitability: which offers can serve a request at all.
+
+A request fits an offer when the model id (or alias) matches, the
+quantization satisfies the client's constraints (a ``model:LABEL`` suffix
+and/or a ``quantizations`` list of classes or labels, as OpenRouter's filter),
+and the context holds the prompt plus ``max_tokens``. Region is a preference,
+never a filter. When nothing fits, the error says which constraint failed:
+503 for a quantization no worker offers now (one may join), 400
+``context_length_exceeded`` for a request larger than every offer's context.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from routing.errors import ContextLengthExceeded, InvalidRequest, NoSuitableWorker
+from routing.fleet import Candidate
+from routing.openai_requests import GenerationRequest
+
+# Fields that steer routing and mean nothing to a worker: stripped before forwarding.
+ROUTING_FIELDS = ("quantizations", "region")
+
+# A deliberately low token estimate (≈ 4 characters a token in English, fewer
+# elsewhere): the worker enforces the exact limit, so the gateway only rules
+# out workers that certainly cannot fit, never one that might.
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    model: str  # the id or alias, without a ":QUANT" suffix
+    suffix: str = ""  # the ":QUANT" suffix (a label or class); empty = any
+    quantizations: tuple[str, ...] = ()  # any of these classes or labels; empty = any
+    min_context: int = 0  # estimated prompt tokens + max_tokens
+    region: str = ""  # preferred region; empty = no preference
+
+
+def requirements_of(body: dict[str, Any], request: GenerationRequest, region_header: str = "") -> Requirements:
+    model, _, suffix = request.model.partition(":")
+    region = body.get("region", region_header) or ""
+    if not isinstance(region, str):
+        raise InvalidRequest("'region' must be a string.", param="region")
+    return Requirements(
+        model=model,
+        suffix=suffix,
+        quantizations=_quantizations(body.get("quantizations")),
+        min_context=estimate_prompt_tokens(request) + (request.sampling.max_tokens or 1),
+        region=region,
+    )
+
+
+def estimate_prompt_tokens(request: GenerationRequest) -> int:
+    texts = [m.content for m in request.messages] if request.messages is not None else [request.prompt or ""]
+    return sum(len(t) for t in texts) // CHARS_PER_TOKEN
+
+
+def suitable(candidates: Sequence[Candidate], req: Requirements) -> list[Candidate]:
+    """The candidates that fit; NoSuitableWorker naming the failed constraint if none does."""
+    fit_quant = [c for c in candidates if _quant_fits(c, req)]
+    if not fit_quant:
+        have = sorted({c.offer.quantization.label for c in candidates})
+        wanted = " and ".join(filter(None, [req.suffix, " or ".join(req.quantizations)]))
+        raise NoSuitableWorker(
+            f"No worker serves '{req.model}' at quantization {wanted} (available: {', '.join(have)}).",
+            code="no_suitable_quantization",
+        )
+    fit_context = [c for c in fit_quant if c.offer.context_length >= req.min_context]
+    if not fit_context:
+        # Certain, not transient (the estimate is a lower bound): a client
+        # error, as OpenAI reports it, rather than a 503 inviting retries.
+        largest = max(c.offer.context_length for c in fit_quant)
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {largest} tokens, and this request needs at least "
+            f"{req.min_context} (prompt + max_tokens). Please reduce the length of the prompt or the completion.",
+            param="max_tokens",
+        )
+    return fit_context
+
+
+def _quant_fits(candidate: Candidate, req: Requirements) -> bool:
+    q = candidate.offer.quantization
+    return (not req.suffix or q.matches(req.suffix)) and (
+        not req.quantizations or any(q.matches(w) for w in req.quantizations)
+    )
+
+
+def forwarded_body(raw: bytes, body: dict[str, Any], req: Requirements, candidate: Candidate) -> bytes:
+    """What the chosen worker receives: the client's bytes, unless they must change.
+
+    Routing-only fields are dropped, and where the worker holds the model at
+    more than one quantization (or the client named one), ``model`` names the
+    chosen offer exactly (``id:LABEL``) so the worker serves that file.
+    """
+    offer = candidate.offer
+    siblings = sum(1 for o in candidate.state.offers if o.model == offer.model)
+    pin = bool(req.suffix) or siblings > 1
+    if not pin and not any(f in body for f in ROUTING_FIELDS):
+        return raw
+    out = {k: v for k, v in body.items() if k not in ROUTING_FIELDS}
+    if pin:
+        out["model"] = f"{offer.model}:{offer.quantization.label}"
+    return json.dumps(out, ensure_ascii=False).encode()
+
+
+def _quantizations(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(q, str) and q for q in raw):
+        raise InvalidRequest("'quantizations' must be an array of strings.", param="quantizations")
+    return tuple(raw)
