@@ -12,6 +12,7 @@ import contextlib
 import socket
 import sys
 import time
+from dataclasses import replace
 
 import aiohttp
 
@@ -92,6 +93,4 @@ async def up(gateway: GatewayConfig, worker_args: list[str], worker_port: int) -
 
 
 def _with_worker(config: GatewayConfig, url: str) -> GatewayConfig:
-    from dataclasses import replace
-
     return replace(config, workers=(*config.workers, url))
