@@ -15,8 +15,10 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -36,19 +38,14 @@ CHAT_STREAM = json.dumps({"model": MODEL, "messages": [{"role": "user", "content
 @contextmanager
 def script(name: str, *args: str) -> Iterator[Server]:
     """Run a bench/ script as its own process (``python bench/NAME.py PORT args``)."""
-    import subprocess
-
     port = free_port()
-    env_path = f"{ROOT}"
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / f"{name}.py"), str(port), *args],
-        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=Path("/dev/null"))
     try:
         deadline = time.monotonic() + 30
-        import urllib.request
-
         while True:
             try:
                 urllib.request.urlopen(f"{server.url}/health", timeout=1).close()

@@ -78,11 +78,3 @@ def from_gguf_file_type(file_type: int) -> Quantization:
         return Quantization(label=f"GGUF_TYPE_{file_type}", bits=0, quant_class="unknown")
     label, bits = known
     return Quantization(label=label, bits=bits, quant_class=_FLOAT_LABELS.get(label) or integer_class(bits))
-
-
-def gguf_file_type_of(label: str) -> int:
-    """The GGUF ``file_type`` for a label such as ``Q8_0`` (KeyError if unknown)."""
-    for file_type, (known_label, _) in _GGUF_FILE_TYPES.items():
-        if known_label == label.upper():
-            return file_type
-    raise KeyError(label)

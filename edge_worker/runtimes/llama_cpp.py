@@ -225,7 +225,6 @@ class LlamaCppModel:
             if tail:
                 emit(TextDelta(tail, tokens=unreported))
         emit(Finished(reason=reason, prompt_tokens=len(prompt), completion_tokens=produced))
-        del tokens
 
 
 class _StopScanner:

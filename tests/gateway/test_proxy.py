@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
@@ -28,8 +28,6 @@ from tests.gateway.standin import (
 from tests.servers import free_port
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
-
-GatewayFactory = Callable[..., "asyncio.Future[str]"]
 
 
 @pytest.fixture

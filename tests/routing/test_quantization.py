@@ -1,4 +1,4 @@
-from routing.quantization import Quantization, from_gguf_file_type, gguf_file_type_of
+from routing.quantization import Quantization, from_gguf_file_type
 
 
 def test_gguf_file_types_map_to_label_bits_and_class() -> None:
@@ -20,8 +20,3 @@ def test_matches_class_or_label_case_insensitively() -> None:
     q = from_gguf_file_type(15)
     assert q.matches("int4") and q.matches("q4_k_m") and q.matches("Q4_K_M")
     assert not q.matches("int8") and not q.matches("Q4_0")
-
-
-def test_label_round_trips_to_file_type() -> None:
-    assert gguf_file_type_of("q8_0") == 7
-    assert from_gguf_file_type(gguf_file_type_of("Q5_K_M")).label == "Q5_K_M"
