@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.errors import request_id_of
 from gateway.proxy import Outcome, Proxy
 from gateway.static_workers import StaticWorkers
-from routing.balancer import attempt_plan
+from routing.balancer import Balancer
 from routing.errors import ModelNotFound, NoSuitableWorker
 from routing.fleet import Candidate, Fleet
 from routing.openai_requests import (
@@ -36,12 +36,14 @@ REGION_HEADER = "x-infercdn-region"
 class GatewayState:
     """Everything a request handler needs, built once by ``create_app``."""
 
-    fleet: Fleet
+    balancer: Balancer
     proxy: Proxy
     static_workers: StaticWorkers
-    rng: random.Random
-    max_attempts: int
     started_at: int
+
+    @property
+    def fleet(self) -> Fleet:
+        return self.balancer.fleet
 
 
 STATE = web.AppKey("state", GatewayState)
@@ -89,7 +91,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
 def _plan(state: GatewayState, requirements: Requirements) -> list[Candidate]:
     model = requirements.model
     try:
-        return attempt_plan(state.fleet, requirements, rng=state.rng, max_attempts=state.max_attempts)
+        return state.balancer.plan(requirements, asyncio.get_running_loop().time())
     except ModelNotFound:
         unreached = len(state.static_workers.unreached)
         if unreached:

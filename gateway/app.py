@@ -14,9 +14,13 @@ from aiohttp import web
 from gateway import api
 from gateway.config import GatewayConfig
 from gateway.errors import openai_errors
+from gateway.prober import Prober
 from gateway.proxy import Proxy, ProxyTimeouts
 from gateway.static_workers import StaticWorkers
+from routing.balancer import Balancer
 from routing.fleet import Fleet
+from routing.health import Outliers
+from routing.policies import policy_named
 
 
 def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> web.Application:
@@ -27,28 +31,41 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         fleet = Fleet()
-        static_workers = StaticWorkers(config.workers, fleet, session, timeout_s=config.connect_timeout_s)
-        app[api.STATE] = api.GatewayState(
-            fleet=fleet,
-            proxy=Proxy(
-                session,
-                ProxyTimeouts(
-                    connect_s=config.connect_timeout_s,
-                    first_byte_s=config.first_byte_timeout_s,
-                    request_s=config.request_timeout_s,
-                ),
-            ),
-            static_workers=static_workers,
-            rng=rng or random.Random(),
+        chance = rng or random.Random()
+        balancer = Balancer(
+            fleet,
+            chance,
+            policy_named(config.routing_policy),
+            Outliers(config.health_policy()),
             max_attempts=config.max_attempts,
+        )
+        static_workers = StaticWorkers(config.workers, fleet, session, timeout_s=config.connect_timeout_s)
+        timeouts = ProxyTimeouts(
+            connect_s=config.connect_timeout_s,
+            first_byte_s=config.first_byte_timeout_s,
+            request_s=config.request_timeout_s,
+            deadline_s=config.deadline_s,
+        )
+        app[api.STATE] = api.GatewayState(
+            balancer=balancer,
+            proxy=Proxy(session, timeouts, balancer),
+            static_workers=static_workers,
             started_at=int(time.time()),
         )
+        prober = Prober(
+            balancer, session, interval_s=config.probe_interval_s, timeout_s=config.connect_timeout_s, rng=chance
+        )
         await static_workers.refresh()  # know the fleet before the first request
-        refresher = asyncio.create_task(static_workers.run(config.refresh_interval_s))
+        tasks = [
+            asyncio.create_task(static_workers.run(config.refresh_interval_s)),
+            asyncio.create_task(prober.run()),
+        ]
         yield
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await session.close()
 
     app.cleanup_ctx.append(state_ctx)

@@ -12,6 +12,7 @@ from typing import Any
 from gateway.config import GatewayConfig
 from gateway.serve import serve
 from gateway.up import WorkerDidNotStart, up
+from routing.policies import POLICIES
 from routing.process import run
 from routing.settings import ConfigError, load_process_settings
 
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_gw.add_argument("--max-attempts", type=int, help="workers one request may try (default 3)")
     p_gw.add_argument("--first-byte-timeout-s", type=float, help="seconds to wait for a stream's first byte")
     p_gw.add_argument("--request-timeout-s", type=float, help="seconds a non-streaming request may take")
+    p_gw.add_argument("--deadline-s", type=float, help="seconds all attempts together may take (default 600)")
+    p_gw.add_argument(
+        "--routing-policy",
+        choices=sorted(POLICIES),
+        help="how workers are ordered (default expected-latency; the others are baselines)",
+    )
 
     sub.add_parser("worker", help="run an edge worker (see 'infercdn worker --help')", add_help=False)
     return parser

@@ -19,8 +19,11 @@ import aiohttp
 from aiohttp import web
 
 from gateway.errors import REQUEST_ID
+from routing.balancer import Balancer
 from routing.errors import AllWorkersFailed, Busy, InferCDNError, UpstreamTimeout
 from routing.fleet import Candidate
+from routing.health import Failure
+from routing.policies import Dispatch
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,9 @@ _RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
 @dataclass(frozen=True, slots=True)
 class ProxyTimeouts:
     connect_s: float
-    first_byte_s: float  # streams: until the response starts
+    first_byte_s: float  # streams: until the first chunk
     request_s: float  # non-streaming: the whole answer; streams: the longest gap
+    deadline_s: float  # all attempts together, until the client gets a first byte
 
 
 @dataclass(slots=True)
@@ -43,14 +47,16 @@ class Outcome:
 
 
 class _RetryableFailure(Exception):
-    def __init__(self, error: InferCDNError):
+    def __init__(self, error: InferCDNError, kind: Failure | None):
         self.error = error
+        self.kind = kind  # None: the worker is fine, just full (503)
 
 
 class Proxy:
-    def __init__(self, session: aiohttp.ClientSession, timeouts: ProxyTimeouts):
+    def __init__(self, session: aiohttp.ClientSession, timeouts: ProxyTimeouts, balancer: Balancer):
         self._session = session
         self._timeouts = timeouts
+        self._balancer = balancer
 
     async def forward(
         self,
@@ -62,15 +68,27 @@ class Proxy:
         request_id: str,
         outcome: Outcome,
     ) -> web.StreamResponse:
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + self._timeouts.deadline_s
         last: InferCDNError | None = None
         for candidate in plan:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                last = UpstreamTimeout(f"No worker answered within {self._timeouts.deadline_s:g} s.")
+                break
             outcome.attempts += 1
             outcome.worker = candidate.state.worker.id
-            candidate.state.in_flight += 1
+            dispatch = self._balancer.dispatch(candidate, clock())
             try:
-                return await self._attempt(request, candidate, body_for(candidate), stream, request_id, outcome)
+                attempt = _Attempt(request, dispatch, body_for(candidate), stream, request_id, outcome, remaining)
+                return await self._attempt(attempt)
             except _RetryableFailure as failure:
                 last = failure.error
+                if failure.kind is None:
+                    retry_after = failure.error.retry_after_s if isinstance(failure.error, Busy) else 1
+                    self._balancer.busy(dispatch, retry_after, clock())
+                else:
+                    self._balancer.failed(dispatch, failure.kind, clock())
                 log.info(
                     "attempt %d on %s failed (%s); %s",
                     outcome.attempts,
@@ -79,71 +97,101 @@ class Proxy:
                     "trying the next worker" if outcome.attempts < len(plan) else "no workers left",
                 )
             finally:
-                candidate.state.in_flight -= 1
+                self._balancer.finished(dispatch)
         assert last is not None  # the plan is never empty
         raise last
 
-    async def _attempt(
-        self,
-        request: web.Request,
-        candidate: Candidate,
-        body: bytes,
-        stream: bool,
-        request_id: str,
-        outcome: Outcome,
-    ) -> web.StreamResponse:
+    async def _attempt(self, a: _Attempt) -> web.StreamResponse:
         t = self._timeouts
-        url = candidate.state.worker.url + request.path
+        worker = a.dispatch.candidate.state.worker
+        url = worker.url + a.request.path
         timeout = aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_read=t.request_s)
-        headers = {"Content-Type": "application/json", REQUEST_ID: request_id}
+        headers = {"Content-Type": "application/json", REQUEST_ID: a.request_id}
+        clock = asyncio.get_running_loop().time
+        upstream: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout(t.first_byte_s if stream else t.request_s):
-                upstream = await self._session.post(url, data=body, headers=headers, timeout=timeout)
-        except TimeoutError:
-            raise _RetryableFailure(
-                UpstreamTimeout(f"worker {candidate.state.worker.id} sent nothing in time")
-            ) from None
-        except aiohttp.ClientError as exc:
-            if isinstance(exc, aiohttp.ClientConnectorError):
-                candidate.state.healthy = False  # until discovery reaches it again
-            raise _RetryableFailure(AllWorkersFailed(f"could not reach a worker: {type(exc).__name__}")) from None
+            async with asyncio.timeout(min(t.first_byte_s if a.stream else t.request_s, a.budget_s)):
+                upstream = await self._session.post(url, data=a.body, headers=headers, timeout=timeout)
+                first_chunk = b""
+                if upstream.status < 400 and upstream.content_type == "text/event-stream":
+                    # Some servers send headers at once: time to first token is the first chunk.
+                    first_chunk = await upstream.content.readany()
+        except BaseException as exc:
+            if upstream is not None:
+                upstream.close()  # also when the client went away: the worker stops generating
+            if isinstance(exc, TimeoutError):
+                error: InferCDNError = UpstreamTimeout(f"worker {worker.id} sent nothing in time")
+                raise _RetryableFailure(error, Failure.TIMEOUT) from None
+            if isinstance(exc, aiohttp.ClientError):
+                kind = Failure.CONNECT if isinstance(exc, aiohttp.ClientConnectorError) else Failure.ERROR
+                error = AllWorkersFailed(f"could not reach a worker: {type(exc).__name__}")
+                raise _RetryableFailure(error, kind) from None
+            raise
         async with upstream:
             if upstream.status >= 500:
-                raise _RetryableFailure(await _upstream_error(upstream))
-            outcome.status = upstream.status
+                raise await _upstream_failure(upstream)
+            a.outcome.status = upstream.status
             reply_headers = {k: upstream.headers[k] for k in _RELAYED_HEADERS if k in upstream.headers}
-            reply_headers.update(_trace_headers(request_id, outcome))
+            reply_headers.update(_trace_headers(a.request_id, a.outcome))
             if upstream.content_type == "text/event-stream":
-                return await _relay_stream(request, upstream, reply_headers, t.request_s)
+                self._balancer.first_byte(a.dispatch, clock())
+                return await _relay_stream(a.request, upstream, first_chunk, reply_headers, self._on_broken(a))
             try:
                 payload = await upstream.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _RetryableFailure(AllWorkersFailed(f"the worker broke off: {type(exc).__name__}")) from None
+                error = AllWorkersFailed(f"the worker broke off: {type(exc).__name__}")
+                raise _RetryableFailure(error, Failure.ERROR) from None
+            self._balancer.first_byte(a.dispatch, clock())
             return web.Response(body=payload, status=upstream.status, headers=reply_headers)
+
+    def _on_broken(self, a: _Attempt) -> Callable[[], None]:
+        def broken() -> None:
+            self._balancer.failed(a.dispatch, Failure.ERROR, asyncio.get_running_loop().time())
+
+        return broken
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    request: web.Request
+    dispatch: Dispatch
+    body: bytes
+    stream: bool
+    request_id: str
+    outcome: Outcome
+    budget_s: float  # what is left of the deadline
 
 
 def _trace_headers(request_id: str, outcome: Outcome) -> dict[str, str]:
     return {REQUEST_ID: request_id, "x-infercdn-worker": outcome.worker, "x-infercdn-attempts": str(outcome.attempts)}
 
 
-async def _upstream_error(upstream: aiohttp.ClientResponse) -> InferCDNError:
+async def _upstream_failure(upstream: aiohttp.ClientResponse) -> _RetryableFailure:
     retry_after = upstream.headers.get("Retry-After", "")
     if upstream.status == 503:
         seconds = int(retry_after) if retry_after.isdigit() else 1
-        return Busy("Every worker for this model is at capacity; retry later.", retry_after_s=seconds)
-    return AllWorkersFailed(f"the worker answered {upstream.status}")
+        busy = Busy("Every worker for this model is at capacity; retry later.", retry_after_s=seconds)
+        return _RetryableFailure(busy, None)
+    return _RetryableFailure(AllWorkersFailed(f"the worker answered {upstream.status}"), Failure.ERROR)
 
 
 async def _relay_stream(
-    request: web.Request, upstream: aiohttp.ClientResponse, headers: dict[str, str], gap_s: float
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    first_chunk: bytes,
+    headers: dict[str, str],
+    on_broken: Callable[[], None],
 ) -> web.StreamResponse:
     response = web.StreamResponse(status=upstream.status, headers=headers)
     await response.prepare(request)
     try:
+        if first_chunk:
+            await response.write(first_chunk)
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
     except (aiohttp.ClientError, TimeoutError) as exc:
         # The client has bytes already: close the stream explicitly, with an error event.
+        on_broken()
         error = AllWorkersFailed(f"the worker broke off mid-stream ({type(exc).__name__})")
         await response.write(b"data: " + _json(error.body()) + b"\n\n" + SSE_DONE)
     await response.write_eof()

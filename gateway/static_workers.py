@@ -1,8 +1,8 @@
 """Static upstreams: the worker URLs in the config, read for what they serve.
 
 Each round reads every worker's ``/v1/models`` and puts its offers in the
-fleet. A worker that does not answer is marked unhealthy (its offers are
-kept, so its model stays known) until a later round reaches it again.
+fleet. Reachability is the prober's and the proxy's business: a worker that
+does not answer here keeps its offers, so its model stays known.
 """
 
 from __future__ import annotations
@@ -42,14 +42,11 @@ class StaticWorkers:
                 resp.raise_for_status()
                 offers = offers_from_models_list(await resp.json())
         except (aiohttp.ClientError, TimeoutError, ValueError, InvalidRequest) as exc:
-            state = self._fleet.get(url)
-            if state is not None and state.healthy:
-                log.warning("worker %s is unreachable: %s", url, exc or type(exc).__name__)
-                state.healthy = False
+            if url in self.unreached:
+                log.warning("worker %s has not answered yet: %s", url, exc or type(exc).__name__)
             return
         state = self._fleet.get(url)
-        if state is None or not state.healthy or state.offers != offers:
+        if state is None or state.offers != offers:
             log.info("worker %s serves %s", url, ", ".join(f"{o.model}@{o.quantization.label}" for o in offers))
-        state = self._fleet.upsert(worker, offers)
-        state.healthy = True
+            self._fleet.upsert(worker, offers)
         self.unreached.discard(url)

@@ -1,30 +1,98 @@
-"""Choice: which workers one request may try, in order (the attempt plan).
+"""The balancer: an attempt plan per request, and what each attempt taught us.
 
-Only suitable (see ``routing.suitability``), healthy workers are planned.
-This balancer prefers the requested region, then the worker with the fewest
-requests in flight from this gateway, breaking ties at random (the rng is
-injected, so tests are deterministic).
+``plan`` keeps the suitable offers (``routing.suitability``) of reachable
+workers, drops ejected ones (unless so few are left that it panics and
+ignores ejections, as Envoy does), lets the policy order them, puts the
+client's region first and workers that just said "busy" last, and keeps the
+first ``max_attempts``. The proxy (and the simulator) report every attempt
+back: ``dispatch`` → ``first_byte`` | ``failed`` | ``busy`` → ``finished``.
+The clock and the rng are passed in, so plans are reproducible.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from dataclasses import dataclass, field
 
 from routing.errors import ModelNotFound, NoSuitableWorker
-from routing.fleet import Candidate, Fleet
+from routing.fleet import Candidate, Fleet, Load, WorkerState
+from routing.health import Failure, Outliers
+from routing.policies import Dispatch, ExpectedLatency, Policy
 from routing.suitability import Requirements, suitable
 
+log = logging.getLogger(__name__)
 
-def attempt_plan(fleet: Fleet, req: Requirements, *, rng: random.Random, max_attempts: int) -> list[Candidate]:
-    candidates = fleet.candidates(req.model)
-    if not candidates:
-        raise ModelNotFound(f"The model '{req.model}' does not exist or no worker serves it.", param="model")
-    fitting = suitable(candidates, req)
-    healthy = [c for c in fitting if c.state.healthy]
-    if not healthy:
-        raise NoSuitableWorker(
-            f"No healthy worker serves '{req.model}' right now ({len(fitting)} suitable, all unhealthy)."
-        )
-    rng.shuffle(healthy)
-    healthy.sort(key=lambda c: (bool(req.region) and c.state.worker.region != req.region, c.state.in_flight))
-    return healthy[:max_attempts]
+
+@dataclass(slots=True)
+class Balancer:
+    fleet: Fleet
+    rng: random.Random
+    policy: Policy = field(default_factory=ExpectedLatency)
+    outliers: Outliers = field(default_factory=Outliers)
+    max_attempts: int = 3
+    panics: int = 0  # plans made in panic mode, for metrics
+
+    def plan(self, req: Requirements, now: float) -> list[Candidate]:
+        candidates = self.fleet.candidates(req.model)
+        if not candidates:
+            raise ModelNotFound(f"The model '{req.model}' does not exist or no worker serves it.", param="model")
+        fitting = suitable(candidates, req)
+        reachable = [c for c in fitting if c.state.health.reachable]
+        if not reachable:
+            raise NoSuitableWorker(
+                f"No healthy worker serves '{req.model}' right now ({len(fitting)} suitable, none reachable)."
+            )
+        ready = [c for c in reachable if _ready(c.state)]
+        if len(ready) < self.outliers.policy.panic_below_share * len(reachable):
+            self.panics += 1
+            ready = reachable
+        ordered = self.policy.order(ready, now, self.rng)
+        if req.region or any(c.state.health.busy_until > now for c in ordered):
+            ordered.sort(
+                key=lambda c: (
+                    bool(req.region) and c.state.worker.region != req.region,
+                    c.state.health.busy_until > now,
+                )
+            )
+        return ordered[: self.max_attempts]
+
+    def dispatch(self, candidate: Candidate, now: float) -> Dispatch:
+        state = candidate.state
+        ahead = state.pending()
+        state.in_flight += 1
+        return Dispatch(candidate, now, ahead)
+
+    def first_byte(self, dispatch: Dispatch, now: float) -> None:
+        """The attempt answered: a latency sample, and a success for health."""
+        state = dispatch.candidate.state
+        self.policy.observe(dispatch, now - dispatch.started, now)
+        self.outliers.succeeded(state.worker.id, state.health, now)
+
+    def failed(self, dispatch: Dispatch, kind: Failure, now: float) -> None:
+        state = dispatch.candidate.state
+        if kind is Failure.TIMEOUT:
+            # It took at least this long: let the estimate know, so it is avoided.
+            self.policy.observe(dispatch, now - dispatch.started, now)
+        self.outliers.failed(state.worker.id, state.health, kind, now, len(self.fleet))
+
+    def busy(self, dispatch: Dispatch, retry_after_s: float, now: float) -> None:
+        """It refused with 503 + Retry-After: full, not broken. Tried last for a while."""
+        dispatch.candidate.state.health.busy_until = now + retry_after_s
+
+    def finished(self, dispatch: Dispatch) -> None:
+        dispatch.candidate.state.in_flight -= 1
+
+    def probed(self, state: WorkerState, *, rtt_s: float | None, now: float, load: Load | None = None) -> None:
+        """An active probe's result: its round trip (None: it did not get through) and reported load."""
+        if rtt_s is not None:
+            state.rtt_s.observe(rtt_s, now)
+        if load is not None:
+            state.load = load
+        self.outliers.probed(state.worker.id, state.health, reached=rtt_s is not None, now=now)
+
+
+def _ready(state: WorkerState) -> bool:
+    health = state.health
+    # On probation: one request at a time until one succeeds.
+    return not health.ejected and not (health.probation and state.in_flight > 0)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from routing.health import Health
+from routing.latency import Ewma, PeakEwma
 from routing.quantization import Quantization
+
+# Until measured, assume a far worker and a slow model: a new worker must
+# earn traffic with real samples (it is probed at once and on probation).
+DEFAULT_RTT_S = 0.2
+DEFAULT_SERVICE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,17 @@ class Worker:
     id: str
     url: str  # base URL, without a trailing slash and without /v1
     region: str = ""
+    capacity: int = 1  # generations it runs at once per model (llama.cpp: 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What a worker last said about its own load (all gateways' requests)."""
+
+    in_flight: int = 0
+    queued: int = 0
+    kv_cache_usage: float | None = None  # 0..1 where the runtime knows it
+    reported_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -43,8 +61,26 @@ class WorkerState:
 
     worker: Worker
     offers: tuple[ModelOffer, ...] = ()
-    healthy: bool = True
     in_flight: int = 0  # requests this gateway has open on it now
+    health: Health = field(default_factory=Health)
+    load: Load = field(default_factory=Load)
+    rtt_s: Ewma = field(default_factory=lambda: Ewma(DEFAULT_RTT_S))
+    # Per model: seconds one request takes once it starts (peak-EWMA of samples).
+    service_s: dict[str, PeakEwma] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return self.health.reachable and not self.health.ejected
+
+    def pending(self) -> int:
+        """Requests ahead of a new one: ours, live, or the worker's own report (it sees other gateways)."""
+        return max(self.in_flight, self.load.in_flight + self.load.queued)
+
+    def service_estimate(self, model: str) -> PeakEwma:
+        estimate = self.service_s.get(model)
+        if estimate is None:
+            estimate = self.service_s[model] = PeakEwma(DEFAULT_SERVICE_S)
+        return estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +111,9 @@ class Fleet:
         state = self._workers.pop(worker_id, None)
         if state is not None:
             self._unindex(state)
+
+    def __len__(self) -> int:
+        return len(self._workers)
 
     def get(self, worker_id: str) -> WorkerState | None:
         return self._workers.get(worker_id)

@@ -32,6 +32,7 @@ class StandIn:
     behaviour: Behaviour = answer_ok
     offer: ModelOffer = OFFER
     hits: int = 0
+    probes: int = 0
     seen_headers: list[CIMultiDict[str]] = field(default_factory=list)
     seen_bodies: list[bytes] = field(default_factory=list)
     server: TestServer | None = None
@@ -53,6 +54,11 @@ class StandIn:
             self.seen_bodies.append(await request.read())
             return await self.behaviour(request)
 
+        async def health(request: web.Request) -> web.Response:
+            self.probes += 1
+            return web.json_response({"status": "ok"})
+
+        app.router.add_get("/health", health)
         app.router.add_get("/v1/models", models)
         app.router.add_post("/v1/chat/completions", generate)
         app.router.add_post("/v1/completions", generate)

@@ -1,0 +1,143 @@
+import random
+
+import pytest
+
+from routing.balancer import Balancer
+from routing.errors import ModelNotFound, NoSuitableWorker
+from routing.fleet import Fleet, Worker
+from routing.health import Failure
+from routing.suitability import Requirements
+from tests.routing.fleets import fleet_of, measured, offer
+
+M = Requirements("m")
+
+
+def ids(plan: list) -> list[str]:  # type: ignore[type-arg]
+    return [c.state.worker.id for c in plan]
+
+
+def test_errors_say_what_is_missing() -> None:
+    fleet, states = fleet_of("a")
+    balancer = Balancer(fleet, random.Random(1))
+    with pytest.raises(ModelNotFound):
+        balancer.plan(Requirements("other"), now=0.0)
+    states["a"].health.reachable = False
+    with pytest.raises(NoSuitableWorker, match="none reachable"):
+        balancer.plan(M, now=0.0)
+
+
+def test_plan_orders_by_expected_latency_and_skips_the_unreachable() -> None:
+    fleet, s = fleet_of("fast", "slow", "far", "gone")
+    measured(s["fast"], rtt_s=0.01, service_s=0.2)
+    measured(s["slow"], rtt_s=0.01, service_s=1.0)
+    measured(s["far"], rtt_s=0.5, service_s=0.2)
+    measured(s["gone"], rtt_s=0.01, service_s=0.1).health.reachable = False
+    plan = Balancer(fleet, random.Random(1), max_attempts=5).plan(M, now=1.0)
+    assert ids(plan) == ["fast", "far", "slow"]
+
+
+def test_in_flight_requests_spread_a_burst_instead_of_herding() -> None:
+    fleet, s = fleet_of("fast", "slow")
+    measured(s["fast"], rtt_s=0.01, service_s=0.2)
+    measured(s["slow"], rtt_s=0.01, service_s=0.5)
+    balancer = Balancer(fleet, random.Random(1))
+    chosen = []
+    for _ in range(7):
+        first = balancer.plan(M, now=1.0)[0]
+        balancer.dispatch(first, now=1.0)
+        chosen.append(first.state.worker.id)
+    # Expected delay rises by one service time per request queued: 5 : 2 by speed.
+    assert chosen.count("fast") == 5 and chosen.count("slow") == 2
+
+
+def test_the_workers_own_queue_report_counts_too() -> None:
+    fleet, s = fleet_of("a", "b")
+    measured(s["a"], rtt_s=0.01, service_s=0.2)
+    measured(s["b"], rtt_s=0.01, service_s=0.3)
+    balancer = Balancer(fleet, random.Random(1))
+    assert ids(balancer.plan(M, now=1.0))[0] == "a"
+    from routing.fleet import Load
+
+    balancer.probed(s["a"], rtt_s=0.01, now=1.0, load=Load(in_flight=1, queued=3))  # another gateway's traffic
+    assert ids(balancer.plan(M, now=1.0))[0] == "b"
+
+
+def test_a_worker_turning_slow_loses_traffic_at_once() -> None:
+    fleet, s = fleet_of("a", "b")
+    measured(s["a"], rtt_s=0.01, service_s=0.2)
+    measured(s["b"], rtt_s=0.01, service_s=0.3)
+    balancer = Balancer(fleet, random.Random(1))
+    first = balancer.plan(M, now=1.0)[0]
+    assert first.state.worker.id == "a"
+    dispatch = balancer.dispatch(first, now=1.0)
+    balancer.first_byte(dispatch, now=5.0)  # took 4 s
+    balancer.finished(dispatch)
+    assert ids(balancer.plan(M, now=5.0))[0] == "b"
+
+
+def test_new_workers_are_on_probation_one_request_at_a_time() -> None:
+    fleet, s = fleet_of("old", "new")
+    measured(s["old"], rtt_s=0.01, service_s=1.0)
+    s["new"].rtt_s.observe(0.01, 0.0)  # probed, never served
+    balancer = Balancer(fleet, random.Random(1))
+    # Untried, it is assumed typical (like its peers) and tried ...
+    assert "new" in ids(balancer.plan(M, now=1.0))
+    trial = balancer.dispatch(next(c for c in fleet.candidates("m") if c.state.worker.id == "new"), now=1.0)
+    # ... but only one request at a time until it succeeds.
+    assert ids(balancer.plan(M, now=1.0)) == ["old"]
+    balancer.first_byte(trial, now=1.1)
+    balancer.finished(trial)
+    assert not s["new"].health.probation
+    assert ids(balancer.plan(M, now=1.2))[0] == "new"  # it proved fast
+
+
+def test_ejected_workers_are_skipped_until_too_few_are_left_then_panic() -> None:
+    fleet, s = fleet_of("a", "b", "c", "d")
+    for state in s.values():
+        measured(state, rtt_s=0.01, service_s=0.2)
+    balancer = Balancer(fleet, random.Random(1), max_attempts=4)
+    for name in ("a", "b"):
+        candidate = next(c for c in fleet.candidates("m") if c.state.worker.id == name)
+        for _ in range(3):
+            d = balancer.dispatch(candidate, now=1.0)
+            balancer.failed(d, Failure.ERROR, now=1.0)
+            balancer.finished(d)
+    assert sorted(ids(balancer.plan(M, now=2.0))) == ["c", "d"]  # 2 of 4 left: not yet panic
+    s["c"].health.ejected = True  # 1 of 4 left: below half, so ejections are ignored
+    assert sorted(ids(balancer.plan(M, now=2.0))) == ["a", "b", "c", "d"]
+    assert balancer.panics == 1
+
+
+def test_a_busy_worker_is_tried_last_until_its_retry_after() -> None:
+    fleet, s = fleet_of("a", "b")
+    measured(s["a"], rtt_s=0.01, service_s=0.2)
+    measured(s["b"], rtt_s=0.01, service_s=0.5)
+    balancer = Balancer(fleet, random.Random(1))
+    d = balancer.dispatch(balancer.plan(M, now=1.0)[0], now=1.0)
+    balancer.busy(d, 5.0, now=1.0)
+    balancer.finished(d)
+    assert ids(balancer.plan(M, now=2.0)) == ["b", "a"]
+    assert ids(balancer.plan(M, now=7.0)) == ["a", "b"]
+    assert not s["a"].health.ejected  # full is not broken
+
+
+def test_region_preference_comes_first() -> None:
+    fleet = Fleet()
+    near = fleet.upsert(Worker("near", "http://near", region="eu"), (offer(),))
+    far = fleet.upsert(Worker("far", "http://far", region="us"), (offer(),))
+    measured(near, rtt_s=0.05, service_s=0.5)
+    measured(far, rtt_s=0.01, service_s=0.2)
+    balancer = Balancer(fleet, random.Random(3))
+    assert ids(balancer.plan(Requirements("m", region="eu"), now=1.0)) == ["near", "far"]
+    assert ids(balancer.plan(M, now=1.0)) == ["far", "near"]
+
+
+def test_a_pick_scores_a_bounded_pool_in_a_big_fleet() -> None:
+    fleet, s = fleet_of(*(f"w{i}" for i in range(200)))
+    for name, state in s.items():
+        measured(state, rtt_s=0.01, service_s=0.1 if name == "w7" else 0.5)
+    balancer = Balancer(fleet, random.Random(5), max_attempts=100)
+    assert len(balancer.plan(M, now=1.0)) == 16  # the pool, not the fleet
+    # The best worker is not always in the pool, yet is found often (16 of 200 sampled).
+    firsts = [balancer.plan(M, now=1.0)[0].state.worker.id for _ in range(500)]
+    assert 0.04 < firsts.count("w7") / 500 < 0.15
