@@ -23,6 +23,7 @@ from tests.gateway.standin import (
     StandIn,
     answer_500,
     answer_busy,
+    answer_ok,
     never_answer,
 )
 from tests.servers import free_port
@@ -124,6 +125,69 @@ async def test_no_first_byte_in_time_moves_on(standins, gateways, session) -> No
     async with session.post(f"{gw_only_stuck}/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
         assert resp.status == 504
         assert (await resp.json())["error"]["code"] == "upstream_timeout"
+
+
+async def test_the_deadline_bounds_all_attempts_together(standins, gateways, session) -> None:  # type: ignore[no-untyped-def]
+    stuck = [await start_standin(standins, behaviour=never_answer) for _ in range(3)]
+    gw = await start_gateway(
+        gateways, *(s.url for s in stuck), first_byte_timeout_s=0.4, deadline_s=0.6, max_attempts=3
+    )
+    async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+        assert resp.status == 504
+        assert (await resp.json())["error"]["code"] == "upstream_timeout"
+    # The second attempt got what was left of the deadline; a third never started.
+    assert sum(s.hits for s in stuck) == 2
+
+
+async def test_headers_without_a_first_chunk_count_as_no_first_byte(standins, gateways, session) -> None:  # type: ignore[no-untyped-def]
+    async def headers_then_silence(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await asyncio.sleep(3600)
+        return response
+
+    mute = await start_standin(standins, behaviour=headers_then_silence)
+    good = await start_standin(standins)
+    gw = await start_gateway(gateways, mute.url, good.url, first_byte_timeout_s=0.3)
+    for _ in range(3):
+        async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+            assert resp.status == 200
+            assert resp.headers["x-infercdn-worker"] == good.url
+    assert mute.hits >= 1
+
+
+async def test_a_failing_worker_is_ejected_after_consecutive_failures(standins, gateways, session) -> None:  # type: ignore[no-untyped-def]
+    served_ok = 2
+
+    async def turns_bad(request: web.Request) -> web.StreamResponse:
+        return await (answer_ok(request) if flaky.hits <= served_ok else answer_500(request))
+
+    flaky = await start_standin(standins, behaviour=turns_bad)
+    good = await start_standin(standins)
+    gw = await start_gateway(gateways, flaky.url, good.url, max_attempts=2, eject_after_failures=3)
+
+    async def ask() -> None:
+        async with session.post(f"{gw}/v1/chat/completions", json=CHAT) as resp:
+            assert resp.status == 200  # a failure on it fails over to the good one
+
+    for _ in range(100):
+        if flaky.hits == served_ok + 3:
+            break
+        await ask()
+    assert flaky.hits == served_ok + 3  # off probation after a success, so three failures to eject
+    for _ in range(10):
+        await ask()
+    assert flaky.hits == served_ok + 3  # ejected: no client request pays for it any more
+
+
+async def test_a_new_worker_that_fails_its_first_request_is_ejected_at_once(standins, gateways, session) -> None:  # type: ignore[no-untyped-def]
+    broken = await start_standin(standins, behaviour=answer_500)
+    good = await start_standin(standins)
+    gw = await start_gateway(gateways, broken.url, good.url, max_attempts=2)
+    for _ in range(10):
+        async with session.post(f"{gw}/v1/chat/completions", json=CHAT) as resp:
+            assert resp.status == 200
+    assert broken.hits <= 1
 
 
 async def test_sse_is_relayed_as_it_arrives(standins, gateways, session) -> None:  # type: ignore[no-untyped-def]
