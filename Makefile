@@ -30,6 +30,8 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.fleet
+	$(BIN)/python -m bench.decision_cost
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
