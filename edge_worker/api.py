@@ -105,7 +105,9 @@ class _Progress:
         if self._first is not None and finished.completion_tokens > 1:
             decode_s = time.monotonic() - self._first
             if decode_s > 0:
-                m.tokens_per_second.labels(self._model).set((finished.completion_tokens - 1) / decode_s)
+                speed = (finished.completion_tokens - 1) / decode_s
+                m.tokens_per_second.labels(self._model).set(speed)
+                m.last_tokens_per_second[self._model] = speed
 
 
 async def _complete(runtime: ModelRuntime, request: GenerationRequest, metrics: WorkerMetrics) -> web.Response:

@@ -8,19 +8,27 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_worker import api
+from edge_worker.access import gateway_only
+from edge_worker.announcer import Announcer
 from edge_worker.catalog import bundled_model_path
 from edge_worker.config import DEFAULT_MAX_CONTEXT, WorkerConfig
 from edge_worker.errors import openai_errors
+from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
 from edge_worker.model_set import ModelSet
 from edge_worker.runtimes.base import ModelRuntime
 from edge_worker.runtimes.llama_cpp import LlamaCppModel, load_llama
+from routing.announce import Heartbeat, Registration
+from routing.signing import Signer
 
 log = logging.getLogger(__name__)
+ANNOUNCER = web.AppKey("announcer", Announcer)
 
 
 def model_paths(config: WorkerConfig) -> list[Path]:
@@ -61,8 +69,35 @@ def _export_model_metrics(metrics: WorkerMetrics, runtime: ModelRuntime) -> None
     metrics.queue_depth.labels(offer.model).set_function(lambda: runtime.queued)
 
 
+async def registration_of(config: WorkerConfig, runtimes: list[ModelRuntime]) -> Registration:
+    return Registration(
+        worker_id=config.identity(),
+        url=config.advertised(),
+        region=config.region,
+        runtime=runtimes[0].offer.runtime if runtimes else "",
+        hardware=await detect(),
+        capacity=1,  # llama.cpp: one generation at a time per model
+        offers=tuple(r.offer for r in runtimes),
+    )
+
+
+def heartbeat_of(config: WorkerConfig, runtimes: list[ModelRuntime], metrics: WorkerMetrics) -> Heartbeat:
+    speeds = list(metrics.last_tokens_per_second.values())
+    return Heartbeat(
+        worker_id=config.identity(),
+        in_flight=sum(r.in_flight for r in runtimes),
+        queued=sum(r.queued for r in runtimes),
+        tokens_per_second=sum(speeds) / len(speeds) if speeds else 0.0,
+    )
+
+
 def create_app(config: WorkerConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[openai_errors])
+    middlewares: list[Middleware] = [openai_errors]
+    if config.join_token:
+        middlewares.append(gateway_only(config.join_token, open_health_and_metrics=config.open_health_and_metrics))
+    else:
+        log.warning("no join token: anyone who can reach this port can use this worker")
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     metrics = WorkerMetrics()
     app[api.METRICS] = metrics
     app[api.STARTED_AT] = int(time.time())
@@ -79,7 +114,25 @@ def create_app(config: WorkerConfig) -> web.Application:
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def announce_ctx(app: web.Application) -> AsyncIterator[None]:
+        if not config.gateways:
+            yield
+            return
+        async with aiohttp.ClientSession() as session:
+            announcer = Announcer(
+                config.gateways,
+                Signer(config.join_token),
+                session,
+                await registration_of(config, app[api.MODELS].runtimes),
+                lambda: heartbeat_of(config, app[api.MODELS].runtimes, metrics),
+            )
+            app[ANNOUNCER] = announcer
+            announcer.start()
+            yield
+            await announcer.deregister()  # a no-op when serve() did it already
+
     app.cleanup_ctx.append(models_ctx)
+    app.cleanup_ctx.append(announce_ctx)
     api.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     return app

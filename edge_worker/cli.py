@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from edge_worker.app import create_app
+from edge_worker.app import ANNOUNCER, create_app
 from edge_worker.catalog import ModelFileError
 from edge_worker.config import WorkerConfig
 from edge_worker.gguf import GgufError
@@ -37,6 +37,17 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for generation (default: all cores)")
     p.add_argument("--max-queue", type=int, help="requests that may wait per model before 503 (default 16)")
     p.add_argument("--region", help="region label this worker announces")
+    p.add_argument(
+        "--gateway",
+        dest="gateways",
+        action="append",
+        metavar="URL",
+        help="a gateway to register with (embedded registry); repeat for more",
+    )
+    p.add_argument("--join-token", help="the fleet's join token (better: $INFERCDN_WORKER_JOIN_TOKEN)")
+    p.add_argument("--advertise-url", help="where gateways reach this worker (default http://HOST:PORT)")
+    p.add_argument("--worker-id", help="how gateways name this worker (default HOSTNAME-PORT)")
+    p.add_argument("--consul-url", help="register in this Consul agent instead (e.g. http://127.0.0.1:8500)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -47,13 +58,19 @@ def load_config(args: argparse.Namespace) -> WorkerConfig:
 
 
 async def serve(config: WorkerConfig) -> None:
-    runner = web.AppRunner(create_app(config), handler_cancellation=True, access_log=None)
+    app = create_app(config)
+    # The drain: on stop, requests in flight get this long to finish.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=config.drain_timeout_s)
     await runner.setup()
+    log = logging.getLogger("edge_worker")
     try:
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
-        logging.getLogger("edge_worker").info("worker ready on http://%s:%d", config.host, config.port)
+        log.info("worker ready on http://%s:%d", config.host, config.port)
         await run_until_stopped()
+        log.info("stopping: deregistering, then draining requests in flight (up to %.0f s)", config.drain_timeout_s)
+        if ANNOUNCER in app:
+            await app[ANNOUNCER].deregister()  # first, so gateways stop sending new requests
     finally:
         await runner.cleanup()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from routing.announce import WORKER_ID
 from routing.settings import require
 
 DEFAULT_MAX_CONTEXT = 8192
@@ -26,6 +28,27 @@ class WorkerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     region: str = ""
     log_level: str = "info"
+    # Gateways to register with (embedded registry), and the token that signs it.
+    gateways: tuple[str, ...] = ()
+    join_token: str = field(default="", repr=False)
+    # Where gateways reach this worker; default http://HOST:PORT.
+    advertise_url: str = ""
+    # How gateways name it; default HOSTNAME-PORT.
+    worker_id: str = ""
+    # Register in a Consul catalog instead (e.g. http://127.0.0.1:8500); empty = off.
+    consul_url: str = ""
+    consul_service: str = "infercdn-worker"
+    # On shutdown: deregister, then let requests in flight finish for up to this long.
+    drain_timeout_s: float = 30.0
+    # With a join token, /v1/* needs the gateway's credential; /health and /metrics stay open unless this is off.
+    open_health_and_metrics: bool = True
+
+    def advertised(self) -> str:
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        return (self.advertise_url or f"http://{host}:{self.port}").rstrip("/")
+
+    def identity(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}-{self.port}"
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "worker.port", f"must be 0-65535, got {self.port}")
@@ -35,6 +58,21 @@ class WorkerConfig:
         require(self.threads >= 0, "worker.threads", "must be >= 0")
         require(self.max_queue >= 0, "worker.max_queue", "must be >= 0")
         require(self.max_body_bytes >= 1024, "worker.max_body_bytes", "must be >= 1024")
+        for url in (*self.gateways, self.advertise_url, self.consul_url):
+            is_http = not url or url.startswith(("http://", "https://"))
+            require(is_http, "worker.gateways", f"not an http(s) URL: {url!r}")
+        require(
+            not (self.gateways or self.consul_url) or bool(self.join_token),
+            "worker.join_token",
+            "is needed to register with a gateway or Consul (the same token the gateways have)",
+        )
+        require(not self.join_token or len(self.join_token) >= 16, "worker.join_token", "must be >= 16 characters")
+        require(
+            not self.worker_id or WORKER_ID.fullmatch(self.worker_id) is not None,
+            "worker.worker_id",
+            "must be 1-128 of letters, digits and ._:-",
+        )
+        require(self.drain_timeout_s >= 0, "worker.drain_timeout_s", "must be >= 0")
         require(
             self.log_level in ("debug", "info", "warning", "error"),
             "worker.log_level",

@@ -55,6 +55,8 @@ class WorkerMetrics:
             ["model"],
             registry=r,
         )
+        # The same, readable here: heartbeats carry it to gateways.
+        self.last_tokens_per_second: dict[str, float] = {}
         self.model_info = Gauge(
             "infercdn_worker_model_info",
             "Loaded models (value 1).",

@@ -11,8 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth import API_KEY, Access
 from gateway.errors import request_id_of
 from gateway.proxy import Outcome, Proxy
+from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
 from routing.balancer import Balancer
 from routing.errors import ModelNotFound, NoSuitableWorker
@@ -23,13 +25,16 @@ from routing.openai_requests import (
     parse_chat_request,
     parse_completion_request,
 )
-from routing.suitability import Requirements, forwarded_body, requirements_of
+from routing.ratelimit import RateLimiter
+from routing.suitability import Requirements, estimate_prompt_tokens, forwarded_body, requirements_of
 from routing.wire import quantization_to_json
 
 log = logging.getLogger("gateway.requests")
 
 # A client's preferred region, as a header (or "region" in the body).
 REGION_HEADER = "x-infercdn-region"
+# Counted against a key's tokens-per-minute when a request sets no max_tokens.
+UNBOUNDED_COMPLETION_TOKENS = 256
 
 
 @dataclass(slots=True)
@@ -39,6 +44,9 @@ class GatewayState:
     balancer: Balancer
     proxy: Proxy
     static_workers: StaticWorkers
+    registry: Registry
+    access: Access
+    limiter: RateLimiter
     started_at: int
 
     @property
@@ -47,6 +55,10 @@ class GatewayState:
 
 
 STATE = web.AppKey("state", GatewayState)
+
+
+def auth_required(app: web.Application) -> bool:
+    return not app[STATE].access.open
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -64,6 +76,12 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
     body = decode_json_object(raw)
     generation_request = parse(body)
     requirements = requirements_of(body, generation_request, request.headers.get(REGION_HEADER, ""))
+    key = request.get(API_KEY)
+    if key is not None:
+        tokens = estimate_prompt_tokens(generation_request) + (
+            generation_request.sampling.max_tokens or UNBOUNDED_COMPLETION_TOKENS
+        )
+        state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
     outcome = Outcome()
     try:
         plan = _plan(state, requirements)

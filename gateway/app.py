@@ -7,39 +7,63 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
-from gateway import api
+from gateway import admin, api
+from gateway.auth import Access, authenticate
 from gateway.config import GatewayConfig
 from gateway.errors import openai_errors
+from gateway.keys import KeyStore, single_key
 from gateway.prober import Prober
 from gateway.proxy import Proxy, ProxyTimeouts
+from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
+from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
 from routing.fleet import Fleet
 from routing.health import Outliers
 from routing.policies import policy_named
+from routing.ratelimit import Limits, RateLimiter
+from routing.signing import Verifier, worker_access_token
+
+
+def keys_of(config: GatewayConfig) -> KeyStore:
+    limits = Limits(config.api_key_requests_per_minute, config.api_key_tokens_per_minute)
+    single = single_key(config.api_key, limits) if config.api_key else None
+    return KeyStore.load(Path(config.api_keys_file).expanduser() if config.api_keys_file else None, single=single)
 
 
 def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> web.Application:
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[openai_errors])
+    access = Access(keys_of(config), config.admin_key, config.loopback)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[openai_errors, authenticate(access)])
+    chance = rng or random.Random()
+    balancer = Balancer(
+        Fleet(),
+        chance,
+        policy_named(config.routing_policy),
+        Outliers(config.health_policy()),
+        max_attempts=config.max_attempts,
+    )
+    # What the gateway shows workers: derived from the join token, never the token itself.
+    bearer = worker_access_token(config.join_token) if config.join_token else ""
+    registry = Registry(
+        balancer,
+        Verifier(config.join_token) if config.join_token else None,
+        ttl_s=config.worker_ttl_s,
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        worker_bearer=bearer,
+    )
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         # One pooled session for every upstream call, for the app's lifetime.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        fleet = Fleet()
-        chance = rng or random.Random()
-        balancer = Balancer(
-            fleet,
-            chance,
-            policy_named(config.routing_policy),
-            Outliers(config.health_policy()),
-            max_attempts=config.max_attempts,
+        static_workers = StaticWorkers(
+            config.workers, balancer.fleet, session, timeout_s=config.connect_timeout_s, bearer=bearer
         )
-        static_workers = StaticWorkers(config.workers, fleet, session, timeout_s=config.connect_timeout_s)
         timeouts = ProxyTimeouts(
             connect_s=config.connect_timeout_s,
             first_byte_s=config.first_byte_timeout_s,
@@ -50,6 +74,9 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
             balancer=balancer,
             proxy=Proxy(session, timeouts, balancer),
             static_workers=static_workers,
+            registry=registry,
+            access=access,
+            limiter=RateLimiter(),
             started_at=int(time.time()),
         )
         prober = Prober(
@@ -59,6 +86,7 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         tasks = [
             asyncio.create_task(static_workers.run(config.refresh_interval_s)),
             asyncio.create_task(prober.run()),
+            asyncio.create_task(registry.run()),
         ]
         yield
         for task in tasks:
@@ -70,4 +98,8 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
 
     app.cleanup_ctx.append(state_ctx)
     api.add_routes(app)
+    app.router.add_get("/admin/v1/fleet", admin.fleet)
+    app.router.add_post(REGISTER_PATH, registry.register)
+    app.router.add_post(REGISTER_PATH + "/{worker_id}/heartbeat", registry.heartbeat)
+    app.router.add_delete(REGISTER_PATH + "/{worker_id}", registry.deregister)
     return app

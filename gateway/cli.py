@@ -1,8 +1,9 @@
-"""The ``infercdn`` command: ``up``, ``gateway`` and ``worker``."""
+"""The ``infercdn`` command: ``up``, ``gateway``, ``worker``, ``keys`` and ``fleet``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -10,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig
+from gateway.fleet_table import run_fleet_command
+from gateway.keys import KeyStore, create_key
 from gateway.serve import serve
 from gateway.up import WorkerDidNotStart, up
 from routing.policies import POLICIES
 from routing.process import run
+from routing.ratelimit import Limits
 from routing.settings import ConfigError, load_process_settings
 
 PROG = "infercdn"
@@ -71,6 +75,34 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(POLICIES),
         help="how workers are ordered (default expected-latency; the others are baselines)",
     )
+    p_gw.add_argument("--api-keys-file", help="hashed client API keys ('infercdn keys create' writes it)")
+    p_gw.add_argument("--consul-url", help="also watch this Consul agent for workers (e.g. http://127.0.0.1:8500)")
+    p_gw.add_argument("--allow-open", action="store_true", default=None, help="serve without API keys off loopback")
+    # Secrets (join token, API key, admin key) come from the config file or the
+    # environment (INFERCDN_GATEWAY_JOIN_TOKEN, …), never flags: argv is visible in ps.
+
+    p_keys = sub.add_parser("keys", help="manage client API keys", description="Manage client API keys.")
+    keys_sub = p_keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    p_create = keys_sub.add_parser(
+        "create",
+        help="make a new API key: printed once, only its hash is stored",
+        description="Make a new client API key. It is printed once; the keys file keeps only its SHA-256.",
+    )
+    p_create.add_argument("--keys-file", type=Path, required=True, help="the gateway's api_keys_file")
+    p_create.add_argument("--name", default="", help="who or what the key is for")
+    p_create.add_argument("--requests-per-minute", type=int, default=0, help="limit; 0 = none")
+    p_create.add_argument("--tokens-per-minute", type=int, default=0, help="limit; 0 = none")
+    p_list = keys_sub.add_parser("list", help="list keys (ids, names, limits; never secrets)")
+    p_list.add_argument("--keys-file", type=Path, required=True)
+
+    p_fleet = sub.add_parser(
+        "fleet",
+        help="print a gateway's live fleet",
+        description="Print the live fleet from a gateway's admin endpoint. The admin key comes from "
+        "$INFERCDN_ADMIN_KEY.",
+    )
+    p_fleet.add_argument("--gateway", default="http://127.0.0.1:8080", help="the gateway's base URL")
+    p_fleet.add_argument("--json", action="store_true", help="print the JSON as the gateway gives it")
 
     sub.add_parser("worker", help="run an edge worker (see 'infercdn worker --help')", add_help=False)
     return parser
@@ -87,18 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         # gateway and worker packages apart (neither imports the other).
         os.execv(sys.executable, [sys.executable, "-m", "edge_worker", *argv[1:]])
     args = build_parser().parse_args(argv)
-    common = {"host": args.host, "port": args.port, "log_level": args.log_level, "workers": args.workers}
+    if args.command == "keys":
+        return keys_command(args)
+    if args.command == "fleet":
+        return run_fleet_command(args.gateway, os.environ.get("INFERCDN_ADMIN_KEY", ""), as_json=args.json)
+    settable = {f.name for f in dataclasses.fields(GatewayConfig)}
+    flags = {k: v for k, v in vars(args).items() if k in settable}
     try:
-        if args.command == "gateway":
-            flags = {
-                **common,
-                "max_attempts": args.max_attempts,
-                "first_byte_timeout_s": args.first_byte_timeout_s,
-                "request_timeout_s": args.request_timeout_s,
-            }
-            config = gateway_config(args, flags)
-        else:
-            config = gateway_config(args, common)
+        config = gateway_config(args, flags)
     except ConfigError as exc:
         print(f"{PROG} {args.command}: invalid config: {exc}", file=sys.stderr)
         return 2
@@ -114,4 +142,24 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, WorkerDidNotStart) as exc:
         print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    try:
+        store = KeyStore.load(args.keys_file)
+    except ConfigError as exc:
+        print(f"{PROG} keys: {exc}", file=sys.stderr)
+        return 2
+    if args.keys_command == "list":
+        for k in store.records():
+            print(f"{k.id}  {k.name or '-'}  rpm={k.requests_per_minute or '-'}  tpm={k.tokens_per_minute or '-'}")
+        return 0
+    if args.requests_per_minute < 0 or args.tokens_per_minute < 0:
+        print(f"{PROG} keys create: limits must be >= 0", file=sys.stderr)
+        return 2
+    key, record = create_key(store, args.name, Limits(args.requests_per_minute, args.tokens_per_minute))
+    store.save(args.keys_file)
+    print(key)
+    print(f"(key {record.id} saved to {args.keys_file} as a hash; this is the only time it is shown)", file=sys.stderr)
     return 0

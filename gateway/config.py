@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from routing.health import HealthPolicy
 from routing.policies import POLICIES
@@ -36,6 +36,26 @@ class GatewayConfig:
     # How often workers' /v1/models is read to learn what they serve.
     refresh_interval_s: float = 5.0
     log_level: str = "info"
+    # The control plane. Workers sign their announcements with the join token;
+    # empty means registration is off (static workers only).
+    join_token: str = field(default="", repr=False)
+    # A registered worker silent for this long is dropped from the fleet.
+    worker_ttl_s: float = 10.0
+    # How often registered workers are asked to heartbeat.
+    heartbeat_interval_s: float = 2.0
+    # Also watch a Consul catalog for workers (e.g. http://127.0.0.1:8500); empty = off.
+    consul_url: str = ""
+    consul_service: str = "infercdn-worker"
+    # Clients: a file of hashed API keys ("infercdn keys create"), and/or one key.
+    api_keys_file: str = ""
+    api_key: str = field(default="", repr=False)
+    # Limits for the api_key setting's key (keys in the file carry their own); 0 = none.
+    api_key_requests_per_minute: int = 0
+    api_key_tokens_per_minute: int = 0
+    # Guards /admin/…; without it, admin endpoints answer only an open loopback gateway.
+    admin_key: str = field(default="", repr=False)
+    # With no API keys, a gateway on a non-loopback address refuses to start unless this is set.
+    allow_open: bool = False
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "gateway.port", f"must be 0-65535, got {self.port}")
@@ -43,11 +63,29 @@ class GatewayConfig:
             require(url.startswith(("http://", "https://")), "gateway.workers", f"not an http(s) URL: {url!r}")
         require(self.max_body_bytes >= 1024, "gateway.max_body_bytes", "must be >= 1024")
         timeouts = ("connect_timeout_s", "first_byte_timeout_s", "request_timeout_s", "deadline_s")
-        for key in (*timeouts, "refresh_interval_s", "probe_interval_s"):
+        intervals = ("refresh_interval_s", "probe_interval_s", "worker_ttl_s", "heartbeat_interval_s")
+        for key in (*timeouts, *intervals):
             require(getattr(self, key) > 0, f"gateway.{key}", "must be > 0")
         require(self.max_attempts >= 1, "gateway.max_attempts", "must be >= 1")
         require(self.routing_policy in POLICIES, "gateway.routing_policy", f"must be one of {', '.join(POLICIES)}")
         require(self.eject_after_failures >= 1, "gateway.eject_after_failures", "must be >= 1")
+        require(
+            self.worker_ttl_s > self.heartbeat_interval_s,
+            "gateway.worker_ttl_s",
+            "must be longer than heartbeat_interval_s",
+        )
+        require(not self.join_token or len(self.join_token) >= 16, "gateway.join_token", "must be >= 16 characters")
+        require(not self.admin_key or len(self.admin_key) >= 16, "gateway.admin_key", "must be >= 16 characters")
+        require(
+            bool(self.api_keys_file or self.api_key) or self.allow_open or self.loopback,
+            "gateway.api_keys_file",
+            f"no API keys are configured and host {self.host} is not loopback: create keys with "
+            "'infercdn keys create', set api_key, or set allow_open = true to serve anyone",
+        )
+        for key in ("api_key_requests_per_minute", "api_key_tokens_per_minute"):
+            require(getattr(self, key) >= 0, f"gateway.{key}", "must be >= 0")
+        if self.consul_url:
+            require(self.consul_url.startswith(("http://", "https://")), "gateway.consul_url", "not an http(s) URL")
         for key in ("max_ejected_share", "panic_below_share"):
             require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")
         require(
@@ -62,3 +100,7 @@ class GatewayConfig:
             max_ejected_share=self.max_ejected_share,
             panic_below_share=self.panic_below_share,
         )
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1")

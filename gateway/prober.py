@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from routing.balancer import Balancer
-from routing.fleet import Load, WorkerState
+from routing.fleet import Load, WorkerState, authorization
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class Prober:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            async with self._session.get(f"{state.worker.url}/health", timeout=self._timeout) as resp:
+            url, headers = f"{state.worker.url}/health", authorization(state.worker)
+            async with self._session.get(url, timeout=self._timeout, headers=headers) as resp:
                 report = await resp.json() if resp.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             report = None

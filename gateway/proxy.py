@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway.errors import REQUEST_ID
 from routing.balancer import Balancer
 from routing.errors import AllWorkersFailed, Busy, InferCDNError, UpstreamTimeout
-from routing.fleet import Candidate
+from routing.fleet import Candidate, authorization
 from routing.health import Failure
 from routing.policies import Dispatch
 
@@ -106,7 +106,7 @@ class Proxy:
         worker = a.dispatch.candidate.state.worker
         url = worker.url + a.request.path
         timeout = aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_read=t.request_s)
-        headers = {"Content-Type": "application/json", REQUEST_ID: a.request_id}
+        headers = {"Content-Type": "application/json", REQUEST_ID: a.request_id, **authorization(worker)}
         clock = asyncio.get_running_loop().time
         upstream: aiohttp.ClientResponse | None = None
         try:

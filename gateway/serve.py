@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,21 +15,29 @@ from routing.process import run_until_stopped
 
 log = logging.getLogger("gateway")
 
+# Given the running app, waits until it is ready for users and says how to use it.
+Announce = Callable[[web.Application], Awaitable[str]]
 
-async def serve(config: GatewayConfig, *, until: Awaitable[object] | None = None, banner: str = "") -> None:
-    runner = web.AppRunner(create_app(config), handler_cancellation=True, access_log=None)
+
+async def serve(
+    config: GatewayConfig, *, until: Awaitable[object] | None = None, ready: Announce | None = None
+) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
-        log.info("gateway ready on http://%s:%d", config.host, config.port)
-        if banner:
-            print(banner, flush=True)
-        stop: asyncio.Future[Any] = asyncio.ensure_future(run_until_stopped())
-        waiters: set[asyncio.Future[Any]] = {stop}
+        log.info("gateway listening on http://%s:%d", config.host, config.port)
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(run_until_stopped())}
         if until is not None:
             waiters.add(asyncio.ensure_future(until))
+        announcing = asyncio.ensure_future(_announce(app, ready)) if ready is not None else None
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for w in waiters:
+        for w in (*waiters, *([announcing] if announcing else [])):
             w.cancel()
     finally:
         await runner.cleanup()
+
+
+async def _announce(app: web.Application, ready: Announce) -> None:
+    print(await ready(app), flush=True)

@@ -13,18 +13,21 @@ import logging
 import aiohttp
 
 from routing.errors import InvalidRequest
-from routing.fleet import Fleet, Worker
+from routing.fleet import Fleet, Worker, authorization
 from routing.wire import offers_from_models_list
 
 log = logging.getLogger(__name__)
 
 
 class StaticWorkers:
-    def __init__(self, urls: tuple[str, ...], fleet: Fleet, session: aiohttp.ClientSession, *, timeout_s: float):
+    def __init__(
+        self, urls: tuple[str, ...], fleet: Fleet, session: aiohttp.ClientSession, *, timeout_s: float, bearer: str
+    ):
         self._urls = tuple(u.rstrip("/") for u in urls)
         self._fleet = fleet
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._bearer = bearer
         self.unreached: set[str] = set(self._urls)  # never answered yet
 
     async def refresh(self) -> None:
@@ -36,9 +39,10 @@ class StaticWorkers:
             await self.refresh()
 
     async def _refresh_one(self, url: str) -> None:
-        worker = Worker(id=url, url=url)
+        worker = Worker(id=url, url=url, bearer=self._bearer)
         try:
-            async with self._session.get(f"{url}/v1/models", timeout=self._timeout) as resp:
+            headers = authorization(worker)
+            async with self._session.get(f"{url}/v1/models", timeout=self._timeout, headers=headers) as resp:
                 resp.raise_for_status()
                 offers = offers_from_models_list(await resp.json())
         except (aiohttp.ClientError, TimeoutError, ValueError, InvalidRequest) as exc:

@@ -1,21 +1,25 @@
 """``infercdn up``: a gateway plus one local llama.cpp worker, for a laptop.
 
-The worker runs as a child process (``python -m edge_worker``), so a crash
-in native code cannot take the gateway down; the gateway waits until the
-worker is healthy, then serves. Ctrl-C stops both.
+The worker runs as a child process (``python -m edge_worker``), so a crash in
+native code cannot take the gateway down. It joins the gateway the way any
+edge worker does: it registers with the embedded registry, signed with a join
+token made for this run (passed in its environment, never on a command
+line), and heartbeats. The banner is printed once it has registered. Ctrl-C
+stops both; the worker deregisters on its way out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
+import secrets
 import socket
 import sys
-import time
 from dataclasses import replace
 
-import aiohttp
+from aiohttp import web
 
+from gateway import api
 from gateway.config import GatewayConfig
 from gateway.serve import serve
 
@@ -33,21 +37,12 @@ def free_port(host: str) -> int:
         return port
 
 
-async def wait_healthy(url: str, process: asyncio.subprocess.Process, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                raise WorkerDidNotStart(f"the worker exited with code {process.returncode} while starting")
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(f"{url}/health", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise WorkerDidNotStart(f"the worker was not healthy after {timeout_s:.0f} s")
-
-
-def banner(base: str, model: str) -> str:
+def banner(base: str, model: str, *, open_access: bool) -> str:
+    access = (
+        f"\nNo API keys are configured: anyone who can reach {base} can use it.\n"
+        if open_access
+        else "\nClients need an API key (Authorization: Bearer …).\n"
+    )
     return f"""
 InferCDN is up: an OpenAI-compatible API on {base}/v1
 Try it:
@@ -58,28 +53,35 @@ Try it:
   client = OpenAI(base_url="{base}/v1", api_key="unused")
   print(client.chat.completions.create(model="{model}",
         messages=[{{"role": "user", "content": "Say hello"}}]).choices[0].message.content)
-
+{access}
 Press Ctrl-C to stop.
 """
 
 
-async def first_model(url: str) -> str:
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/v1/models") as resp:
-        data = await resp.json()
-        return str(data["data"][0]["id"])
-
-
 async def up(gateway: GatewayConfig, worker_args: list[str], worker_port: int) -> None:
+    config = replace(gateway, join_token=gateway.join_token or secrets.token_urlsafe(32))
     port = worker_port or free_port("127.0.0.1")
-    worker_url = f"http://127.0.0.1:{port}"
+    gateway_url = f"http://127.0.0.1:{config.port}"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edge_worker", "--host", "127.0.0.1", "--port", str(port), *worker_args
+        sys.executable,
+        "-m",
+        "edge_worker",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--gateway",
+        gateway_url,
+        *worker_args,
+        env={**os.environ, "INFERCDN_WORKER_JOIN_TOKEN": config.join_token},
     )
+
+    async def ready(app: web.Application) -> str:
+        model = await asyncio.wait_for(_first_registered_model(app), WORKER_START_TIMEOUT_S)
+        return banner(f"http://{config.host}:{config.port}", model, open_access=not api.auth_required(app))
+
     try:
-        await wait_healthy(worker_url, process, WORKER_START_TIMEOUT_S)
-        model = await first_model(worker_url)
-        config = _with_worker(gateway, worker_url)
-        await serve(config, until=process.wait(), banner=banner(f"http://{config.host}:{config.port}", model))
+        await serve(config, until=process.wait(), ready=ready)
         if process.returncode is not None:
             raise WorkerDidNotStart(f"the worker exited with code {process.returncode}")
     finally:
@@ -92,5 +94,10 @@ async def up(gateway: GatewayConfig, worker_args: list[str], worker_port: int) -
                 await process.wait()
 
 
-def _with_worker(config: GatewayConfig, url: str) -> GatewayConfig:
-    return replace(config, workers=(*config.workers, url))
+async def _first_registered_model(app: web.Application) -> str:
+    while True:
+        state = app.get(api.STATE)
+        models = state.fleet.models() if state is not None else {}
+        if models:
+            return sorted(models)[0]
+        await asyncio.sleep(0.1)

@@ -83,6 +83,10 @@ class Balancer:
     def finished(self, dispatch: Dispatch) -> None:
         dispatch.candidate.state.in_flight -= 1
 
+    def remove(self, worker_id: str) -> None:
+        self.fleet.remove(worker_id)
+        self.outliers.forget(worker_id)
+
     def probed(self, state: WorkerState, *, rtt_s: float | None, now: float, load: Load | None = None) -> None:
         """An active probe's result: its round trip (None: it did not get through) and reported load."""
         if rtt_s is not None:

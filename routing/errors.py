@@ -86,3 +86,33 @@ class AllWorkersFailed(InferCDNError):
 class UpstreamTimeout(InferCDNError):
     status = 504
     code = "upstream_timeout"
+
+
+class Unauthorized(InferCDNError):
+    """No credential, or a wrong one (OpenAI: 401 ``invalid_api_key``)."""
+
+    status = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(InferCDNError):
+    status = 403
+    error_type = "invalid_request_error"
+    code = "forbidden"
+
+
+class RateLimited(InferCDNError):
+    """Over a per-key limit; ``Retry-After`` and OpenAI's ``x-ratelimit-*`` headers say more."""
+
+    status = 429
+    error_type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, headers: dict[str, str]):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self._headers = headers
+
+    def headers(self) -> dict[str, str]:
+        return {**self._headers, "Retry-After": str(self.retry_after_s)}

@@ -43,6 +43,16 @@ class Worker:
     url: str  # base URL, without a trailing slash and without /v1
     region: str = ""
     capacity: int = 1  # generations it runs at once per model (llama.cpp: 1)
+    runtime: str = ""
+    hardware: str = ""  # described for people, e.g. "NVIDIA H100 (80 GiB)"
+    source: str = "static"  # how the gateway learnt of it: static, registry, consul
+    # What the gateway shows it (Authorization: Bearer); never printed.
+    bearer: str = field(default="", repr=False)
+
+
+def authorization(worker: Worker) -> dict[str, str]:
+    """The header that proves to a worker that a request comes from a gateway."""
+    return {"Authorization": f"Bearer {worker.bearer}"} if worker.bearer else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,7 @@ class Load:
     in_flight: int = 0
     queued: int = 0
     kv_cache_usage: float | None = None  # 0..1 where the runtime knows it
+    tokens_per_second: float | None = None
     reported_at: float | None = None
 
 

@@ -79,6 +79,9 @@ class Outliers:
             self._ejected.discard(worker_id)
             log.info("worker %s is back from ejection, on probation", worker_id)
 
+    def forget(self, worker_id: str) -> None:
+        self._ejected.discard(worker_id)
+
     @property
     def ejected_count(self) -> int:
         return len(self._ejected)

@@ -1,0 +1,141 @@
+"""Announcing this worker to gateways: register, heartbeat, deregister (signed msgpack).
+
+One loop per gateway. It registers (retrying with a backoff no longer than
+the heartbeat interval), then heartbeats its load. A heartbeat answered 404
+means the gateway restarted and forgot us, and a failed one may mean the
+same: either way the next step is to register again at once, so a restarted
+gateway knows its workers again within one heartbeat interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from routing.announce import (
+    CONTENT_TYPE,
+    REGISTER_PATH,
+    Heartbeat,
+    Registration,
+    heartbeat_path,
+    pack,
+    unpack_welcome,
+    worker_path,
+)
+from routing.errors import InvalidRequest
+from routing.signing import Signer
+
+log = logging.getLogger(__name__)
+
+
+class Announcer:
+    def __init__(
+        self,
+        gateways: tuple[str, ...],
+        signer: Signer,
+        session: aiohttp.ClientSession,
+        registration: Registration,
+        load: Callable[[], Heartbeat],
+        *,
+        interval_s: float = 2.0,
+    ):
+        self._gateways = tuple(g.rstrip("/") for g in gateways)
+        self._signer = signer
+        self._session = session
+        self._registration = registration
+        self._load = load
+        self._interval_s = interval_s
+        self._timeout = aiohttp.ClientTimeout(total=5)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._announce_to(g)) for g in self._gateways]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def deregister(self) -> None:
+        """Stop heartbeating and tell every gateway we are leaving (best effort, bounded)."""
+        await self.stop()
+        path = worker_path(self._registration.worker_id)
+        await asyncio.gather(*(self._leave(g, path) for g in self._gateways))
+
+    async def _leave(self, gateway: str, path: str) -> None:
+        try:
+            async with self._send("DELETE", gateway, path, b"") as resp:
+                if resp.status < 300:
+                    log.info("deregistered from %s", gateway)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not deregister from %s: %s", gateway, type(exc).__name__)
+
+    async def _announce_to(self, gateway: str) -> None:
+        interval = self._interval_s
+        backoff = min(0.5, interval)
+        registered = complained = False
+        while True:
+            try:
+                if not registered:
+                    interval = await self._register(gateway)
+                    registered, complained = True, False
+                    backoff = min(0.5, interval)
+                elif not await self._heartbeat(gateway):
+                    registered = False
+                    continue  # it forgot us: register again now
+                await asyncio.sleep(interval)
+            except (aiohttp.ClientError, TimeoutError, InvalidRequest) as exc:
+                if _refused(exc) and not complained:
+                    log.error("gateway %s refused this worker: %s (is the join token the same?)", gateway, exc)
+                    complained = True
+                elif registered:
+                    log.warning("gateway %s unreachable (%s); registering again when it is back", gateway, exc)
+                registered = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, interval)
+
+    async def _register(self, gateway: str) -> float:
+        async with self._send("POST", gateway, REGISTER_PATH, pack(self._registration)) as resp:
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=resp.status, message=await _reason(resp)
+                )
+            welcome = unpack_welcome(await resp.read())
+        log.info("registered with %s as %s", gateway, self._registration.worker_id)
+        return welcome.heartbeat_interval_s
+
+    async def _heartbeat(self, gateway: str) -> bool:
+        """Send our load; False when the gateway no longer knows us."""
+        path = heartbeat_path(self._registration.worker_id)
+        async with self._send("POST", gateway, path, pack(self._load())) as resp:
+            if resp.status == 404:
+                log.info("gateway %s forgot this worker (restarted?); registering again", gateway)
+                return False
+            if resp.status >= 300:
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=resp.status, message=await _reason(resp)
+                )
+            return True
+
+    def _send(self, method: str, gateway: str, path: str, body: bytes) -> aiohttp.client._RequestContextManager:
+        headers = {"Content-Type": CONTENT_TYPE, **self._signer.headers(method, path, body, time.time())}
+        return self._session.request(method, gateway + path, data=body, headers=headers, timeout=self._timeout)
+
+
+def _refused(exc: Exception) -> bool:
+    return isinstance(exc, aiohttp.ClientResponseError) and exc.status in (401, 403)
+
+
+async def _reason(resp: aiohttp.ClientResponse) -> str:
+    try:
+        return str((await resp.json())["error"]["message"])
+    except (ValueError, KeyError, TypeError, aiohttp.ClientError):
+        return resp.reason or str(resp.status)

@@ -1,0 +1,152 @@
+"""What a worker tells gateways about itself: registration and heartbeats (msgpack).
+
+A registration says who the worker is, where to reach it, what hardware it
+runs on and what it offers; heartbeats then carry its load every few
+seconds. Both are small typed records on the wire as msgpack maps; anything
+malformed is an InvalidRequest (400), never a crash.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgpack
+
+from routing.errors import InvalidRequest
+from routing.fleet import ModelOffer
+from routing.wire import offer_from_json, offer_to_json
+
+CONTENT_TYPE = "application/msgpack"
+REGISTER_PATH = "/internal/v1/workers"
+WORKER_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def heartbeat_path(worker_id: str) -> str:
+    return f"{REGISTER_PATH}/{worker_id}/heartbeat"
+
+
+def worker_path(worker_id: str) -> str:
+    return f"{REGISTER_PATH}/{worker_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    cpu: str = ""
+    cores: int = 0
+    memory_bytes: int = 0
+    gpu: str = ""  # e.g. "NVIDIA H100 80GB HBM3"; empty on CPU-only hosts
+    gpu_memory_bytes: int = 0
+
+    def describe(self) -> str:
+        if self.gpu:
+            return f"{self.gpu} ({self.gpu_memory_bytes / 2**30:.0f} GiB)"
+        return f"{self.cpu or 'CPU'}, {self.cores} cores"
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    worker_id: str
+    url: str  # where gateways reach it
+    region: str
+    runtime: str  # "llama.cpp", "vllm"
+    hardware: Hardware
+    capacity: int  # generations at once per model
+    offers: tuple[ModelOffer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    worker_id: str
+    in_flight: int
+    queued: int
+    tokens_per_second: float = 0.0
+    kv_cache_usage: float | None = None  # 0..1 where the runtime knows it
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The gateway's answer to a registration: how often to heartbeat, and when it forgets."""
+
+    heartbeat_interval_s: float
+    ttl_s: float
+
+
+def pack(record: Registration | Heartbeat | Welcome) -> bytes:
+    obj = asdict(record)
+    if isinstance(record, Registration):
+        obj["offers"] = [offer_to_json(o, 0) for o in record.offers]
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack_registration(data: bytes) -> Registration:
+    obj = _map(data)
+    try:
+        hardware = obj.get("hardware") or {}
+        registration = Registration(
+            worker_id=check_worker_id(_text(obj["worker_id"], "worker_id")),
+            url=_text(obj["url"], "url").rstrip("/"),
+            region=str(obj.get("region", "")),
+            runtime=str(obj.get("runtime", "")),
+            hardware=Hardware(
+                cpu=str(hardware.get("cpu", "")),
+                cores=int(hardware.get("cores", 0)),
+                memory_bytes=int(hardware.get("memory_bytes", 0)),
+                gpu=str(hardware.get("gpu", "")),
+                gpu_memory_bytes=int(hardware.get("gpu_memory_bytes", 0)),
+            ),
+            capacity=max(1, int(obj.get("capacity", 1))),
+            offers=tuple(offer_from_json(o) for o in obj["offers"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidRequest(f"malformed registration: {exc!r}") from None
+    if not registration.url.startswith(("http://", "https://")):
+        raise InvalidRequest("a registration's url must be http(s)", param="url")
+    return registration
+
+
+def unpack_heartbeat(data: bytes) -> Heartbeat:
+    obj = _map(data)
+    try:
+        usage = obj.get("kv_cache_usage")
+        return Heartbeat(
+            worker_id=check_worker_id(_text(obj["worker_id"], "worker_id")),
+            in_flight=int(obj["in_flight"]),
+            queued=int(obj["queued"]),
+            tokens_per_second=float(obj.get("tokens_per_second", 0.0)),
+            kv_cache_usage=None if usage is None else float(usage),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidRequest(f"malformed heartbeat: {exc!r}") from None
+
+
+def unpack_welcome(data: bytes) -> Welcome:
+    obj = _map(data)
+    try:
+        return Welcome(heartbeat_interval_s=float(obj["heartbeat_interval_s"]), ttl_s=float(obj["ttl_s"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidRequest(f"malformed welcome: {exc!r}") from None
+
+
+def _map(data: bytes) -> dict[str, Any]:
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise InvalidRequest(f"the body is not msgpack: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidRequest("the body must be a msgpack map")
+    return obj
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise InvalidRequest(f"'{name}' must be a non-empty string", param=name)
+    return value
+
+
+def check_worker_id(worker_id: str) -> str:
+    """Ids go in URL paths and logs: letters, digits and ``._:-`` only."""
+    if not WORKER_ID.fullmatch(worker_id):
+        raise InvalidRequest("a worker id is 1-128 of letters, digits and ._:-", param="worker_id")
+    return worker_id
