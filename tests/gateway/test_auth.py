@@ -1,0 +1,192 @@
+"""Client API keys, per-key limits and the admin key, on a real gateway in front of a stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.cli import main
+from gateway.config import GatewayConfig
+from gateway.fleet_table import run_fleet_command
+from routing.settings import ConfigError
+from tests.gateway.standin import MODEL, StandIn
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+ADMIN = "admin-key-for-tests-0123456789"
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[StandIn]:
+    standin = await StandIn().start()
+    yield standin
+    await standin.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def gateway_with(upstream: StandIn) -> AsyncIterator[object]:
+    servers: list[TestServer] = []
+
+    async def start(**settings: object) -> str:
+        config = GatewayConfig(workers=(upstream.url,), **settings)  # type: ignore[arg-type]
+        config.check()
+        server = TestServer(create_app(config, rng=random.Random(1)), host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield start
+    for s in servers:
+        await s.close()
+
+
+def create_key(keys_file: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    assert main(["keys", "create", "--keys-file", str(keys_file), "--name", "tests", *extra]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("icdn-")
+    return key
+
+
+async def test_keys_are_stored_hashed_and_checked(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gateway_with,
+    session,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, capsys)
+    stored = keys_file.read_text()
+    assert key not in stored and key.split("-")[2] not in stored
+    assert oct(keys_file.stat().st_mode & 0o777) == "0o600"
+    gw = await gateway_with(api_keys_file=str(keys_file))
+
+    async with session.post(f"{gw}/v1/chat/completions", json=CHAT) as resp:
+        assert resp.status == 401
+        error = (await resp.json())["error"]
+        assert error["code"] == "invalid_api_key" and "didn't provide an API key" in error["message"]
+    async with session.post(
+        f"{gw}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}x"}
+    ) as resp:
+        assert resp.status == 401
+    async with session.get(f"{gw}/v1/models", headers={"Authorization": f"Bearer {key}"}) as resp:
+        assert resp.status == 200
+    async with session.get(f"{gw}/health") as resp:
+        assert resp.status == 200  # load balancers' checks need no key
+
+    good = openai.AsyncOpenAI(base_url=f"{gw}/v1", api_key=key, max_retries=0)
+    reply = await good.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "hi"
+    bad = openai.AsyncOpenAI(base_url=f"{gw}/v1", api_key="icdn-00000000-nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        await bad.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert key not in caplog.text
+
+    assert main(["keys", "list", "--keys-file", str(keys_file)]) == 0
+    listing = capsys.readouterr().out
+    assert "tests" in listing and key not in listing
+
+
+async def test_a_single_key_from_the_environment_works_too(gateway_with, session) -> None:  # type: ignore[no-untyped-def]
+    gw = await gateway_with(api_key="just-one-key-for-this-gateway")
+    async with session.post(f"{gw}/v1/chat/completions", json=CHAT) as resp:
+        assert resp.status == 401
+    headers = {"Authorization": "Bearer just-one-key-for-this-gateway"}
+    async with session.post(f"{gw}/v1/chat/completions", json=CHAT, headers=headers) as resp:
+        assert resp.status == 200
+
+
+async def test_per_key_request_and_token_limits_give_429(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gateway_with,
+    session,
+    upstream: StandIn,  # type: ignore[no-untyped-def]
+) -> None:
+    keys_file = tmp_path / "keys.json"
+    slow = create_key(keys_file, capsys, "--requests-per-minute", "2")
+    frugal = create_key(keys_file, capsys, "--tokens-per-minute", "100")
+    gw = await gateway_with(api_keys_file=str(keys_file))
+
+    statuses = []
+    for _ in range(3):
+        async with session.post(
+            f"{gw}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {slow}"}
+        ) as resp:
+            statuses.append(resp.status)
+            if resp.status == 429:
+                assert int(resp.headers["Retry-After"]) >= 1
+                assert resp.headers["x-ratelimit-limit-requests"] == "2"
+                assert resp.headers["x-ratelimit-remaining-requests"] == "0"
+                assert (await resp.json())["error"]["code"] == "rate_limit_exceeded"
+    assert statuses == [200, 200, 429]
+    assert upstream.hits == 2  # the refused one never reached a worker
+
+    big = {**CHAT, "max_tokens": 500}
+    async with session.post(f"{gw}/v1/chat/completions", json=big, headers={"Authorization": f"Bearer {frugal}"}) as r:
+        assert r.status == 429
+        assert "tokens per minute" in (await r.json())["error"]["message"]
+    async with session.post(f"{gw}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {frugal}"}) as r:
+        assert r.status == 200  # the other key's limits are its own
+
+
+async def test_the_admin_key_guards_the_fleet_endpoint(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gateway_with,
+    session,  # type: ignore[no-untyped-def]
+) -> None:
+    open_gw = await gateway_with()
+    async with session.get(f"{open_gw}/admin/v1/fleet") as resp:
+        assert resp.status == 200  # an open loopback gateway (infercdn up)
+
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, capsys)
+    keyed = await gateway_with(api_keys_file=str(keys_file))
+    async with session.get(f"{keyed}/admin/v1/fleet", headers={"Authorization": f"Bearer {key}"}) as resp:
+        assert resp.status == 403  # a client key is not an admin key, and there is none
+
+    guarded = await gateway_with(api_keys_file=str(keys_file), admin_key=ADMIN)
+    async with session.get(f"{guarded}/admin/v1/fleet") as resp:
+        assert resp.status == 401
+    async with session.get(f"{guarded}/admin/v1/fleet", headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+        assert resp.status == 200
+        (row,) = (await resp.json())["workers"]
+        assert row["models"] == [f"{MODEL}@Q8_0"] and row["source"] == "static"
+
+    # infercdn fleet, against the same endpoint (it blocks: run it off the loop).
+    assert await asyncio.to_thread(run_fleet_command, guarded, ADMIN, as_json=False) == 0
+    table = capsys.readouterr().out
+    assert "WORKER" in table and f"{MODEL}@Q8_0" in table and "1 worker(s)" in table
+    assert await asyncio.to_thread(run_fleet_command, guarded, "wrong-admin-key-0123456789", as_json=True) == 1
+    assert "401" in capsys.readouterr().err
+    assert await asyncio.to_thread(run_fleet_command, guarded, ADMIN, as_json=True) == 0
+    assert json.loads(capsys.readouterr().out)["workers"][0]["health"] in ("healthy", "probation")
+
+
+def test_an_open_gateway_off_loopback_is_refused_unless_asked_for() -> None:
+    with pytest.raises(ConfigError, match="no API keys"):
+        GatewayConfig(host="0.0.0.0").check()
+    GatewayConfig(host="0.0.0.0", allow_open=True).check()
+    GatewayConfig(host="0.0.0.0", api_key="some-key").check()
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    config = GatewayConfig(join_token="join-token-0123456789abc", api_key="k" * 20, admin_key="a" * 20)
+    assert "join-token-0123456789abc" not in repr(config) and "k" * 20 not in repr(config)

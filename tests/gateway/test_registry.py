@@ -1,0 +1,227 @@
+"""The embedded registry with real workers and signed messages on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from routing.announce import CONTENT_TYPE, REGISTER_PATH, Hardware, Heartbeat, Registration, heartbeat_path, pack
+from routing.signing import Signer
+from tests.conftest import MODEL
+from tests.gateway.standin import OFFER
+from tests.servers import Server, free_port, running
+
+TOKEN = "join-token-for-tests-0123456789"
+
+
+async def start_gateway(port: int = 0, **settings: object) -> tuple[TestServer, str]:
+    config = GatewayConfig(join_token=TOKEN, heartbeat_interval_s=0.3, worker_ttl_s=1.5, **settings)  # type: ignore[arg-type]
+    server = TestServer(create_app(config, rng=random.Random(3)), host="127.0.0.1", port=port)
+    await server.start_server()
+    return server, str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:
+    async with session.get(f"{gw}/admin/v1/fleet") as resp:  # open loopback gateway: admin open
+        assert resp.status == 200
+        return [w["id"] for w in (await resp.json())["workers"]]
+
+
+async def wait_until(condition: Callable[[], object], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@contextmanager
+def registered_worker(gateway_url: str, worker_id: str) -> Iterator[Server]:
+    os.environ["INFERCDN_WORKER_JOIN_TOKEN"] = TOKEN
+    try:
+        with running(
+            "edge_worker", "--threads", "1", "--gateway", gateway_url, "--worker-id", worker_id, "--region", "eu"
+        ) as server:
+            yield server
+    finally:
+        del os.environ["INFERCDN_WORKER_JOIN_TOKEN"]
+
+
+def registration(worker_id: str = "w1", url: str = "http://127.0.0.1:9") -> Registration:
+    return Registration(worker_id, url, "eu", "llama.cpp", Hardware(cpu="test", cores=2), 1, (OFFER,))
+
+
+async def post_signed(
+    session: aiohttp.ClientSession, gw: str, path: str, body: bytes, token: str = TOKEN, *, at: float | None = None
+) -> tuple[int, dict[str, str]]:
+    headers = {"Content-Type": CONTENT_TYPE, **Signer(token).headers("POST", path, body, at or time.time())}
+    async with session.post(gw + path, data=body, headers=headers) as resp:
+        return resp.status, headers
+
+
+async def test_a_real_worker_registers_serves_and_cannot_be_used_directly(session: aiohttp.ClientSession) -> None:
+    gateway, gw = await start_gateway()
+    try:
+        with registered_worker(gw, "edge-1") as worker:
+            await wait_until(lambda: fleet_ids(session, gw))
+            async with session.get(f"{gw}/admin/v1/fleet") as resp:
+                (row,) = (await resp.json())["workers"]
+            assert row["id"] == "edge-1" and row["region"] == "eu" and row["source"] == "registry"
+            assert row["runtime"] == "llama.cpp" and row["hardware"] and row["models"] == [f"{MODEL}@Q4_1"]
+
+            body = {"model": MODEL, "prompt": "The capital of France is", "max_tokens": 2, "temperature": 0}
+            async with session.post(f"{gw}/v1/completions", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+                assert "Paris" in (await resp.json())["choices"][0]["text"]
+                assert resp.headers["x-infercdn-worker"] == "edge-1"
+
+            # Straight to the worker, without the gateway's credential: refused.
+            async with session.post(f"{worker.url}/v1/completions", json=body) as resp:
+                assert resp.status == 401
+                assert (await resp.json())["error"]["code"] == "invalid_api_key"
+            async with session.post(
+                f"{worker.url}/v1/completions", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as resp:
+                assert resp.status == 401  # not even with the join token itself: only the derived credential
+            async with session.get(f"{worker.url}/health") as resp:
+                assert resp.status == 200  # probes and scrapers may look
+
+            # Heartbeats carry its load.
+            await wait_until(lambda: _heartbeat_seen(session, gw))
+    finally:
+        await gateway.close()
+
+
+async def _heartbeat_seen(session: aiohttp.ClientSession, gw: str) -> bool:
+    async with session.get(f"{gw}/admin/v1/fleet") as resp:
+        (row,) = (await resp.json())["workers"]
+        return row["last_heartbeat_s"] is not None and row["last_heartbeat_s"] < 1.0
+
+
+async def test_a_silent_worker_expires_after_the_ttl(session: aiohttp.ClientSession) -> None:
+    gateway, gw = await start_gateway()
+    try:
+        status, _ = await post_signed(session, gw, REGISTER_PATH, pack(registration("quiet")))
+        assert status == 200
+        assert await fleet_ids(session, gw) == ["quiet"]
+        beat = pack(Heartbeat("quiet", in_flight=2, queued=1))
+        assert (await post_signed(session, gw, heartbeat_path("quiet"), beat))[0] == 204
+        await asyncio.sleep(1.0)
+        assert await fleet_ids(session, gw) == ["quiet"]  # within the TTL of its last heartbeat
+        await wait_until(lambda: _empty(session, gw), timeout_s=5)
+        # Its next heartbeat is answered 404: the worker knows to register again.
+        assert (await post_signed(session, gw, heartbeat_path("quiet"), beat))[0] == 404
+    finally:
+        await gateway.close()
+
+
+async def _empty(session: aiohttp.ClientSession, gw: str) -> bool:
+    return await fleet_ids(session, gw) == []
+
+
+async def test_unsigned_forged_stale_and_replayed_messages_are_refused(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    gateway, gw = await start_gateway()
+    body = pack(registration("intruder"))
+    try:
+        async with session.post(gw + REGISTER_PATH, data=body, headers={"Content-Type": CONTENT_TYPE}) as resp:
+            assert resp.status == 401
+            assert set((await resp.json())["error"]) == {"message", "type", "param", "code"}
+        assert (await post_signed(session, gw, REGISTER_PATH, body, token="a-different-token-0123456789"))[0] == 401
+        assert (await post_signed(session, gw, REGISTER_PATH, body, at=time.time() - 120))[0] == 401
+        assert await fleet_ids(session, gw) == []
+
+        status, headers = await post_signed(session, gw, REGISTER_PATH, pack(registration("honest")))
+        assert status == 200
+        async with session.post(gw + REGISTER_PATH, data=pack(registration("honest")), headers=headers) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"]["code"] == "replayed_message"
+        # A valid signature over other bytes is a forgery too.
+        tampered = pack(registration("honest", url="http://evil.example:80"))
+        async with session.post(gw + REGISTER_PATH, data=tampered, headers=headers) as resp:
+            assert resp.status == 401
+        async with session.get(f"{gw}/admin/v1/fleet") as resp:
+            (row,) = (await resp.json())["workers"]
+            assert row["url"] == "http://127.0.0.1:9"
+    finally:
+        await gateway.close()
+    assert TOKEN not in caplog.text
+
+
+async def test_without_a_join_token_registration_is_off(session: aiohttp.ClientSession) -> None:
+    config = GatewayConfig()
+    server = TestServer(create_app(config), host="127.0.0.1")
+    await server.start_server()
+    gw = str(server.make_url("")).rstrip("/")
+    try:
+        assert (await post_signed(session, gw, REGISTER_PATH, pack(registration())))[0] == 403
+    finally:
+        await server.close()
+
+
+async def test_workers_come_back_on_their_own_after_a_gateway_restart(session: aiohttp.ClientSession) -> None:
+    port = free_port()
+    gateway, gw = await start_gateway(port)
+    with registered_worker(gw, "edge-2") as worker:
+        try:
+            await wait_until(lambda: fleet_ids(session, gw))
+            await gateway.close()
+            gateway, gw = await start_gateway(port)  # a fresh gateway: empty fleet
+            started = time.monotonic()
+            await wait_until(lambda: fleet_ids(session, gw), timeout_s=10)
+            assert time.monotonic() - started < 3.0  # within a heartbeat interval or so (0.3 s here)
+
+            # A clean stop deregisters at once, long before the TTL would.
+            worker.process.terminate()
+            assert await asyncio.to_thread(worker.process.wait, 30) == 0
+            await wait_until(lambda: _empty(session, gw), timeout_s=1.0)
+            assert "deregistered from" in worker.log()
+        finally:
+            await gateway.close()
+
+
+async def test_a_stopping_worker_drains_requests_in_flight(session: aiohttp.ClientSession) -> None:
+    gateway, gw = await start_gateway()
+    try:
+        with registered_worker(gw, "edge-3") as worker:
+            await wait_until(lambda: fleet_ids(session, gw))
+            body = {"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6, 7,", "max_tokens": 48, "temperature": 0}
+            request = asyncio.create_task(session.post(f"{gw}/v1/completions", json=body))
+            await wait_until(lambda: _busy(worker), timeout_s=10)
+            worker.process.terminate()
+            resp = await request
+            assert resp.status == 200
+            assert (await resp.json())["usage"]["completion_tokens"] == 48
+            assert await asyncio.to_thread(worker.process.wait, 30) == 0
+    finally:
+        await gateway.close()
+
+
+def _busy(worker: Server) -> bool:
+    with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as resp:
+        return bool(json.load(resp)["in_flight"])
