@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -18,6 +21,7 @@ from edge_worker.access import gateway_only
 from edge_worker.announcer import Announcer
 from edge_worker.catalog import bundled_model_path
 from edge_worker.config import DEFAULT_MAX_CONTEXT, WorkerConfig
+from edge_worker.consul_announcer import ConsulAnnouncer
 from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
@@ -25,10 +29,28 @@ from edge_worker.model_set import ModelSet
 from edge_worker.runtimes.base import ModelRuntime
 from edge_worker.runtimes.llama_cpp import LlamaCppModel, load_llama
 from routing.announce import Heartbeat, Registration
+from routing.consul_client import consul_client
 from routing.signing import Signer
 
 log = logging.getLogger(__name__)
-ANNOUNCER = web.AppKey("announcer", Announcer)
+
+
+class Leaving(Protocol):
+    """An announcer: started once the models are loaded, told to deregister on the way out."""
+
+    def start(self) -> None: ...
+
+    async def deregister(self) -> None: ...
+
+
+ANNOUNCERS = web.AppKey("announcers", tuple[Leaving, ...])
+
+
+async def leave(app: web.Application) -> None:
+    """Deregister everywhere, once: gateways stop sending new requests before the drain."""
+    announcers = app.get(ANNOUNCERS, ())
+    app[ANNOUNCERS] = ()
+    await asyncio.gather(*(a.deregister() for a in announcers))
 
 
 def model_paths(config: WorkerConfig) -> list[Path]:
@@ -115,21 +137,33 @@ def create_app(config: WorkerConfig) -> web.Application:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def announce_ctx(app: web.Application) -> AsyncIterator[None]:
-        if not config.gateways:
+        if not (config.gateways or config.consul_url):
             yield
             return
-        async with aiohttp.ClientSession() as session:
-            announcer = Announcer(
-                config.gateways,
-                Signer(config.join_token),
-                session,
-                await registration_of(config, app[api.MODELS].runtimes),
-                lambda: heartbeat_of(config, app[api.MODELS].runtimes, metrics),
-            )
-            app[ANNOUNCER] = announcer
-            announcer.start()
+        registration = await registration_of(config, app[api.MODELS].runtimes)
+        async with contextlib.AsyncExitStack() as stack:
+            announcers: list[Leaving] = []
+            if config.gateways:
+                session = await stack.enter_async_context(aiohttp.ClientSession())
+                load = partial(heartbeat_of, config, app[api.MODELS].runtimes, metrics)
+                announcers.append(Announcer(config.gateways, Signer(config.join_token), session, registration, load))
+            if config.consul_url:
+                client = consul_client(config.consul_url)
+                stack.push_async_callback(client.close)
+                announcers.append(
+                    ConsulAnnouncer(
+                        client,
+                        config.consul_service,
+                        registration,
+                        config.join_token,
+                        interval_s=config.consul_heartbeat_s,
+                    )
+                )
+            app[ANNOUNCERS] = tuple(announcers)
+            for announcer in announcers:
+                announcer.start()
             yield
-            await announcer.deregister()  # a no-op when serve() did it already
+            await leave(app)  # a no-op when serve() did it already
 
     app.cleanup_ctx.append(models_ctx)
     app.cleanup_ctx.append(announce_ctx)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from edge_worker.app import ANNOUNCER, create_app
+from edge_worker.app import create_app, leave
 from edge_worker.catalog import ModelFileError
 from edge_worker.config import WorkerConfig
 from edge_worker.gguf import GgufError
@@ -69,8 +69,7 @@ async def serve(config: WorkerConfig) -> None:
         log.info("worker ready on http://%s:%d", config.host, config.port)
         await run_until_stopped()
         log.info("stopping: deregistering, then draining requests in flight (up to %.0f s)", config.drain_timeout_s)
-        if ANNOUNCER in app:
-            await app[ANNOUNCER].deregister()  # first, so gateways stop sending new requests
+        await leave(app)  # first, so gateways stop sending new requests
     finally:
         await runner.cleanup()
 

@@ -38,6 +38,8 @@ class WorkerConfig:
     # Register in a Consul catalog instead (e.g. http://127.0.0.1:8500); empty = off.
     consul_url: str = ""
     consul_service: str = "infercdn-worker"
+    # How often the Consul TTL check is refreshed; the TTL is three times this.
+    consul_heartbeat_s: float = 2.0
     # On shutdown: deregister, then let requests in flight finish for up to this long.
     drain_timeout_s: float = 30.0
     # With a join token, /v1/* needs the gateway's credential; /health and /metrics stay open unless this is off.
@@ -72,6 +74,7 @@ class WorkerConfig:
             "worker.worker_id",
             "must be 1-128 of letters, digits and ._:-",
         )
+        require(self.consul_heartbeat_s > 0, "worker.consul_heartbeat_s", "must be > 0")
         require(self.drain_timeout_s >= 0, "worker.drain_timeout_s", "must be >= 0")
         require(
             self.log_level in ("debug", "info", "warning", "error"),

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway import admin, api
 from gateway.auth import Access, authenticate
 from gateway.config import GatewayConfig
+from gateway.consul_watch import ConsulWatch
 from gateway.errors import openai_errors
 from gateway.keys import KeyStore, single_key
 from gateway.prober import Prober
@@ -23,6 +24,7 @@ from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
 from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
+from routing.consul_client import consul_client
 from routing.fleet import Fleet
 from routing.health import Outliers
 from routing.policies import policy_named
@@ -88,12 +90,18 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
             asyncio.create_task(prober.run()),
             asyncio.create_task(registry.run()),
         ]
+        consul = consul_client(config.consul_url) if config.consul_url else None
+        if consul is not None:
+            watch = ConsulWatch(balancer, consul, config.consul_service, config.join_token, worker_bearer=bearer)
+            tasks.append(asyncio.create_task(watch.run()))
         yield
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if consul is not None:
+            await consul.close()
         await session.close()
 
     app.cleanup_ctx.append(state_ctx)

@@ -85,6 +85,7 @@ class GatewayConfig:
         for key in ("api_key_requests_per_minute", "api_key_tokens_per_minute"):
             require(getattr(self, key) >= 0, f"gateway.{key}", "must be >= 0")
         if self.consul_url:
+            require(bool(self.join_token), "gateway.join_token", "is needed to check workers found in Consul")
             require(self.consul_url.startswith(("http://", "https://")), "gateway.consul_url", "not an http(s) URL")
         for key in ("max_ejected_share", "panic_below_share"):
             require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")

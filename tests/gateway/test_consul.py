@@ -1,0 +1,195 @@
+"""Discovery through Consul: a stand-in agent here (see consul_standin.py), a real one where installed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from routing.announce import Hardware, Registration
+from routing.consul_client import consul_client
+from routing.consul_wire import registration_to_meta
+from tests.conftest import MODEL
+from tests.gateway.consul_standin import ConsulStandIn
+from tests.gateway.standin import MODEL as STANDIN_MODEL
+from tests.gateway.standin import OFFER, StandIn
+from tests.gateway.test_registry import TOKEN, wait_until
+from tests.servers import free_port, running
+
+SERVICE = "infercdn-worker"
+
+
+@pytest.fixture
+async def consul_agent() -> AsyncIterator[ConsulStandIn]:
+    agent = await ConsulStandIn().start()
+    yield agent
+    await agent.stop()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def gateways() -> AsyncIterator[list[TestServer]]:
+    made: list[TestServer] = []
+    yield made
+    for g in made:
+        await g.close()
+
+
+async def start_gateway(gateways: list[TestServer], consul_url: str) -> str:
+    config = GatewayConfig(join_token=TOKEN, consul_url=consul_url)
+    server = TestServer(create_app(config, rng=random.Random(5)), host="127.0.0.1")
+    await server.start_server()
+    gateways.append(server)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:
+    async with session.get(f"{gw}/admin/v1/fleet") as resp:
+        return sorted(w["id"] for w in (await resp.json())["workers"])
+
+
+async def register_service(consul_url: str, worker_id: str, url: str, *, token: str = TOKEN, ttl: str = "30s") -> None:
+    """What a worker's ConsulAnnouncer does, done by hand for a stand-in upstream."""
+    registration = Registration(worker_id, url, "eu", "llama.cpp", Hardware(cpu="test", cores=2), 1, (OFFER,))
+    client = consul_client(consul_url)
+    try:
+        await client.agent.service.register(
+            SERVICE,
+            service_id=worker_id,
+            meta=registration_to_meta(registration, token),
+            check={"TTL": ttl, "DeregisterCriticalServiceAfter": "1m"},
+        )
+        await client.agent.check.ttl_pass(f"service:{worker_id}")
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="module")
+def consul_worker_env() -> Iterator[None]:
+    os.environ["INFERCDN_WORKER_JOIN_TOKEN"] = TOKEN
+    os.environ["INFERCDN_WORKER_CONSUL_HEARTBEAT_S"] = "0.3"
+    yield
+    del os.environ["INFERCDN_WORKER_JOIN_TOKEN"], os.environ["INFERCDN_WORKER_CONSUL_HEARTBEAT_S"]
+
+
+async def test_a_real_worker_in_consul_is_seen_and_routed_by_two_gateways(
+    consul_agent: ConsulStandIn, consul_worker_env: None, gateways: list[TestServer], session: aiohttp.ClientSession
+) -> None:
+    first = await start_gateway(gateways, consul_agent.url)
+    second = await start_gateway(gateways, consul_agent.url)
+    with running("edge_worker", "--threads", "1", "--consul-url", consul_agent.url, "--worker-id", "c-1") as worker:
+        for gw in (first, second):
+            await wait_until(lambda gw=gw: fleet_ids(session, gw))  # type: ignore[misc]
+            assert await fleet_ids(session, gw) == ["c-1"]
+            body = {"model": MODEL, "prompt": "The capital of France is", "max_tokens": 2, "temperature": 0}
+            async with session.post(f"{gw}/v1/completions", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+                assert resp.headers["x-infercdn-worker"] == "c-1"
+        service = consul_agent.services["c-1"]
+        assert service.status == "passing" and "infercdn_sig" in service.meta
+        # Its heartbeat keeps the TTL check passing well past one TTL (0.9 s here).
+        await asyncio.sleep(2.0)
+        assert consul_agent.services["c-1"].status == "passing"
+
+        worker.process.terminate()
+        assert await asyncio.to_thread(worker.process.wait, 30) == 0
+        assert "c-1" not in consul_agent.services  # deregistered on the way out
+        for gw in (first, second):
+            await wait_until(lambda gw=gw: _no_workers(session, gw), timeout_s=5)  # type: ignore[misc]
+
+
+async def _no_workers(session: aiohttp.ClientSession, gw: str) -> bool:
+    return await fleet_ids(session, gw) == []
+
+
+async def test_an_outage_keeps_the_last_fleet_and_the_gateway_catches_up(
+    gateways: list[TestServer], session: aiohttp.ClientSession
+) -> None:
+    upstream = await StandIn().start()
+    port = free_port()
+    agent = await ConsulStandIn().start(port)
+    try:
+        gw = await start_gateway(gateways, agent.url)
+        await register_service(agent.url, "s-1", upstream.url)
+        await wait_until(lambda: fleet_ids(session, gw))
+
+        await agent.stop()  # Consul goes away …
+        await asyncio.sleep(0.5)
+        chat = {"model": STANDIN_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        async with session.post(f"{gw}/v1/chat/completions", json=chat) as resp:
+            assert resp.status == 200  # … and routing goes on with the last known fleet
+        assert await fleet_ids(session, gw) == ["s-1"]
+
+        agent = await ConsulStandIn().start(port)  # back, empty (a dev agent keeps nothing)
+        await register_service(agent.url, "s-2", upstream.url)
+        await wait_until(lambda: _ids_are(session, gw, ["s-2"]), timeout_s=15)
+    finally:
+        await agent.stop()
+        await upstream.stop()
+
+
+async def _ids_are(session: aiohttp.ClientSession, gw: str, ids: list[str]) -> bool:
+    return await fleet_ids(session, gw) == ids
+
+
+async def test_lapsed_ttls_and_unsigned_services_are_not_routed(
+    consul_agent: ConsulStandIn, gateways: list[TestServer], session: aiohttp.ClientSession
+) -> None:
+    gw = await start_gateway(gateways, consul_agent.url)
+    await register_service(consul_agent.url, "forged", "http://127.0.0.1:9", token="not-the-fleet-token-0123")
+    await register_service(consul_agent.url, "brief", "http://127.0.0.1:9", ttl="0.5s")
+    await wait_until(lambda: fleet_ids(session, gw))
+    assert await fleet_ids(session, gw) == ["brief"]  # the forged one is ignored
+    await wait_until(lambda: _no_workers(session, gw), timeout_s=5)  # no pass within the TTL: critical
+    assert consul_agent.services["brief"].status == "critical"
+
+
+@pytest.mark.skipif(shutil.which("consul") is None, reason="needs a consul binary on PATH (none installable here)")
+async def test_against_a_real_consul_agent(gateways: list[TestServer], session: aiohttp.ClientSession) -> None:
+    """Run where Consul is installed: ``consul agent -dev`` on free ports, the same checks as above."""
+    port = free_port()
+    ports = [str(free_port()) for _ in range(3)]
+    agent = await asyncio.create_subprocess_exec(
+        "consul", "agent", "-dev", f"-http-port={port}", "-grpc-port=-1", "-dns-port=-1",
+        "-serf-lan-port", ports[0], "-serf-wan-port", ports[1], "-server-port", ports[2],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    upstream = await StandIn().start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with session.get(f"{url}/v1/status/leader") as resp:
+                    if resp.status == 200 and (await resp.text()).strip('"'):
+                        break
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "consul agent did not start"
+            await asyncio.sleep(0.2)
+        gw = await start_gateway(gateways, url)
+        await register_service(url, "real-1", upstream.url)
+        await register_service(url, "forged", upstream.url, token="not-the-fleet-token-0123")
+        await wait_until(lambda: _ids_are(session, gw, ["real-1"]), timeout_s=15)
+        chat = {"model": STANDIN_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        async with session.post(f"{gw}/v1/chat/completions", json=chat) as resp:
+            assert resp.status == 200
+    finally:
+        await upstream.stop()
+        agent.terminate()
+        await agent.wait()
