@@ -55,7 +55,7 @@ async def fleet(request: web.Request) -> web.Response:
                 runtime=w.runtime or ", ".join(sorted({o.runtime for o in s.offers})),
                 hardware=w.hardware,
                 source=w.source,
-                models=[f"{o.model}@{o.quantization.label}" for o in s.offers],
+                models=[str(o) for o in s.offers],
                 health=health_of(s, now),
                 rtt_ms=round(s.rtt_s.value * 1000, 2) if s.rtt_s.measured else None,
                 in_flight=s.in_flight,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from routing.health import Outliers
 from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
 from routing.signing import Verifier, worker_access_token
+from routing.upstreams import parse_upstream
 
 
 def keys_of(config: GatewayConfig) -> KeyStore:
@@ -84,6 +86,7 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         prober = Prober(
             balancer, session, interval_s=config.probe_interval_s, timeout_s=config.connect_timeout_s, rng=chance
         )
+        static_workers.add_upstreams(tuple(parse_upstream(spec, os.environ) for spec in config.upstreams))
         await static_workers.refresh()  # know the fleet before the first request
         tasks = [
             asyncio.create_task(static_workers.run(config.refresh_interval_s)),

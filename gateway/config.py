@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from routing.health import HealthPolicy
 from routing.policies import POLICIES
 from routing.settings import require
+from routing.upstreams import parse_upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +17,9 @@ class GatewayConfig:
     port: int = 8080
     # Static upstream workers (base URLs, e.g. http://10.0.0.5:8081).
     workers: tuple[str, ...] = ()
+    # Any OpenAI-compatible server, with what it serves: "URL model=NAME:QUANT
+    # [context=N] [key_env=VAR] [health=/PATH]" (see routing/upstreams.py).
+    upstreams: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
     connect_timeout_s: float = 3.0
     # A stream whose first byte has not come by then is tried elsewhere.
@@ -61,6 +66,8 @@ class GatewayConfig:
         require(0 <= self.port <= 65535, "gateway.port", f"must be 0-65535, got {self.port}")
         for url in self.workers:
             require(url.startswith(("http://", "https://")), "gateway.workers", f"not an http(s) URL: {url!r}")
+        for spec in self.upstreams:
+            parse_upstream(spec, os.environ)  # raises ConfigError naming what is wrong
         require(self.max_body_bytes >= 1024, "gateway.max_body_bytes", "must be >= 1024")
         timeouts = ("connect_timeout_s", "first_byte_timeout_s", "request_timeout_s", "deadline_s")
         intervals = ("refresh_interval_s", "probe_interval_s", "worker_ttl_s", "heartbeat_interval_s")

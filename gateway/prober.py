@@ -46,14 +46,17 @@ class Prober:
     async def probe(self, state: WorkerState) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
+        report: Any = None
         try:
-            url, headers = f"{state.worker.url}/health", authorization(state.worker)
+            url, headers = state.worker.url + state.worker.health_path, authorization(state.worker)
             async with self._session.get(url, timeout=self._timeout, headers=headers) as resp:
-                report = await resp.json() if resp.status == 200 else None
+                reached = resp.status == 200
+                if reached and resp.content_type == "application/json":
+                    report = await resp.json()
         except (aiohttp.ClientError, TimeoutError, ValueError):
-            report = None
+            reached = False
         now = loop.time()
-        if report is None:
+        if not reached:
             if state.health.reachable:
                 log.warning("worker %s failed its health probe", state.worker.id)
             self._balancer.probed(state, rtt_s=None, now=now)

@@ -25,7 +25,7 @@ from routing.announce import (
 )
 from routing.balancer import Balancer
 from routing.errors import Forbidden, InvalidRequest, NotFound
-from routing.fleet import Load, Worker
+from routing.fleet import Load, Worker, describe_offers
 from routing.signing import Verifier
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Registry:
                 worker.runtime or "?",
                 worker.url,
                 worker.hardware or "?",
-                ", ".join(f"{o.model}@{o.quantization.label}" for o in registration.offers) or "nothing",
+                describe_offers(registration.offers),
             )
         welcome = Welcome(heartbeat_interval_s=self._heartbeat_interval_s, ttl_s=self._ttl_s)
         return web.Response(body=pack(welcome), content_type=CONTENT_TYPE)

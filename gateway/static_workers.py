@@ -13,7 +13,8 @@ import logging
 import aiohttp
 
 from routing.errors import InvalidRequest
-from routing.fleet import Fleet, Worker, authorization
+from routing.fleet import Fleet, Worker, authorization, describe_offers
+from routing.upstreams import UpstreamSpec
 from routing.wire import offers_from_models_list
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,20 @@ class StaticWorkers:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._bearer = bearer
         self.unreached: set[str] = set(self._urls)  # never answered yet
+
+    def add_upstreams(self, specs: tuple[UpstreamSpec, ...]) -> None:
+        """Servers whose offers the config declares: in the fleet at once, probed like any worker."""
+        for spec in specs:
+            worker = Worker(
+                id=spec.url,
+                url=spec.url,
+                runtime="openai-compatible",
+                source="upstream",
+                bearer=spec.api_key,
+                health_path=spec.health_path,
+            )
+            self._fleet.upsert(worker, spec.offers)
+            log.info("upstream %s serves %s", spec.url, describe_offers(spec.offers))
 
     async def refresh(self) -> None:
         await asyncio.gather(*(self._refresh_one(url) for url in self._urls))
@@ -51,6 +66,6 @@ class StaticWorkers:
             return
         state = self._fleet.get(url)
         if state is None or state.offers != offers:
-            log.info("worker %s serves %s", url, ", ".join(f"{o.model}@{o.quantization.label}" for o in offers))
+            log.info("worker %s serves %s", url, describe_offers(offers))
             self._fleet.upsert(worker, offers)
         self.unreached.discard(url)

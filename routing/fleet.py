@@ -34,6 +34,13 @@ class ModelOffer:
     def names(self) -> tuple[str, ...]:
         return (self.model, *self.aliases)
 
+    def __str__(self) -> str:
+        return f"{self.model}@{self.quantization.label}"
+
+
+def describe_offers(offers: tuple[ModelOffer, ...]) -> str:
+    return ", ".join(map(str, offers)) or "nothing"
+
 
 @dataclass(frozen=True, slots=True)
 class Worker:
@@ -45,7 +52,8 @@ class Worker:
     capacity: int = 1  # generations it runs at once per model (llama.cpp: 1)
     runtime: str = ""
     hardware: str = ""  # described for people, e.g. "NVIDIA H100 (80 GiB)"
-    source: str = "static"  # how the gateway learnt of it: static, registry, consul
+    source: str = "static"  # how the gateway learnt of it: static, upstream, registry, consul
+    health_path: str = "/health"
     # What the gateway shows it (Authorization: Bearer); never printed.
     bearer: str = field(default="", repr=False)
 

@@ -78,3 +78,36 @@ def from_gguf_file_type(file_type: int) -> Quantization:
         return Quantization(label=f"GGUF_TYPE_{file_type}", bits=0, quant_class="unknown")
     label, bits = known
     return Quantization(label=label, bits=bits, quant_class=_FLOAT_LABELS.get(label) or integer_class(bits))
+
+
+# Labels other runtimes use (vLLM's quantization methods, plain dtypes) → (bits, class).
+_OTHER_LABELS: dict[str, tuple[float, str]] = {
+    "awq": (4, "int4"),
+    "gptq": (4, "int4"),
+    "awq_marlin": (4, "int4"),
+    "gptq_marlin": (4, "int4"),
+    "bitsandbytes": (4, "int4"),
+    "int4": (4, "int4"),
+    "int8": (8, "int8"),
+    "w8a8": (8, "int8"),
+    "fp8": (8, "fp8"),
+    "fp4": (4, "fp4"),
+    "fp16": (16, "fp16"),
+    "float16": (16, "fp16"),
+    "bf16": (16, "bf16"),
+    "bfloat16": (16, "bf16"),
+    "fp32": (32, "fp32"),
+    "float32": (32, "fp32"),
+}
+
+
+def from_label(label: str) -> Quantization:
+    """Descriptor for a label as a person or a runtime writes it: ``Q4_K_M``, ``awq``, ``bf16``…"""
+    for gguf_label, bits in _GGUF_FILE_TYPES.values():
+        if gguf_label.lower() == label.lower():
+            return Quantization(gguf_label, bits, _FLOAT_LABELS.get(gguf_label) or integer_class(bits))
+    known = _OTHER_LABELS.get(label.lower())
+    if known is None:
+        return Quantization(label, 0, "unknown")
+    bits, quant_class = known
+    return Quantization(label.lower(), bits, quant_class)

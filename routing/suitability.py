@@ -101,7 +101,9 @@ def forwarded_body(raw: bytes, body: dict[str, Any], req: Requirements, candidat
         return raw
     out = {k: v for k, v in body.items() if k not in ROUTING_FIELDS}
     if pin:
-        out["model"] = f"{offer.model}:{offer.quantization.label}"
+        # A foreign upstream knows the model by its plain name; an InferCDN worker by id:LABEL.
+        foreign = candidate.state.worker.source == "upstream"
+        out["model"] = offer.model if foreign else f"{offer.model}:{offer.quantization.label}"
     return json.dumps(out, ensure_ascii=False).encode()
 
 

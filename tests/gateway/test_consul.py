@@ -22,8 +22,9 @@ from tests.conftest import MODEL
 from tests.gateway.consul_standin import ConsulStandIn
 from tests.gateway.standin import MODEL as STANDIN_MODEL
 from tests.gateway.standin import OFFER, StandIn
-from tests.gateway.test_registry import TOKEN, wait_until
+from tests.gateway.test_registry import TOKEN
 from tests.servers import free_port, running
+from tests.waiting import wait_until
 
 SERVICE = "infercdn-worker"
 

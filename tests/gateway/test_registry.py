@@ -9,7 +9,7 @@ import os
 import random
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import aiohttp
@@ -23,6 +23,7 @@ from routing.signing import Signer
 from tests.conftest import MODEL
 from tests.gateway.standin import OFFER
 from tests.servers import Server, free_port, running
+from tests.waiting import wait_until
 
 TOKEN = "join-token-for-tests-0123456789"
 
@@ -44,18 +45,6 @@ async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:
     async with session.get(f"{gw}/admin/v1/fleet") as resp:  # open loopback gateway: admin open
         assert resp.status == 200
         return [w["id"] for w in (await resp.json())["workers"]]
-
-
-async def wait_until(condition: Callable[[], object], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 @contextmanager
