@@ -35,6 +35,7 @@ def test_up_serves_openai_requests_and_stops_cleanly_on_ctrl_c() -> None:
         assert f"http://127.0.0.1:{port}/v1" in output
         assert "loading model 1/1" in output  # loading progress is shown
         assert f'"model": "{MODEL}"' in output  # a ready-to-paste example
+        assert "No API keys are configured" in output  # open, and it says so
 
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
         reply = client.completions.create(model=MODEL, prompt="The capital of France is", temperature=0, max_tokens=2)
