@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,9 @@ from routing.openai_requests import (
     parse_chat_request,
     parse_completion_request,
 )
-from routing.wire import offer_to_json
+from routing.wire import REQUEST_ID, offer_to_json
+
+log = logging.getLogger("edge_worker.requests")
 
 MODELS = web.AppKey("models", ModelSet)
 METRICS = web.AppKey("metrics", WorkerMetrics)
@@ -61,11 +64,12 @@ async def _generate(
     generation_request = parse(decode_json_object(await request.read()))
     runtime = request.app[MODELS].lookup(generation_request.model)
     metrics = request.app[METRICS]
+    progress = _Progress(metrics, runtime.offer.model)
     status = "200"
     try:
         if generation_request.stream:
-            return await _stream(request, runtime, generation_request, metrics)
-        return await _complete(runtime, generation_request, metrics)
+            return await _stream(request, runtime, generation_request, progress)
+        return await _complete(runtime, generation_request, progress)
     except InferCDNError as exc:
         status = str(exc.status)
         raise
@@ -75,6 +79,7 @@ async def _generate(
         raise
     finally:
         metrics.requests.labels(runtime.offer.model, endpoint, status).inc()
+        progress.log_line(request.headers.get(REQUEST_ID, "-"), endpoint, status)
 
 
 class _Progress:
@@ -84,8 +89,14 @@ class _Progress:
         self._metrics = metrics
         self._model = model
         self._started = self._last = time.monotonic()
+        self._arrived = self._started
         self._first: float | None = None
         self._counted = 0
+        self._prompt_tokens = 0
+
+    def admitted(self) -> None:
+        """The generation got its slot: time to first token counts from here."""
+        self._started = self._last = time.monotonic()
 
     def on_delta(self, delta: TextDelta) -> None:
         now = time.monotonic()
@@ -98,9 +109,37 @@ class _Progress:
         self._counted += delta.tokens
         self._metrics.generation_tokens.labels(self._model).inc(delta.tokens)
 
+    def log_line(self, request_id: str, endpoint: str, status: str) -> None:
+        """One line per request; the request id is the gateway's, so the two lines can be joined."""
+        ttft = None if self._first is None else round((self._first - self._started) * 1000, 1)
+        fields = {
+            "request_id": request_id,
+            "endpoint": endpoint,
+            "model": self._model,
+            "status": int(status),
+            "ttft_ms": ttft,
+            "prompt_tokens": self._prompt_tokens,
+            "completion_tokens": self._counted,
+            "duration_ms": round((time.monotonic() - self._arrived) * 1000, 1),
+        }
+        log.info(
+            "%s %s model=%s ttft=%sms tokens=%d+%d %.1fms request_id=%s",
+            status,
+            endpoint,
+            self._model,
+            "-" if ttft is None else ttft,
+            self._prompt_tokens,
+            self._counted,
+            fields["duration_ms"],
+            request_id,
+            extra={"fields": fields},
+        )
+
     def on_finished(self, finished: Finished) -> None:
         m = self._metrics
         m.generation_tokens.labels(self._model).inc(max(0, finished.completion_tokens - self._counted))
+        self._prompt_tokens = finished.prompt_tokens
+        self._counted = max(self._counted, finished.completion_tokens)
         m.prompt_tokens.labels(self._model).inc(finished.prompt_tokens)
         if self._first is not None and finished.completion_tokens > 1:
             decode_s = time.monotonic() - self._first
@@ -110,9 +149,9 @@ class _Progress:
                 m.last_tokens_per_second[self._model] = speed
 
 
-async def _complete(runtime: ModelRuntime, request: GenerationRequest, metrics: WorkerMetrics) -> web.Response:
+async def _complete(runtime: ModelRuntime, request: GenerationRequest, progress: _Progress) -> web.Response:
     generation = await runtime.start(request)
-    progress = _Progress(metrics, runtime.offer.model)
+    progress.admitted()
     parts: list[str] = []
     events = generation.events()
     try:
@@ -131,10 +170,10 @@ async def _complete(runtime: ModelRuntime, request: GenerationRequest, metrics: 
 
 
 async def _stream(
-    request: web.Request, runtime: ModelRuntime, generation_request: GenerationRequest, metrics: WorkerMetrics
+    request: web.Request, runtime: ModelRuntime, generation_request: GenerationRequest, progress: _Progress
 ) -> web.StreamResponse:
     generation = await runtime.start(generation_request)
-    progress = _Progress(metrics, runtime.offer.model)
+    progress.admitted()
     shaper = ResponseShaper(generation_request, runtime.offer.model)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

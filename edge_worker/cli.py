@@ -16,6 +16,7 @@ from edge_worker.config import WorkerConfig
 from edge_worker.gguf import GgufError
 from routing.process import run, run_until_stopped
 from routing.settings import ConfigError, load_process_settings
+from routing.telemetry import LOG_FORMATS, configure_logging
 
 
 def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
@@ -49,6 +50,7 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     p.add_argument("--worker-id", help="how gateways name this worker (default HOSTNAME-PORT)")
     p.add_argument("--consul-url", help="register in this Consul agent instead (e.g. http://127.0.0.1:8500)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json, one object per line")
     return p
 
 
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None, prog: str = "infercdn worker") -> int:
     except ConfigError as exc:
         print(f"{prog}: invalid config: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     try:
         run(lambda: serve(config))
     except (OSError, GgufError, ModelFileError) as exc:

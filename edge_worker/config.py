@@ -8,6 +8,7 @@ from pathlib import Path
 
 from routing.announce import WORKER_ID
 from routing.settings import require
+from routing.telemetry import LOG_FORMATS
 
 DEFAULT_MAX_CONTEXT = 8192
 
@@ -28,6 +29,8 @@ class WorkerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     region: str = ""
     log_level: str = "info"
+    # "text", or "json": one JSON object per line, request lines with their fields.
+    log_format: str = "text"
     # Gateways to register with (embedded registry), and the token that signs it.
     gateways: tuple[str, ...] = ()
     join_token: str = field(default="", repr=False)
@@ -76,6 +79,7 @@ class WorkerConfig:
         )
         require(self.consul_heartbeat_s > 0, "worker.consul_heartbeat_s", "must be > 0")
         require(self.drain_timeout_s >= 0, "worker.drain_timeout_s", "must be >= 0")
+        require(self.log_format in LOG_FORMATS, "worker.log_format", "must be text or json")
         require(
             self.log_level in ("debug", "info", "warning", "error"),
             "worker.log_level",

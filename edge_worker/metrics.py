@@ -5,9 +5,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
+from routing.telemetry import INTER_TOKEN_BUCKETS, LATENCY_BUCKETS
+
 # LLM latencies run from milliseconds to minutes.
-TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class WorkerMetrics:
@@ -39,14 +39,14 @@ class WorkerMetrics:
             "infercdn_worker_time_to_first_token_seconds",
             "Time from admission to first token.",
             ["model"],
-            buckets=TTFT_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.inter_token = Histogram(
             "infercdn_worker_inter_token_latency_seconds",
             "Time between streamed tokens.",
             ["model"],
-            buckets=ITL_BUCKETS,
+            buckets=INTER_TOKEN_BUCKETS,
             registry=r,
         )
         self.tokens_per_second = Gauge(

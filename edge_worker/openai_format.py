@@ -9,6 +9,7 @@ from typing import Any
 
 from edge_worker.runtimes.base import Finished
 from routing.openai_requests import GenerationRequest
+from routing.wire import USAGE_COMMENT
 
 DONE = b"data: [DONE]\n\n"
 
@@ -77,4 +78,7 @@ class ResponseShaper:
             body = self._envelope("chat.completion.chunk" if self._chat else "text_completion", [])
             body["usage"] = usage(finished)
             out += sse(body)
+        else:
+            # An SSE comment (clients skip it) so the gateway can count tokens without include_usage.
+            out += USAGE_COMMENT + json.dumps(usage(finished), separators=(",", ":")).encode() + b"\n\n"
         return out + DONE

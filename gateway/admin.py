@@ -31,14 +31,8 @@ class FleetRow:
 
 
 def health_of(state: WorkerState, now: float) -> str:
-    h = state.health
-    if not h.reachable:
-        return "unreachable"
-    if h.ejected:
-        return "ejected"
-    if h.probation:
-        return "probation"
-    return "busy" if h.busy_until > now else "healthy"
+    label = state.health_label()
+    return "busy" if label == "healthy" and state.health.busy_until > now else label
 
 
 async def fleet(request: web.Request) -> web.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,13 +10,15 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.accounting import Finished, account, outcome_label
 from gateway.auth import API_KEY, Access
 from gateway.errors import request_id_of
+from gateway.metrics import GatewayMetrics
 from gateway.proxy import Outcome, Proxy
 from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
 from routing.balancer import Balancer
-from routing.errors import ModelNotFound, NoSuitableWorker
+from routing.errors import InferCDNError, ModelNotFound, NoSuitableWorker
 from routing.fleet import Candidate, Fleet
 from routing.openai_requests import (
     GenerationRequest,
@@ -29,10 +30,10 @@ from routing.ratelimit import RateLimiter
 from routing.suitability import Requirements, estimate_prompt_tokens, forwarded_body, requirements_of
 from routing.wire import quantization_to_json
 
-log = logging.getLogger("gateway.requests")
-
 # A client's preferred region, as a header (or "region" in the body).
 REGION_HEADER = "x-infercdn-region"
+# nginx's code for a client that went away before the answer.
+CLIENT_CLOSED = 499
 # Counted against a key's tokens-per-minute when a request sets no max_tokens.
 UNBOUNDED_COMPLETION_TOKENS = 256
 
@@ -47,6 +48,7 @@ class GatewayState:
     registry: Registry
     access: Access
     limiter: RateLimiter
+    metrics: GatewayMetrics
     started_at: int
 
     @property
@@ -71,21 +73,24 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def _route(request: web.Request, parse: Callable[[dict[str, Any]], GenerationRequest]) -> web.StreamResponse:
     state = request.app[STATE]
-    started = time.perf_counter()
-    raw = await request.read()
-    body = decode_json_object(raw)
-    generation_request = parse(body)
-    requirements = requirements_of(body, generation_request, request.headers.get(REGION_HEADER, ""))
-    key = request.get(API_KEY)
-    if key is not None:
-        tokens = estimate_prompt_tokens(generation_request) + (
-            generation_request.sampling.max_tokens or UNBOUNDED_COMPLETION_TOKENS
-        )
-        state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
+    clock = asyncio.get_running_loop().time
+    started = clock()
     outcome = Outcome()
+    model, status = "unknown", 500
     try:
+        raw = await request.read()
+        body = decode_json_object(raw)
+        generation_request = parse(body)
+        requirements = requirements_of(body, generation_request, request.headers.get(REGION_HEADER, ""))
+        model = state.metrics.model_label(state.balancer, requirements.model)
+        key = request.get(API_KEY)
+        if key is not None:
+            tokens = estimate_prompt_tokens(generation_request) + (
+                generation_request.sampling.max_tokens or UNBOUNDED_COMPLETION_TOKENS
+            )
+            state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
         plan = _plan(state, requirements)
-        return await state.proxy.forward(
+        response = await state.proxy.forward(
             request,
             plan,
             lambda candidate: forwarded_body(raw, body, requirements, candidate),
@@ -93,17 +98,25 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             request_id=request_id_of(request),
             outcome=outcome,
         )
+        status = response.status
+        return response
+    except InferCDNError as exc:
+        status = exc.status
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = CLIENT_CLOSED
+        raise
     finally:
-        log.info(
-            "%s model=%s worker=%s attempts=%d status=%s request_id=%s %.1fms",
-            request.path,
-            generation_request.model,
-            outcome.worker or "-",
-            outcome.attempts,
-            outcome.status or "error",
-            request_id_of(request),
-            (time.perf_counter() - started) * 1000,
+        done = Finished(
+            path=request.path,
+            request_id=request_id_of(request),
+            model=model,
+            status=status,
+            outcome=outcome_label(status, outcome.attempts),
+            started=started,
+            ended=clock(),
         )
+        account(state.metrics, done, outcome)
 
 
 def _plan(state: GatewayState, requirements: Requirements) -> list[Candidate]:

@@ -7,11 +7,12 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import admin, api
 from gateway.auth import Access, authenticate
@@ -19,6 +20,7 @@ from gateway.config import GatewayConfig
 from gateway.consul_watch import ConsulWatch
 from gateway.errors import openai_errors
 from gateway.keys import KeyStore, single_key
+from gateway.metrics import GatewayMetrics
 from gateway.prober import Prober
 from gateway.proxy import Proxy, ProxyTimeouts
 from gateway.registry import Registry
@@ -32,6 +34,14 @@ from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
 from routing.signing import Verifier, worker_access_token
 from routing.upstreams import parse_upstream
+
+
+def _metrics_handler(metrics: GatewayMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handler
 
 
 def keys_of(config: GatewayConfig) -> KeyStore:
@@ -53,6 +63,7 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
     )
     # What the gateway shows workers: derived from the join token, never the token itself.
     bearer = worker_access_token(config.join_token) if config.join_token else ""
+    metrics = GatewayMetrics(balancer)
     registry = Registry(
         balancer,
         Verifier(config.join_token) if config.join_token else None,
@@ -76,11 +87,12 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         )
         app[api.STATE] = api.GatewayState(
             balancer=balancer,
-            proxy=Proxy(session, timeouts, balancer),
+            proxy=Proxy(session, timeouts, balancer, metrics),
             static_workers=static_workers,
             registry=registry,
             access=access,
             limiter=RateLimiter(),
+            metrics=metrics,
             started_at=int(time.time()),
         )
         prober = Prober(
@@ -110,6 +122,7 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
     app.cleanup_ctx.append(state_ctx)
     api.add_routes(app)
     app.router.add_get("/admin/v1/fleet", admin.fleet)
+    app.router.add_get("/metrics", _metrics_handler(metrics))
     app.router.add_post(REGISTER_PATH, registry.register)
     app.router.add_post(REGISTER_PATH + "/{worker_id}/heartbeat", registry.heartbeat)
     app.router.add_delete(REGISTER_PATH + "/{worker_id}", registry.deregister)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from routing.policies import POLICIES
 from routing.process import run
 from routing.ratelimit import Limits
 from routing.settings import ConfigError, load_process_settings
+from routing.telemetry import LOG_FORMATS, configure_logging
 
 PROG = "infercdn"
 
@@ -28,6 +28,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address the gateway listens on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port the gateway listens on (default 8080)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json, one object per line")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG} {args.command}: invalid config: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     try:
         if args.command == "gateway":
             run(lambda: serve(config))
         else:
             worker_args = [a for m in args.models or () for a in ("--model", m)]
+            worker_args += ["--log-format", config.log_format]
             if args.config:
                 worker_args += ["--config", str(args.config)]
             run(lambda: up(config, worker_args, args.worker_port))

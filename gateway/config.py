@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from routing.health import HealthPolicy
 from routing.policies import POLICIES
 from routing.settings import require
+from routing.telemetry import LOG_FORMATS
 from routing.upstreams import parse_upstream
 
 
@@ -41,6 +42,8 @@ class GatewayConfig:
     # How often workers' /v1/models is read to learn what they serve.
     refresh_interval_s: float = 5.0
     log_level: str = "info"
+    # "text", or "json": one JSON object per line, request lines with their fields.
+    log_format: str = "text"
     # The control plane. Workers sign their announcements with the join token;
     # empty means registration is off (static workers only).
     join_token: str = field(default="", repr=False)
@@ -96,6 +99,7 @@ class GatewayConfig:
             require(self.consul_url.startswith(("http://", "https://")), "gateway.consul_url", "not an http(s) URL")
         for key in ("max_ejected_share", "panic_below_share"):
             require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")
+        require(self.log_format in LOG_FORMATS, "gateway.log_format", "must be text or json")
         require(
             self.log_level in ("debug", "info", "warning", "error"),
             "gateway.log_level",

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from routing.errors import InferCDNError, error_body
+from routing.wire import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REQUEST_ID = "x-request-id"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 _SANE_ID = re.compile(r"^[\w.:@/+=-]{1,128}$")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}

@@ -13,17 +13,19 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
-from gateway.errors import REQUEST_ID
+from gateway.metrics import GatewayMetrics
+from gateway.usage import Usage
 from routing.balancer import Balancer
 from routing.errors import AllWorkersFailed, Busy, InferCDNError, UpstreamTimeout
 from routing.fleet import Candidate, authorization
 from routing.health import Failure
 from routing.policies import Dispatch
+from routing.wire import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,14 @@ class ProxyTimeouts:
 
 @dataclass(slots=True)
 class Outcome:
+    """What happened to one request on its way through the proxy (loop-clock times)."""
+
     worker: str = ""
     attempts: int = 0
     status: int = 0
+    sent_at: float | None = None  # the first attempt left for a worker
+    first_byte_at: float | None = None
+    usage: Usage = field(default_factory=Usage)
 
 
 class _RetryableFailure(Exception):
@@ -53,10 +60,13 @@ class _RetryableFailure(Exception):
 
 
 class Proxy:
-    def __init__(self, session: aiohttp.ClientSession, timeouts: ProxyTimeouts, balancer: Balancer):
+    def __init__(
+        self, session: aiohttp.ClientSession, timeouts: ProxyTimeouts, balancer: Balancer, metrics: GatewayMetrics
+    ):
         self._session = session
         self._timeouts = timeouts
         self._balancer = balancer
+        self._metrics = metrics
 
     async def forward(
         self,
@@ -78,12 +88,17 @@ class Proxy:
                 break
             outcome.attempts += 1
             outcome.worker = candidate.state.worker.id
-            dispatch = self._balancer.dispatch(candidate, clock())
+            now = clock()
+            if outcome.sent_at is None:
+                outcome.sent_at = now
+            dispatch = self._balancer.dispatch(candidate, now)
+            self._metrics.decisions.labels(outcome.worker).inc()
             try:
                 attempt = _Attempt(request, dispatch, body_for(candidate), stream, request_id, outcome, remaining)
                 return await self._attempt(attempt)
             except _RetryableFailure as failure:
                 last = failure.error
+                self._metrics.failovers.labels(failure.kind.value if failure.kind else "busy").inc()
                 if failure.kind is None:
                     retry_after = failure.error.retry_after_s if isinstance(failure.error, Busy) else 1
                     self._balancer.busy(dispatch, retry_after, clock())
@@ -134,14 +149,19 @@ class Proxy:
             reply_headers = {k: upstream.headers[k] for k in _RELAYED_HEADERS if k in upstream.headers}
             reply_headers.update(_trace_headers(a.request_id, a.outcome))
             if upstream.content_type == "text/event-stream":
-                self._balancer.first_byte(a.dispatch, clock())
-                return await _relay_stream(a.request, upstream, first_chunk, reply_headers, self._on_broken(a))
+                a.outcome.first_byte_at = clock()
+                self._balancer.first_byte(a.dispatch, a.outcome.first_byte_at)
+                relay = _Relay(first_chunk, a.outcome.usage, self._on_broken(a))
+                return await relay.run(a.request, upstream, reply_headers)
             try:
                 payload = await upstream.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = AllWorkersFailed(f"the worker broke off: {type(exc).__name__}")
                 raise _RetryableFailure(error, Failure.ERROR) from None
-            self._balancer.first_byte(a.dispatch, clock())
+            a.outcome.first_byte_at = clock()
+            self._balancer.first_byte(a.dispatch, a.outcome.first_byte_at)
+            if upstream.status == 200:
+                a.outcome.usage.from_body(payload)
             return web.Response(body=payload, status=upstream.status, headers=reply_headers)
 
     def _on_broken(self, a: _Attempt) -> Callable[[], None]:
@@ -175,27 +195,31 @@ async def _upstream_failure(upstream: aiohttp.ClientResponse) -> _RetryableFailu
     return _RetryableFailure(AllWorkersFailed(f"the worker answered {upstream.status}"), Failure.ERROR)
 
 
-async def _relay_stream(
-    request: web.Request,
-    upstream: aiohttp.ClientResponse,
-    first_chunk: bytes,
-    headers: dict[str, str],
-    on_broken: Callable[[], None],
-) -> web.StreamResponse:
-    response = web.StreamResponse(status=upstream.status, headers=headers)
-    await response.prepare(request)
-    try:
-        if first_chunk:
-            await response.write(first_chunk)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        # The client has bytes already: close the stream explicitly, with an error event.
-        on_broken()
-        error = AllWorkersFailed(f"the worker broke off mid-stream ({type(exc).__name__})")
-        await response.write(b"data: " + _json(error.body()) + b"\n\n" + SSE_DONE)
-    await response.write_eof()
-    return response
+@dataclass(frozen=True, slots=True)
+class _Relay:
+    first_chunk: bytes
+    usage: Usage
+    on_broken: Callable[[], None]
+
+    async def run(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        await response.prepare(request)
+        try:
+            if self.first_chunk:
+                self.usage.from_stream_chunk(self.first_chunk)
+                await response.write(self.first_chunk)
+            async for chunk in upstream.content.iter_any():
+                self.usage.from_stream_chunk(chunk)
+                await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The client has bytes already: close the stream explicitly, with an error event.
+            self.on_broken()
+            error = AllWorkersFailed(f"the worker broke off mid-stream ({type(exc).__name__})")
+            await response.write(b"data: " + _json(error.body()) + b"\n\n" + SSE_DONE)
+        await response.write_eof()
+        return response
 
 
 def _json(obj: object) -> bytes:

@@ -91,6 +91,15 @@ class WorkerState:
     def healthy(self) -> bool:
         return self.health.reachable and not self.health.ejected
 
+    def health_label(self) -> str:
+        """For people and dashboards: healthy, probation, ejected or unreachable."""
+        h = self.health
+        if not h.reachable:
+            return "unreachable"
+        if h.ejected:
+            return "ejected"
+        return "probation" if h.probation else "healthy"
+
     def pending(self) -> int:
         """Requests ahead of a new one: ours, live, or the worker's own report (it sees other gateways)."""
         return max(self.in_flight, self.load.in_flight + self.load.queued)

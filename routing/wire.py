@@ -13,6 +13,14 @@ from routing.errors import InvalidRequest
 from routing.fleet import ModelOffer
 from routing.quantization import Quantization
 
+# The request id travels gateway → worker in this header, so both log lines carry it.
+REQUEST_ID = "x-request-id"
+
+# A worker ends a stream whose client did not ask for include_usage with this
+# SSE comment (clients skip comments) and the usage JSON, so the gateway can
+# count tokens: ": usage {"prompt_tokens":…,"completion_tokens":…}".
+USAGE_COMMENT = b": usage "
+
 
 def quantization_to_json(q: Quantization) -> dict[str, Any]:
     return {"label": q.label, "bits": q.bits, "class": q.quant_class}

@@ -1,0 +1,133 @@
+"""The gateway's Prometheus metrics, in a registry owned by one app.
+
+Label values are bounded: models are those the fleet serves (anything else
+is "unknown"), workers are the fleet's, statuses are HTTP codes. Request ids,
+prompts and API keys never become labels. Per-worker and fleet gauges are
+read from the fleet at scrape time, so a worker that leaves leaves them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from routing.balancer import Balancer
+from routing.telemetry import LATENCY_BUCKETS, OVERHEAD_BUCKETS
+
+HEALTH_STATES = ("healthy", "probation", "ejected", "unreachable")
+
+
+class GatewayMetrics:
+    def __init__(self, balancer: Balancer):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.requests = Counter(
+            "infercdn_gateway_requests",
+            "Requests answered, by model, HTTP status and outcome (served, failed_over, failed, rejected, "
+            "client_closed).",
+            ["model", "status", "outcome"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "infercdn_gateway_time_to_first_token_seconds",
+            "From the request's arrival to the first byte of the answer (a non-streaming answer: all of it).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "infercdn_gateway_request_duration_seconds",
+            "From the request's arrival to its last byte.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "infercdn_gateway_prompt_tokens", "Prompt tokens, as workers reported.", ["model"], registry=r
+        )
+        self.completion_tokens = Counter(
+            "infercdn_gateway_completion_tokens", "Completion tokens, as workers reported.", ["model"], registry=r
+        )
+        self.failovers = Counter(
+            "infercdn_gateway_failovers",
+            "Attempts that failed before the first byte and moved on (or gave up), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "infercdn_gateway_routing_decisions", "Attempts sent, by worker.", ["worker"], registry=r
+        )
+        self.overhead = Histogram(
+            "infercdn_gateway_overhead_seconds",
+            "Time spent in the gateway itself before a request leaves for its first worker "
+            "(reading, parsing, authenticating, planning).",
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        r.register(FleetCollector(balancer))
+
+    def model_label(self, balancer: Balancer, model: str) -> str:
+        candidates = balancer.fleet.candidates(model)
+        return candidates[0].offer.model if candidates else "unknown"
+
+
+class FleetCollector(Collector):
+    """Per-worker state and fleet size, read from the balancer at scrape time."""
+
+    def __init__(self, balancer: Balancer):
+        self._balancer = balancer
+
+    def collect(self) -> Iterator[Metric]:
+        workers = self._balancer.fleet.workers()
+        up = GaugeMetricFamily(
+            "infercdn_gateway_worker_healthy",
+            "1 if the worker gets traffic (reachable, not ejected).",
+            labels=["worker"],
+        )
+        state = GaugeMetricFamily(
+            "infercdn_gateway_worker_state",
+            "1 for the worker's health state: healthy, probation, ejected, unreachable.",
+            labels=["worker", "state"],
+        )
+        rtt = GaugeMetricFamily("infercdn_gateway_worker_rtt_seconds", "Probe round trip (EWMA).", labels=["worker"])
+        in_flight = GaugeMetricFamily(
+            "infercdn_gateway_worker_in_flight", "This gateway's requests open on the worker.", labels=["worker"]
+        )
+        queued = GaugeMetricFamily(
+            "infercdn_gateway_worker_queued", "Requests the worker says are waiting.", labels=["worker"]
+        )
+        ejections = CounterMetricFamily(
+            "infercdn_gateway_worker_ejections", "Times the worker was ejected for failing.", labels=["worker"]
+        )
+        fleet = Tally[tuple[str, str, str, str]]()
+        for s in workers:
+            wid = s.worker.id
+            up.add_metric([wid], 1.0 if s.healthy else 0.0)
+            label = s.health_label()
+            for name in HEALTH_STATES:
+                state.add_metric([wid, name], 1.0 if label == name else 0.0)
+            if s.rtt_s.measured:
+                rtt.add_metric([wid], s.rtt_s.value)
+            in_flight.add_metric([wid], s.in_flight)
+            queued.add_metric([wid], s.load.queued)
+            ejections.add_metric([wid], s.health.total_ejections)
+            for offer in s.offers:
+                fleet[(offer.model, offer.quantization.label, s.worker.region, "true" if s.healthy else "false")] += 1
+        sizes = GaugeMetricFamily(
+            "infercdn_gateway_fleet_workers",
+            "Workers offering a model, by quantization, region and health.",
+            labels=["model", "quantization", "region", "healthy"],
+        )
+        for labels, count in sorted(fleet.items()):
+            sizes.add_metric(list(labels), count)
+        panics = CounterMetricFamily(
+            "infercdn_gateway_panic_plans", "Plans made ignoring ejections because too few workers were left."
+        )
+        panics.add_metric([], self._balancer.panics)
+        yield from (up, state, rtt, in_flight, queued, ejections, sizes, panics)
