@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # crashed on AVX-512/AMX CPUs). pip caches the built wheel for later installs.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The monitoring tests run a real Prometheus and promtool: Debian's package.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  { $(SUDO) apt-get install -y -q prometheus || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q prometheus; }; }
+
+test: lint system-deps
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
