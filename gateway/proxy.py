@@ -19,12 +19,12 @@ import aiohttp
 from aiohttp import web
 
 from gateway.metrics import GatewayMetrics
-from gateway.usage import Usage
 from routing.balancer import Balancer
 from routing.errors import AllWorkersFailed, Busy, InferCDNError, UpstreamTimeout
 from routing.fleet import Candidate, authorization
 from routing.health import Failure
 from routing.policies import Dispatch
+from routing.usage import Usage
 from routing.wire import REQUEST_ID
 
 log = logging.getLogger(__name__)

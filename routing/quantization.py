@@ -101,13 +101,18 @@ _OTHER_LABELS: dict[str, tuple[float, str]] = {
 }
 
 
+# torch dtype names → the short labels used everywhere else.
+_DTYPE_NAMES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+
 def from_label(label: str) -> Quantization:
     """Descriptor for a label as a person or a runtime writes it: ``Q4_K_M``, ``awq``, ``bf16``…"""
     for gguf_label, bits in _GGUF_FILE_TYPES.values():
         if gguf_label.lower() == label.lower():
             return Quantization(gguf_label, bits, _FLOAT_LABELS.get(gguf_label) or integer_class(bits))
-    known = _OTHER_LABELS.get(label.lower())
+    name = _DTYPE_NAMES.get(label.lower(), label.lower())
+    known = _OTHER_LABELS.get(name)
     if known is None:
         return Quantization(label, 0, "unknown")
     bits, quant_class = known
-    return Quantization(label.lower(), bits, quant_class)
+    return Quantization(name, bits, quant_class)
