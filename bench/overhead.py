@@ -135,10 +135,10 @@ async def standin_part(targets: dict[str, str], rounds: int, seconds: float) -> 
     return table(rows)
 
 
-async def worker_part(direct: str, gateway: str, repeats: int) -> str:
+async def worker_part(direct: str, gateway: str, repeats: int, model: str, label: str) -> str:
     body = json.dumps(
         {
-            "model": "smollm2-135m-instruct",
+            "model": model,
             "prompt": "1, 2, 3, 4, 5, 6, 7,",
             "temperature": 0,
             "max_tokens": 128,
@@ -154,7 +154,7 @@ async def worker_part(direct: str, gateway: str, repeats: int) -> str:
     d, g = statistics.median(results["direct"]), statistics.median(results["gateway"])
     return table(
         [
-            ["real llama.cpp worker", "direct", "gateway", "gateway / direct"],
+            [label, "direct", "gateway", "gateway / direct"],
             ["streamed tokens/s (median)", f"{d:.1f}", f"{g:.1f}", f"{g / d:.3f}"],
         ]
     )
@@ -163,6 +163,8 @@ async def worker_part(direct: str, gateway: str, repeats: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--worker-url", help="measure (b) on this running worker (e.g. a vLLM one) instead")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="the model (b) asks for")
     args = parser.parse_args()
     rounds, seconds, repeats = (200, 1.0, 2) if args.quick else (2000, 4.0, 7)
     with ExitStack() as stack:
@@ -173,10 +175,14 @@ def main() -> None:
         print("## (a) instant stand-in upstream\n")
         print(asyncio.run(standin_part(targets, rounds, seconds)), flush=True)
     with ExitStack() as stack:
-        worker = stack.enter_context(running("edge_worker", "--log-level", "warning"))
-        gw = stack.enter_context(running("gateway", "gateway", "--worker", worker.url, "--log-level", "warning"))
-        print("\n## (b) real llama.cpp worker (SmolLM2-135M Q4_1)\n")
-        print(asyncio.run(worker_part(worker.url, gw.url, repeats)))
+        if args.worker_url:
+            worker_url, label = args.worker_url.rstrip("/"), f"worker at {args.worker_url}"
+        else:
+            worker_url = stack.enter_context(running("edge_worker", "--log-level", "warning")).url
+            label = "real llama.cpp worker"
+        gw = stack.enter_context(running("gateway", "gateway", "--worker", worker_url, "--log-level", "warning"))
+        print(f"\n## (b) {label}, model {args.model}\n")
+        print(asyncio.run(worker_part(worker_url, gw.url, repeats, args.model, label)))
 
 
 if __name__ == "__main__":

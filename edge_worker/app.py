@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from edge_worker import api
 from edge_worker.access import gateway_only
 from edge_worker.announcer import Announcer
+from edge_worker.backend import BACKEND, Backend
 from edge_worker.catalog import bundled_model_path
 from edge_worker.config import DEFAULT_MAX_CONTEXT, WorkerConfig
 from edge_worker.consul_announcer import ConsulAnnouncer
@@ -28,6 +29,7 @@ from edge_worker.metrics import WorkerMetrics
 from edge_worker.model_set import ModelSet
 from edge_worker.runtimes.base import ModelRuntime
 from edge_worker.runtimes.llama_cpp import LlamaCppModel, load_llama
+from edge_worker.vllm_backend import install_vllm
 from routing.announce import Heartbeat, Registration
 from routing.consul_client import consul_client
 from routing.signing import Signer
@@ -43,13 +45,14 @@ class Leaving(Protocol):
     async def deregister(self) -> None: ...
 
 
-ANNOUNCERS = web.AppKey("announcers", tuple[Leaving, ...])
+ANNOUNCERS = web.AppKey("announcers", list[Leaving])
 
 
 async def leave(app: web.Application) -> None:
     """Deregister everywhere, once: gateways stop sending new requests before the drain."""
-    announcers = app.get(ANNOUNCERS, ())
-    app[ANNOUNCERS] = ()
+    registered: list[Leaving] = app[ANNOUNCERS]
+    announcers = registered.copy()
+    registered.clear()
     await asyncio.gather(*(a.deregister() for a in announcers))
 
 
@@ -91,26 +94,44 @@ def _export_model_metrics(metrics: WorkerMetrics, runtime: ModelRuntime) -> None
     metrics.queue_depth.labels(offer.model).set_function(lambda: runtime.queued)
 
 
-async def registration_of(config: WorkerConfig, runtimes: list[ModelRuntime]) -> Registration:
+async def registration_of(config: WorkerConfig, backend: Backend) -> Registration:
     return Registration(
         worker_id=config.identity(),
         url=config.advertised(),
         region=config.region,
-        runtime=runtimes[0].offer.runtime if runtimes else "",
+        runtime=backend.runtime,
         hardware=await detect(),
-        capacity=1,  # llama.cpp: one generation at a time per model
-        offers=tuple(r.offer for r in runtimes),
+        capacity=config.capacity or backend.capacity,
+        offers=backend.offers(),
     )
 
 
-def heartbeat_of(config: WorkerConfig, runtimes: list[ModelRuntime], metrics: WorkerMetrics) -> Heartbeat:
+def heartbeat_of(config: WorkerConfig, backend: Backend, metrics: WorkerMetrics) -> Heartbeat:
+    load = backend.load()
     speeds = list(metrics.last_tokens_per_second.values())
     return Heartbeat(
         worker_id=config.identity(),
-        in_flight=sum(r.in_flight for r in runtimes),
-        queued=sum(r.queued for r in runtimes),
+        in_flight=load.in_flight,
+        queued=load.queued,
         tokens_per_second=sum(speeds) / len(speeds) if speeds else 0.0,
+        kv_cache_usage=load.kv_cache_usage,
     )
+
+
+def install_llama_cpp(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) -> None:
+    async def models_ctx(app: web.Application) -> AsyncIterator[None]:
+        runtimes = await load_models(config)
+        models = ModelSet(runtimes)
+        app[api.MODELS] = models
+        app[BACKEND] = models
+        for runtime in runtimes:
+            _export_model_metrics(metrics, runtime)
+        yield
+        for r in runtimes:
+            await r.close()
+
+    app.cleanup_ctx.append(models_ctx)
+    api.add_routes(app)
 
 
 def create_app(config: WorkerConfig) -> web.Application:
@@ -123,15 +144,7 @@ def create_app(config: WorkerConfig) -> web.Application:
     metrics = WorkerMetrics()
     app[api.METRICS] = metrics
     app[api.STARTED_AT] = int(time.time())
-
-    async def models_ctx(app: web.Application) -> AsyncIterator[None]:
-        runtimes = await load_models(config)
-        app[api.MODELS] = ModelSet(runtimes)
-        for runtime in runtimes:
-            _export_model_metrics(metrics, runtime)
-        yield
-        for r in runtimes:
-            await r.close()
+    app[ANNOUNCERS] = []
 
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -140,33 +153,41 @@ def create_app(config: WorkerConfig) -> web.Application:
         if not (config.gateways or config.consul_url):
             yield
             return
-        registration = await registration_of(config, app[api.MODELS].runtimes)
         async with contextlib.AsyncExitStack() as stack:
-            announcers: list[Leaving] = []
-            if config.gateways:
-                session = await stack.enter_async_context(aiohttp.ClientSession())
-                load = partial(heartbeat_of, config, app[api.MODELS].runtimes, metrics)
-                announcers.append(Announcer(config.gateways, Signer(config.join_token), session, registration, load))
-            if config.consul_url:
-                client = consul_client(config.consul_url)
-                stack.push_async_callback(client.close)
-                announcers.append(
-                    ConsulAnnouncer(
-                        client,
-                        config.consul_service,
-                        registration,
-                        config.join_token,
-                        interval_s=config.consul_heartbeat_s,
-                    )
-                )
-            app[ANNOUNCERS] = tuple(announcers)
-            for announcer in announcers:
-                announcer.start()
+            # Announce only once the backend can serve (vLLM takes minutes to load).
+            starting = asyncio.create_task(_announce_when_ready(app, config, metrics, stack))
             yield
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
             await leave(app)  # a no-op when serve() did it already
 
-    app.cleanup_ctx.append(models_ctx)
+    if config.runtime == "vllm":
+        install_vllm(app, config, metrics)
+    else:
+        install_llama_cpp(app, config, metrics)
     app.cleanup_ctx.append(announce_ctx)
-    api.add_routes(app)
     app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+async def _announce_when_ready(
+    app: web.Application, config: WorkerConfig, metrics: WorkerMetrics, stack: contextlib.AsyncExitStack
+) -> None:
+    backend = app[BACKEND]
+    await backend.ready.wait()
+    registration = await registration_of(config, backend)
+    announcers: list[Leaving] = []
+    if config.gateways:
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        load = partial(heartbeat_of, config, backend, metrics)
+        announcers.append(Announcer(config.gateways, Signer(config.join_token), session, registration, load))
+    if config.consul_url:
+        client = consul_client(config.consul_url)
+        stack.push_async_callback(client.close)
+        interval = config.consul_heartbeat_s
+        consul = ConsulAnnouncer(client, config.consul_service, registration, config.join_token, interval_s=interval)
+        announcers.append(consul)
+    app[ANNOUNCERS].extend(announcers)
+    for announcer in announcers:
+        announcer.start()

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from edge_worker.app import create_app, leave
 from edge_worker.catalog import ModelFileError
-from edge_worker.config import WorkerConfig
+from edge_worker.config import RUNTIMES, WorkerConfig
 from edge_worker.gguf import GgufError
 from routing.process import run, run_until_stopped
 from routing.settings import ConfigError, load_process_settings
@@ -22,7 +22,8 @@ from routing.telemetry import LOG_FORMATS, configure_logging
 def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Run an edge worker: serve GGUF models through llama.cpp over an OpenAI-compatible API.",
+        description="Run an edge worker: serve GGUF models through llama.cpp, or a model through a supervised "
+        "vLLM server, over an OpenAI-compatible API.",
     )
     p.add_argument("--config", type=Path, help="TOML config file (the [worker] table); also $INFERCDN_CONFIG")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -31,8 +32,9 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
         "--model",
         dest="models",
         action="append",
-        metavar="GGUF",
-        help="a GGUF file to serve; repeat for more (default: the bundled SmolLM2-135M-Instruct)",
+        metavar="MODEL",
+        help="llama.cpp: a GGUF file, repeat for more (default: the bundled SmolLM2-135M-Instruct); "
+        "vllm: a model directory or hub id",
     )
     p.add_argument("--context-length", type=int, help="context window per model (default: trained, ≤ 8192)")
     p.add_argument("--threads", type=int, help="CPU threads for generation (default: all cores)")
@@ -49,6 +51,17 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     p.add_argument("--advertise-url", help="where gateways reach this worker (default http://HOST:PORT)")
     p.add_argument("--worker-id", help="how gateways name this worker (default HOSTNAME-PORT)")
     p.add_argument("--consul-url", help="register in this Consul agent instead (e.g. http://127.0.0.1:8500)")
+    p.add_argument("--runtime", choices=RUNTIMES, help="llama.cpp (default; GGUF files) or vllm (DIR_OR_ID)")
+    p.add_argument("--vllm-url", help="vllm: attach to a running vLLM server instead of starting one")
+    p.add_argument(
+        "--vllm-arg",
+        dest="vllm_args",
+        action="append",
+        metavar="ARG",
+        help="vllm: an argument for vllm serve; repeat, e.g. --vllm-arg=--max-model-len --vllm-arg=8192",
+    )
+    p.add_argument("--served-model-name", help="vllm: the model id clients use (default: from the model)")
+    p.add_argument("--capacity", type=int, help="generations at once, as announced (default: the runtime's)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json, one object per line")
     return p

