@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from functools import partial
-from pathlib import Path
 from typing import Protocol
 
 import aiohttp
@@ -20,15 +19,11 @@ from edge_worker import api
 from edge_worker.access import gateway_only
 from edge_worker.announcer import Announcer
 from edge_worker.backend import BACKEND, Backend
-from edge_worker.catalog import bundled_model_path
-from edge_worker.config import DEFAULT_MAX_CONTEXT, WorkerConfig
+from edge_worker.config import WorkerConfig
 from edge_worker.consul_announcer import ConsulAnnouncer
 from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
-from edge_worker.model_set import ModelSet
-from edge_worker.runtimes.base import ModelRuntime
-from edge_worker.runtimes.llama_cpp import LlamaCppModel, load_llama
 from edge_worker.vllm_backend import install_vllm
 from routing.announce import Heartbeat, Registration
 from routing.consul_client import consul_client
@@ -56,44 +51,6 @@ async def leave(app: web.Application) -> None:
     await asyncio.gather(*(a.deregister() for a in announcers))
 
 
-def model_paths(config: WorkerConfig) -> list[Path]:
-    return [Path(p).expanduser() for p in config.models] or [bundled_model_path()]
-
-
-async def load_models(config: WorkerConfig) -> list[ModelRuntime]:
-    runtimes: list[ModelRuntime] = []
-    paths = model_paths(config)
-    for index, path in enumerate(paths, start=1):
-        size_mb = path.stat().st_size / 1e6
-        log.info("loading model %d/%d: %s (%.0f MB)…", index, len(paths), path.name, size_mb)
-        started = time.monotonic()
-        llm, facts = await asyncio.to_thread(
-            load_llama,
-            path,
-            context_length=config.context_length,
-            threads=config.threads,
-            max_context=DEFAULT_MAX_CONTEXT,
-        )
-        offer = facts.offer
-        log.info(
-            "loaded %s (%s, %s, context %d) in %.1f s",
-            offer.model,
-            offer.quantization.label,
-            offer.architecture,
-            offer.context_length,
-            time.monotonic() - started,
-        )
-        runtimes.append(LlamaCppModel(llm, facts, max_queue=config.max_queue))
-    return runtimes
-
-
-def _export_model_metrics(metrics: WorkerMetrics, runtime: ModelRuntime) -> None:
-    offer, q = runtime.offer, runtime.offer.quantization
-    metrics.model_info.labels(offer.model, q.label, q.quant_class, offer.runtime, str(offer.context_length)).set(1)
-    metrics.in_flight.labels(offer.model).set_function(lambda: runtime.in_flight)
-    metrics.queue_depth.labels(offer.model).set_function(lambda: runtime.queued)
-
-
 async def registration_of(config: WorkerConfig, backend: Backend) -> Registration:
     return Registration(
         worker_id=config.identity(),
@@ -116,22 +73,6 @@ def heartbeat_of(config: WorkerConfig, backend: Backend, metrics: WorkerMetrics)
         tokens_per_second=sum(speeds) / len(speeds) if speeds else 0.0,
         kv_cache_usage=load.kv_cache_usage,
     )
-
-
-def install_llama_cpp(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) -> None:
-    async def models_ctx(app: web.Application) -> AsyncIterator[None]:
-        runtimes = await load_models(config)
-        models = ModelSet(runtimes)
-        app[api.MODELS] = models
-        app[BACKEND] = models
-        for runtime in runtimes:
-            _export_model_metrics(metrics, runtime)
-        yield
-        for r in runtimes:
-            await r.close()
-
-    app.cleanup_ctx.append(models_ctx)
-    api.add_routes(app)
 
 
 def create_app(config: WorkerConfig) -> web.Application:
@@ -165,6 +106,9 @@ def create_app(config: WorkerConfig) -> web.Application:
     if config.runtime == "vllm":
         install_vllm(app, config, metrics)
     else:
+        # Imported here so a vLLM-only host (the CUDA image) needs no llama-cpp-python.
+        from edge_worker.llama_cpp_backend import install_llama_cpp
+
         install_llama_cpp(app, config, metrics)
     app.cleanup_ctx.append(announce_ctx)
     app.router.add_get("/metrics", metrics_handler)

@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1.7
+# An InferCDN vLLM worker for NVIDIA GPU hosts. Build from the repository root:
+#   docker build -f deploy/docker/worker-cuda.Dockerfile -t infercdn/worker-cuda .
+# Run with a GPU (docker run --gpus all …, or nvidia.com/gpu on Kubernetes) and a model
+# directory mounted at /models, e.g. INFERCDN_WORKER_MODELS=/models/Qwen2.5-7B-Instruct-AWQ.
+ARG VLLM_IMAGE=vllm/vllm-openai:v0.11.0
+
+FROM ${VLLM_IMAGE} AS build
+WORKDIR /src
+COPY deploy/docker/requirements-gateway.txt deploy/docker/requirements-worker-cuda.txt ./
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements-worker-cuda.txt
+COPY pyproject.toml README.md ./
+COPY gateway/ gateway/
+COPY routing/ routing/
+COPY edge_worker/ edge_worker/
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM ${VLLM_IMAGE}
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels /wheels/*.whl && rm -rf /wheels \
+ && useradd --create-home --uid 10001 infercdn \
+ && mkdir /models && chown infercdn /models
+USER 10001
+VOLUME ["/models"]
+ENV INFERCDN_WORKER_HOST=0.0.0.0 \
+    INFERCDN_WORKER_PORT=8081 \
+    INFERCDN_WORKER_RUNTIME=vllm \
+    HF_HOME=/models/.cache \
+    PYTHONUNBUFFERED=1
+EXPOSE 8081
+# vLLM takes minutes to load a model: the worker answers 503 until it is ready.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=600s --retries=3 \
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/health', timeout=2)"]
+ENTRYPOINT ["infercdn"]
+CMD ["worker"]

@@ -1,0 +1,76 @@
+"""The llama.cpp backend: GGUF models loaded in this process, behind the worker's OpenAI routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from edge_worker import api
+from edge_worker.backend import BACKEND
+from edge_worker.catalog import bundled_model_path
+from edge_worker.config import DEFAULT_MAX_CONTEXT, WorkerConfig
+from edge_worker.metrics import WorkerMetrics
+from edge_worker.model_set import ModelSet
+from edge_worker.runtimes.base import ModelRuntime
+from edge_worker.runtimes.llama_cpp import LlamaCppModel, load_llama
+
+log = logging.getLogger("edge_worker.app")
+
+
+def model_paths(config: WorkerConfig) -> list[Path]:
+    return [Path(p).expanduser() for p in config.models] or [bundled_model_path()]
+
+
+async def load_models(config: WorkerConfig) -> list[ModelRuntime]:
+    runtimes: list[ModelRuntime] = []
+    paths = model_paths(config)
+    for index, path in enumerate(paths, start=1):
+        size_mb = path.stat().st_size / 1e6
+        log.info("loading model %d/%d: %s (%.0f MB)…", index, len(paths), path.name, size_mb)
+        started = time.monotonic()
+        llm, facts = await asyncio.to_thread(
+            load_llama,
+            path,
+            context_length=config.context_length,
+            threads=config.threads,
+            max_context=DEFAULT_MAX_CONTEXT,
+        )
+        offer = facts.offer
+        log.info(
+            "loaded %s (%s, %s, context %d) in %.1f s",
+            offer.model,
+            offer.quantization.label,
+            offer.architecture,
+            offer.context_length,
+            time.monotonic() - started,
+        )
+        runtimes.append(LlamaCppModel(llm, facts, max_queue=config.max_queue))
+    return runtimes
+
+
+def _export_model_metrics(metrics: WorkerMetrics, runtime: ModelRuntime) -> None:
+    offer, q = runtime.offer, runtime.offer.quantization
+    metrics.model_info.labels(offer.model, q.label, q.quant_class, offer.runtime, str(offer.context_length)).set(1)
+    metrics.in_flight.labels(offer.model).set_function(lambda: runtime.in_flight)
+    metrics.queue_depth.labels(offer.model).set_function(lambda: runtime.queued)
+
+
+def install_llama_cpp(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) -> None:
+    async def models_ctx(app: web.Application) -> AsyncIterator[None]:
+        runtimes = await load_models(config)
+        models = ModelSet(runtimes)
+        app[api.MODELS] = models
+        app[BACKEND] = models
+        for runtime in runtimes:
+            _export_model_metrics(metrics, runtime)
+        yield
+        for r in runtimes:
+            await r.close()
+
+    app.cleanup_ctx.append(models_ctx)
+    api.add_routes(app)
