@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -180,3 +181,16 @@ def test_stopping_the_worker_stops_vllm(vllm_worker: Server, state_dir: Path) ->
             return
         time.sleep(0.1)
     raise AssertionError(f"vLLM (pid {pid}) outlived its worker")
+
+
+def test_a_vllm_worker_never_imports_llama_cpp() -> None:
+    """The CUDA image has no llama-cpp-python: building a vLLM worker must not import it."""
+    code = (
+        "import sys; sys.modules['llama_cpp'] = None\n"  # any import of it now fails
+        "from edge_worker.app import create_app\n"
+        "from edge_worker.config import WorkerConfig\n"
+        "create_app(WorkerConfig(runtime='vllm', models=('some/model',)))\n"
+        "assert 'edge_worker.runtimes.llama_cpp' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
