@@ -32,16 +32,19 @@ def outcome_label(status: int, attempts: int) -> str:
 
 def account(metrics: GatewayMetrics, done: Finished, outcome: Outcome) -> None:
     metrics.requests.labels(done.model, str(done.status), done.outcome).inc()
-    metrics.duration.labels(done.model).observe(done.ended - done.started)
+    series = metrics.for_model(done.model)
+    series.duration.observe(done.ended - done.started)
     ttft = None if outcome.first_byte_at is None else outcome.first_byte_at - done.started
     if ttft is not None:
-        metrics.ttft.labels(done.model).observe(ttft)
+        series.ttft.observe(ttft)
     if outcome.sent_at is not None:
         metrics.overhead.observe(outcome.sent_at - done.started)
     usage = outcome.usage
     if usage.prompt_tokens or usage.completion_tokens:
-        metrics.prompt_tokens.labels(done.model).inc(usage.prompt_tokens)
-        metrics.completion_tokens.labels(done.model).inc(usage.completion_tokens)
+        series.prompt_tokens.inc(usage.prompt_tokens)
+        series.completion_tokens.inc(usage.completion_tokens)
+    if not log.isEnabledFor(logging.INFO):
+        return  # the line is built only when someone reads it
     fields = {
         "request_id": done.request_id,
         "path": done.path,

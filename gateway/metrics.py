@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,6 +21,14 @@ from routing.balancer import Balancer
 from routing.telemetry import LATENCY_BUCKETS, OVERHEAD_BUCKETS
 
 HEALTH_STATES = ("healthy", "probation", "ejected", "unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSeries:
+    ttft: Histogram
+    duration: Histogram
+    prompt_tokens: Counter
+    completion_tokens: Counter
 
 
 class GatewayMetrics:
@@ -71,6 +80,19 @@ class GatewayMetrics:
             registry=r,
         )
         r.register(FleetCollector(balancer))
+        self._by_model: dict[str, ModelSeries] = {}
+
+    def for_model(self, model: str) -> ModelSeries:
+        """The per-model children, looked up once (labels() costs a lock and a hash per call)."""
+        series = self._by_model.get(model)
+        if series is None:
+            series = self._by_model[model] = ModelSeries(
+                ttft=self.ttft.labels(model),
+                duration=self.duration.labels(model),
+                prompt_tokens=self.prompt_tokens.labels(model),
+                completion_tokens=self.completion_tokens.labels(model),
+            )
+        return series
 
     def model_label(self, balancer: Balancer, model: str) -> str:
         candidates = balancer.fleet.candidates(model)

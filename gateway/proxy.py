@@ -67,6 +67,9 @@ class Proxy:
         self._timeouts = timeouts
         self._balancer = balancer
         self._metrics = metrics
+        self._client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect_s, sock_read=timeouts.request_s
+        )
 
     async def forward(
         self,
@@ -120,13 +123,12 @@ class Proxy:
         t = self._timeouts
         worker = a.dispatch.candidate.state.worker
         url = worker.url + a.request.path
-        timeout = aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_read=t.request_s)
         headers = {"Content-Type": "application/json", REQUEST_ID: a.request_id, **authorization(worker)}
         clock = asyncio.get_running_loop().time
         upstream: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(min(t.first_byte_s if a.stream else t.request_s, a.budget_s)):
-                upstream = await self._session.post(url, data=a.body, headers=headers, timeout=timeout)
+                upstream = await self._session.post(url, data=a.body, headers=headers, timeout=self._client_timeout)
                 first_chunk = b""
                 if upstream.status < 400 and upstream.content_type == "text/event-stream":
                     # Some servers send headers at once: time to first token is the first chunk.
