@@ -75,6 +75,8 @@ class Announcer:
             async with self._send("DELETE", gateway, path, b"") as resp:
                 if resp.status < 300:
                     log.info("deregistered from %s", gateway)
+        except aiohttp.ClientConnectorError:
+            log.info("gateway %s is already gone; nothing to deregister from", gateway)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("could not deregister from %s: %s", gateway, type(exc).__name__)
 

@@ -77,6 +77,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
     started = clock()
     outcome = Outcome()
     model, status = "unknown", 500
+    key, reserved = None, 0
     try:
         raw = await request.read()
         body = decode_json_object(raw)
@@ -89,6 +90,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
                 generation_request.sampling.max_tokens or UNBOUNDED_COMPLETION_TOKENS
             )
             state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
+            reserved = tokens
         plan = _plan(state, requirements)
         response = await state.proxy.forward(
             request,
@@ -117,6 +119,16 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             ended=clock(),
         )
         account(state.metrics, done, outcome)
+        if key is not None and reserved:
+            state.limiter.settle(key.id, key.limits, reserved, tokens_used(outcome, reserved), time.monotonic())
+
+
+def tokens_used(outcome: Outcome, reserved: int) -> int:
+    """What a request cost against its key: the worker's usage; nothing if no worker answered."""
+    usage = outcome.usage
+    if usage.prompt_tokens or usage.completion_tokens:
+        return usage.prompt_tokens + usage.completion_tokens
+    return reserved if outcome.first_byte_at is not None else 0
 
 
 def _plan(state: GatewayState, requirements: Requirements) -> list[Candidate]:

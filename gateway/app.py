@@ -51,8 +51,6 @@ def keys_of(config: GatewayConfig) -> KeyStore:
 
 
 def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> web.Application:
-    access = Access(keys_of(config), config.admin_key, config.loopback)
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[openai_errors, authenticate(access)])
     chance = rng or random.Random()
     balancer = Balancer(
         Fleet(),
@@ -61,9 +59,12 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         Outliers(config.health_policy()),
         max_attempts=config.max_attempts,
     )
+    metrics = GatewayMetrics(balancer)
+    access = Access(keys_of(config), config.admin_key, config.loopback)
+    middlewares = [openai_errors, authenticate(access, metrics)]
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     # What the gateway shows workers: derived from the join token, never the token itself.
     bearer = worker_access_token(config.join_token) if config.join_token else ""
-    metrics = GatewayMetrics(balancer)
     registry = Registry(
         balancer,
         Verifier(config.join_token) if config.join_token else None,

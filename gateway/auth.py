@@ -16,7 +16,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.keys import ApiKey, KeyStore
-from routing.errors import Forbidden, Unauthorized
+from gateway.metrics import GatewayMetrics
+from routing.errors import Forbidden, InferCDNError, Unauthorized
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 
@@ -58,11 +59,15 @@ class Access:
             raise Unauthorized("This endpoint needs the admin key (Authorization: Bearer ADMIN_KEY).")
 
 
-def authenticate(access: Access) -> Middleware:
+def authenticate(access: Access, metrics: GatewayMetrics) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/v1/"):
-            key = access.client(request)
+            try:
+                key = access.client(request)
+            except InferCDNError as exc:
+                metrics.requests.labels("unknown", str(exc.status), "rejected").inc()
+                raise
             if key is not None:
                 request[API_KEY] = key
         elif request.path.startswith("/admin/"):

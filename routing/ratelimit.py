@@ -3,7 +3,8 @@
 A bucket holds up to one minute's allowance and refills continuously, so a
 client may burst up to its limit and then runs at the limit's pace. A
 request is admitted only if both buckets hold enough; otherwise nothing is
-taken and the caller learns how long to wait.
+taken and the caller learns how long to wait. Tokens are reserved from an
+estimate at admission and settled against what the worker reports it used.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ class RateLimiter:
             )
         for _, bucket, amount in buckets:
             bucket.level -= amount
+
+    def settle(self, key_id: str, limits: Limits, reserved: int, used: int, now: float) -> None:
+        """Give back what ``admit`` reserved beyond what the request used (or take the excess)."""
+        if not limits.tokens_per_minute or reserved == used:
+            return
+        bucket = self._bucket(key_id, "tokens", limits.tokens_per_minute, now)
+        bucket.level = min(bucket.per_minute, bucket.level + reserved - used)
 
     def _bucket(self, key_id: str, kind: str, per_minute: int, now: float) -> _Bucket:
         bucket = self._buckets.get((key_id, kind))

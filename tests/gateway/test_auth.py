@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
@@ -19,7 +20,7 @@ from gateway.cli import main
 from gateway.config import GatewayConfig
 from gateway.fleet_table import run_fleet_command
 from routing.settings import ConfigError
-from tests.gateway.standin import MODEL, StandIn
+from tests.gateway.standin import MODEL, OK_BODY, StandIn
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 ADMIN = "admin-key-for-tests-0123456789"
@@ -144,6 +145,34 @@ async def test_per_key_request_and_token_limits_give_429(
         assert "tokens per minute" in (await r.json())["error"]["message"]
     async with session.post(f"{gw}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {frugal}"}) as r:
         assert r.status == 200  # the other key's limits are its own
+
+
+async def test_token_limits_count_what_workers_report_not_the_estimate(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gateway_with,
+    session,
+    upstream: StandIn,  # type: ignore[no-untyped-def]
+) -> None:
+    async def small_answer(request: web.Request) -> web.StreamResponse:
+        usage = {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15}
+        return web.json_response({**OK_BODY, "usage": usage})
+
+    upstream.behaviour = small_answer
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, capsys, "--tokens-per-minute", "300")
+    gw = await gateway_with(api_keys_file=str(keys_file))
+    asks_a_lot = {**CHAT, "max_tokens": 200}  # reserves ~200 tokens, uses 15
+    for _ in range(4):
+        async with session.post(
+            f"{gw}/v1/chat/completions", json=asks_a_lot, headers={"Authorization": f"Bearer {key}"}
+        ) as resp:
+            assert resp.status == 200  # without settling, the second would be over 300/min
+    async with session.post(f"{gw}/v1/chat/completions", json=CHAT) as resp:
+        assert resp.status == 401
+    async with session.get(f"{gw}/metrics") as resp:
+        text = await resp.text()
+    assert 'infercdn_gateway_requests_total{model="unknown",outcome="rejected",status="401"} 1.0' in text
 
 
 async def test_the_admin_key_guards_the_fleet_endpoint(

@@ -33,3 +33,15 @@ def test_no_limits_means_no_limit() -> None:
     limiter = RateLimiter()
     for i in range(1000):
         limiter.admit("k", Limits(), tokens=10**6, now=float(i))
+
+
+def test_reserved_tokens_are_settled_against_what_was_used() -> None:
+    limiter, limits = RateLimiter(), Limits(tokens_per_minute=300)
+    limiter.admit("k", limits, tokens=250, now=0.0)
+    with pytest.raises(RateLimited):
+        limiter.admit("k", limits, tokens=250, now=0.0)
+    limiter.settle("k", limits, reserved=250, used=20, now=0.0)  # it used far less
+    limiter.admit("k", limits, tokens=250, now=0.0)
+    limiter.settle("k", limits, reserved=250, used=400, now=0.0)  # and far more: the debt is kept
+    with pytest.raises(RateLimited):
+        limiter.admit("k", limits, tokens=10, now=0.0)
