@@ -65,6 +65,7 @@ class _Attempt:
 @dataclass(slots=True)
 class _Request:
     arrived: float
+    gateway: Balancer
     plan: list[Candidate]
     next_index: int = 0
 
@@ -72,31 +73,36 @@ class _Request:
 @dataclass(slots=True)
 class _SimNode:
     spec: SimWorker
-    state: WorkerState
+    states: list[WorkerState]  # as each gateway sees it
     running: list[_Attempt] = field(default_factory=list)
     queue: deque[_Attempt] = field(default_factory=deque)
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario, policy: Policy):
+    """One world of workers, and ``scenario.gateways`` gateways that each know only what they see."""
+
+    def __init__(self, scenario: Scenario, make_policy: Callable[[], Policy]):
         self.scenario = scenario
         self.rng = random.Random(scenario.seed)  # the world: arrivals, service times, jitter
-        self.fleet = Fleet()
-        choice_rng = random.Random(scenario.seed + 1)
-        self.balancer = Balancer(self.fleet, choice_rng, policy, max_attempts=scenario.max_attempts)
-        self.result = SimResult(policy.name)
+        self.gateways = [
+            Balancer(Fleet(), random.Random(scenario.seed + 1 + i), make_policy(), max_attempts=scenario.max_attempts)
+            for i in range(scenario.gateways)
+        ]
+        self.balancer = self.gateways[0]
+        self.result = SimResult(self.balancer.policy.name)
         self.now = 0.0
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self.nodes: dict[str, _SimNode] = {}
         for spec in scenario.workers:
-            state = self.fleet.upsert(Worker(spec.id, f"sim://{spec.id}", spec.region, spec.capacity), (_OFFER,))
-            self.nodes[spec.id] = _SimNode(spec, state)
+            worker = Worker(spec.id, f"sim://{spec.id}", spec.region, spec.capacity)
+            self.nodes[spec.id] = _SimNode(spec, [g.fleet.upsert(worker, (_OFFER,)) for g in self.gateways])
 
     def run(self) -> SimResult:
         sc = self.scenario
         for node in self.nodes.values():
-            self._at(self.rng.uniform(0, sc.probe_interval_s), partial(self._probe, node))
+            for gateway, state in zip(self.gateways, node.states, strict=True):
+                self._at(self.rng.uniform(0, sc.probe_interval_s), partial(self._probe, node, gateway, state))
             if node.spec.dies_at_s is not None:
                 self._at(node.spec.dies_at_s, partial(self._die, node))
         self._at(self.rng.expovariate(sc.arrival_rps), self._arrive)
@@ -115,12 +121,13 @@ class Simulation:
         next_arrival = self.now + self.rng.expovariate(sc.arrival_rps)
         if next_arrival < sc.duration_s:
             self._at(next_arrival, self._arrive)
+        gateway = self.gateways[int(self.rng.random() * len(self.gateways))]
         try:
-            plan = self.balancer.plan(_REQUIREMENTS, self.now)
+            plan = gateway.plan(_REQUIREMENTS, self.now)
         except InferCDNError:
             self.result.failed += 1
             return
-        self._try_next(_Request(self.now, plan))
+        self._try_next(_Request(self.now, gateway, plan))
 
     def _try_next(self, request: _Request) -> None:
         sc = self.scenario
@@ -132,7 +139,7 @@ class Simulation:
         request.next_index += 1
         self.result.attempts += 1
         node = self.nodes[candidate.state.worker.id]
-        attempt = _Attempt(self.balancer.dispatch(candidate, self.now), request)
+        attempt = _Attempt(request.gateway.dispatch(candidate, self.now), request)
         if node.spec.dead(self.now):
             self._at(self.now + node.spec.rtt_s, lambda: self._fail(attempt, Failure.CONNECT))
             return
@@ -143,8 +150,9 @@ class Simulation:
         if attempt.settled:
             return
         attempt.settled = True
-        self.balancer.first_byte(attempt.dispatch, self.now)
-        self.balancer.finished(attempt.dispatch)
+        gateway = attempt.request.gateway
+        gateway.first_byte(attempt.dispatch, self.now)
+        gateway.finished(attempt.dispatch)
         self.result.latencies_s.append(self.now - attempt.request.arrived)
         self.result.served_by[attempt.dispatch.candidate.state.worker.id] += 1
 
@@ -152,8 +160,9 @@ class Simulation:
         if attempt.settled:
             return
         attempt.settled = True
-        self.balancer.failed(attempt.dispatch, kind, self.now)
-        self.balancer.finished(attempt.dispatch)
+        gateway = attempt.request.gateway
+        gateway.failed(attempt.dispatch, kind, self.now)
+        gateway.finished(attempt.dispatch)
         self._try_next(attempt.request)
 
     def _time_out(self, node: _SimNode, attempt: _Attempt) -> None:
@@ -208,18 +217,19 @@ class Simulation:
             node.running.remove(attempt)
             self._start_jobs(node)
 
-    def _probe(self, node: _SimNode) -> None:
+    def _probe(self, node: _SimNode, gateway: Balancer, state: WorkerState) -> None:
         sc = self.scenario
         if self.now < sc.duration_s + sc.deadline_s:
-            self._at(self.now + sc.probe_interval_s * self.rng.uniform(0.8, 1.2), lambda: self._probe(node))
+            next_probe = self.now + sc.probe_interval_s * self.rng.uniform(0.8, 1.2)
+            self._at(next_probe, partial(self._probe, node, gateway, state))
         spec = node.spec
         if spec.dead(self.now):
-            self._at(self.now + spec.rtt_s, lambda: self.balancer.probed(node.state, rtt_s=None, now=self.now))
+            self._at(self.now + spec.rtt_s, lambda: gateway.probed(state, rtt_s=None, now=self.now))
             return
         rtt = spec.rtt_s * self.rng.uniform(1.0, 1.2)
         load = Load(in_flight=len(node.running), queued=len(node.queue), reported_at=self.now)
-        self._at(self.now + rtt, lambda: self.balancer.probed(node.state, rtt_s=rtt, now=self.now, load=load))
+        self._at(self.now + rtt, lambda: gateway.probed(state, rtt_s=rtt, now=self.now, load=load))
 
 
-def simulate(scenario: Scenario, policy: Policy) -> SimResult:
-    return Simulation(scenario, policy).run()
+def simulate(scenario: Scenario, make_policy: Callable[[], Policy]) -> SimResult:
+    return Simulation(scenario, make_policy).run()

@@ -39,6 +39,7 @@ class Scenario:
     deadline_s: float = 60.0
     probe_interval_s: float = 2.0
     max_attempts: int = 3
+    gateways: int = 1  # each request goes to one at random; each sees only its own traffic
 
     @property
     def capacity_rps(self) -> float:
