@@ -18,7 +18,6 @@ from routing.balancer import Balancer
 from routing.consul_client import CONSUL_ERRORS
 from routing.consul_wire import registration_from_service
 from routing.errors import InvalidRequest
-from routing.fleet import Worker
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ class ConsulWatch:
         self._worker_bearer = worker_bearer
         self._wait_s = wait_s
         self._refused: set[str] = set()  # ids already warned about
-        self.answers = 0  # blocking queries answered, for tests and debugging
 
     async def run(self) -> None:
         index: str | None = None
@@ -66,7 +64,6 @@ class ConsulWatch:
             # An index that goes backwards (Consul restarted) means: start over.
             index = None if index is not None and _number(new_index) < _number(index) else new_index
             self.apply(entries or [])
-            self.answers += 1
 
     def apply(self, entries: list[dict[str, Any]]) -> None:
         fleet = self._balancer.fleet
@@ -81,18 +78,8 @@ class ConsulWatch:
                     self._refused.add(service_id)
                 continue
             seen.add(reg.worker_id)
-            worker = Worker(
-                id=reg.worker_id,
-                url=reg.url,
-                region=reg.region,
-                capacity=reg.capacity,
-                runtime=reg.runtime,
-                hardware=reg.hardware.describe(),
-                source="consul",
-                bearer=self._worker_bearer,
-            )
-            known = fleet.get(worker.id)
-            if known is None or known.worker != worker or known.offers != reg.offers:
+            worker = reg.worker(source="consul", bearer=self._worker_bearer)
+            if fleet.changes(worker, reg.offers):
                 fleet.upsert(worker, reg.offers)
                 log.info("worker %s (from Consul) at %s", worker.id, worker.url)
         for state in fleet.workers():

@@ -25,7 +25,7 @@ from routing.announce import (
 )
 from routing.balancer import Balancer
 from routing.errors import Forbidden, InvalidRequest, NotFound
-from routing.fleet import Load, Worker, describe_offers
+from routing.fleet import Load, describe_offers
 from routing.signing import Verifier
 
 log = logging.getLogger(__name__)
@@ -51,20 +51,11 @@ class Registry:
     async def register(self, request: web.Request) -> web.Response:
         registration = unpack_registration(await self._verified(request))
         fleet = self._balancer.fleet
-        known = fleet.get(registration.worker_id)
-        worker = Worker(
-            id=registration.worker_id,
-            url=registration.url,
-            region=registration.region,
-            capacity=registration.capacity,
-            runtime=registration.runtime,
-            hardware=registration.hardware.describe(),
-            source="registry",
-            bearer=self._worker_bearer,
-        )
+        worker = registration.worker(source="registry", bearer=self._worker_bearer)
+        changed = fleet.changes(worker, registration.offers)
         fleet.upsert(worker, registration.offers)
         self._last_seen[worker.id] = _now()
-        if known is None or known.worker != worker or known.offers != registration.offers:
+        if changed:
             log.info(
                 "worker %s registered: %s at %s (%s), serving %s",
                 worker.id,

@@ -64,8 +64,7 @@ class StaticWorkers:
             if url in self.unreached:
                 log.warning("worker %s has not answered yet: %s", url, exc or type(exc).__name__)
             return
-        state = self._fleet.get(url)
-        if state is None or state.offers != offers:
+        if self._fleet.changes(worker, offers):
             log.info("worker %s serves %s", url, describe_offers(offers))
             self._fleet.upsert(worker, offers)
         self.unreached.discard(url)

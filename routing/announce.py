@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 
 from routing.errors import InvalidRequest
-from routing.fleet import ModelOffer
+from routing.fleet import ModelOffer, Worker
 from routing.wire import offer_from_json, offer_to_json
 
 CONTENT_TYPE = "application/msgpack"
@@ -54,6 +54,19 @@ class Registration:
     hardware: Hardware
     capacity: int  # generations at once per model
     offers: tuple[ModelOffer, ...]
+
+    def worker(self, *, source: str, bearer: str) -> Worker:
+        """The fleet's record of it, as learnt from ``source`` (registry, consul)."""
+        return Worker(
+            id=self.worker_id,
+            url=self.url,
+            region=self.region,
+            capacity=self.capacity,
+            runtime=self.runtime,
+            hardware=self.hardware.describe(),
+            source=source,
+            bearer=bearer,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,11 @@ class Fleet:
         self._index(state)
         return state
 
+    def changes(self, worker: Worker, offers: tuple[ModelOffer, ...]) -> bool:
+        """Whether ``upsert(worker, offers)`` would add a worker or change what it holds."""
+        known = self._workers.get(worker.id)
+        return known is None or known.worker != worker or known.offers != offers
+
     def remove(self, worker_id: str) -> None:
         state = self._workers.pop(worker_id, None)
         if state is not None:

@@ -38,7 +38,6 @@ class VllmProcess:
         self._startup_timeout_s = startup_timeout_s
         self._first_backoff_s = first_backoff_s
         self._process: asyncio.subprocess.Process | None = None
-        self.restarts = 0
 
     async def run(self) -> None:
         backoff = self._first_backoff_s
@@ -51,7 +50,6 @@ class VllmProcess:
                 log.warning("vLLM exited (code %s); starting it again in %.0f s", self._returncode(), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
-                self.restarts += 1
 
     async def stop(self, grace_s: float = 30.0) -> None:
         process = self._process
@@ -63,10 +61,6 @@ class VllmProcess:
         except TimeoutError:
             process.kill()
             await process.wait()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
 
     def _returncode(self) -> int | None:
         return None if self._process is None else self._process.returncode
