@@ -36,20 +36,6 @@ async def consul_agent() -> AsyncIterator[ConsulStandIn]:
     await agent.stop()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-async def gateways() -> AsyncIterator[list[TestServer]]:
-    made: list[TestServer] = []
-    yield made
-    for g in made:
-        await g.close()
-
-
 async def start_gateway(gateways: list[TestServer], consul_url: str) -> str:
     config = GatewayConfig(join_token=TOKEN, consul_url=consul_url)
     server = TestServer(create_app(config, rng=random.Random(5)), host="127.0.0.1")

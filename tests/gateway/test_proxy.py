@@ -8,7 +8,6 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -43,20 +42,6 @@ async def start_standin(standins: list[StandIn], **kw: object) -> StandIn:
     s = await StandIn(**kw).start()  # type: ignore[arg-type]
     standins.append(s)
     return s
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-async def gateways() -> AsyncIterator[list[TestServer]]:
-    made: list[TestServer] = []
-    yield made
-    for g in made:
-        await g.close()
 
 
 async def start_gateway(gateways: list[TestServer], *urls: str, **settings: object) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -25,12 +25,6 @@ DELAY_S = 0.3
 def fresh_workers() -> Iterator[tuple[Server, Server]]:
     with running("edge_worker", "--threads", "1") as a, running("edge_worker", "--threads", "1") as b:
         yield a, b
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def complete(session: aiohttp.ClientSession, gateway: str, max_tokens: int) -> tuple[int, str, int, str]:

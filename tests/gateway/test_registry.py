@@ -9,7 +9,7 @@ import os
 import random
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import aiohttp
@@ -33,12 +33,6 @@ async def start_gateway(port: int = 0, **settings: object) -> tuple[TestServer, 
     server = TestServer(create_app(config, rng=random.Random(3)), host="127.0.0.1", port=port)
     await server.start_server()
     return server, str(server.make_url("")).rstrip("/")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:

@@ -1,0 +1,23 @@
+"""Fixtures the gateway tests share: a client session, and gateways closed after each test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def gateways() -> AsyncIterator[list[TestServer]]:
+    made: list[TestServer] = []
+    yield made
+    for g in made:
+        await g.close()
