@@ -144,11 +144,9 @@ class _SseEvents:
 
 
 def _rewrite(event: bytes, usage: Usage, hidden_usage: bool) -> bytes:
-    if b'"usage"' not in event:
-        return event
-    usage.from_stream_chunk(event)
-    if hidden_usage and b'"choices":[]' in event.replace(b" ", b""):
-        # The usage-only chunk the client did not ask for becomes a comment it will skip.
+    if usage.from_stream_chunk(event) and hidden_usage:
+        # The usage-only chunk the client did not ask for (the only one with counts, as only
+        # include_usage was added) becomes a comment it will skip.
         counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
         return USAGE_COMMENT + json.dumps(counts, separators=(",", ":")).encode() + b"\n\n"
     return event

@@ -83,7 +83,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
         body = decode_json_object(raw)
         generation_request = parse(body)
         requirements = requirements_of(body, generation_request, request.headers.get(REGION_HEADER, ""))
-        model = state.metrics.model_label(state.balancer, requirements.model)
+        model = state.fleet.model_id(requirements.model) or "unknown"  # a bounded metrics label
         key = request.get(API_KEY)
         if key is not None:
             tokens = estimate_prompt_tokens(generation_request) + (

@@ -94,10 +94,6 @@ class GatewayMetrics:
             )
         return series
 
-    def model_label(self, balancer: Balancer, model: str) -> str:
-        candidates = balancer.fleet.candidates(model)
-        return candidates[0].offer.model if candidates else "unknown"
-
 
 class FleetCollector(Collector):
     """Per-worker state and fleet size, read from the balancer at scrape time."""

@@ -158,6 +158,11 @@ class Fleet:
         """Every (worker, offer) pair serving ``model`` under its id or an alias."""
         return self._by_model.get(model.lower(), ())
 
+    def model_id(self, name: str) -> str | None:
+        """The canonical id for a model id or alias the fleet serves; None for any other name."""
+        candidates = self._by_model.get(name.lower())
+        return candidates[0].offer.model if candidates else None
+
     def models(self) -> dict[str, tuple[Candidate, ...]]:
         """Canonical model id → its candidates (aliases folded in)."""
         out: dict[str, list[Candidate]] = {}

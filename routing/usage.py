@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
 
 from routing.wire import USAGE_COMMENT
+
+_USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
 
 
 @dataclass(slots=True)
@@ -35,18 +38,21 @@ class Usage:
             with contextlib.suppress(ValueError):
                 self.read(json.loads(payload))
 
-    def from_stream_chunk(self, chunk: bytes) -> None:
+    def from_stream_chunk(self, chunk: bytes) -> bool:
+        """Read usage from a chunk if it carries any; True when it did."""
         if b"usage" not in chunk:
-            return
+            return False
+        found = False
         for line in chunk.split(b"\n"):
             if line.startswith(USAGE_COMMENT):
                 text = line[len(USAGE_COMMENT) :]
-            elif line.startswith(b"data: {") and b'"usage"' in line:
-                text = line[len(b"data: ") :]
+            elif line.startswith(b"data: {") and _USAGE_OBJECT.search(line):
+                text = line[len(b"data: ") :]  # only the chunk with counts: "usage": null is skipped unparsed
             else:
                 continue
             try:
                 obj = json.loads(text)
             except ValueError:
                 continue
-            self.read(obj if line.startswith(b"data: ") else {"usage": obj})
+            found = self.read(obj if line.startswith(b"data: ") else {"usage": obj}) or found
+        return found
