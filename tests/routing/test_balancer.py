@@ -4,7 +4,7 @@ import pytest
 
 from routing.balancer import Balancer
 from routing.errors import ModelNotFound, NoSuitableWorker
-from routing.fleet import Fleet, Worker
+from routing.fleet import Fleet, Load, Worker
 from routing.health import Failure
 from routing.suitability import Requirements
 from tests.routing.fleets import fleet_of, measured, offer
@@ -56,8 +56,6 @@ def test_the_workers_own_queue_report_counts_too() -> None:
     measured(s["b"], rtt_s=0.01, service_s=0.3)
     balancer = Balancer(fleet, random.Random(1))
     assert ids(balancer.plan(M, now=1.0))[0] == "a"
-    from routing.fleet import Load
-
     balancer.probed(s["a"], rtt_s=0.01, now=1.0, load=Load(in_flight=1, queued=3))  # another gateway's traffic
     assert ids(balancer.plan(M, now=1.0))[0] == "b"
 
