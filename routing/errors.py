@@ -48,6 +48,11 @@ class RequestTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class RequestTimeout(InvalidRequest):
+    status = 408
+    code = "request_timeout"
+
+
 class NotFound(InferCDNError):
     status = 404
     error_type = "invalid_request_error"
@@ -76,6 +81,12 @@ class NoSuitableWorker(Busy):
     """Workers serve the model, but none can take this request now."""
 
     code = "no_healthy_worker"
+
+
+class WarmingUp(NoSuitableWorker):
+    """The gateway has just started and its workers have not all announced themselves yet."""
+
+    code = "warming_up"
 
 
 class AllWorkersFailed(InferCDNError):

@@ -8,12 +8,17 @@ kept out of the record but pass through the gateway untouched.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from routing.errors import InvalidRequest
+from routing.json_limits import MAX_DEPTH, JsonTooDeep, loads_bounded, lone_surrogate_in
 
 MAX_STOP_SEQUENCES = 4
+# Far beyond any context window; bigger numbers are mistakes, and would overflow float arithmetic.
+MAX_TOKENS_LIMIT = 1_000_000_000
+_SEED_RANGE = (-(2**63), 2**64 - 1)
 
 # Fields we cannot honour yet. Ignoring them would hand back an answer the
 # client did not ask for (plain text instead of a tool call, no logprobs), so
@@ -67,12 +72,17 @@ class GenerationRequest:
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object: finite numbers, at most ``MAX_DEPTH`` levels deep, valid Unicode."""
     try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = loads_bounded(body)
+    except JsonTooDeep:
+        raise InvalidRequest(f"The request body nests JSON deeper than {MAX_DEPTH} levels.") from None
+    except ValueError as exc:  # UnicodeDecodeError too
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if lone_surrogate_in(body, obj):
+        raise InvalidRequest("The request body holds a string that is not valid Unicode (a lone surrogate).")
     return obj
 
 
@@ -160,8 +170,11 @@ def _parse_sampling(obj: dict[str, Any]) -> Sampling:
     max_tokens = _optional(obj, "max_completion_tokens", int, None)
     if max_tokens is None:
         max_tokens = _optional(obj, "max_tokens", int, None)
-    if max_tokens is not None and max_tokens < 1:
-        raise InvalidRequest("'max_tokens' must be at least 1.", param="max_tokens")
+    if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise InvalidRequest(f"'max_tokens' must be between 1 and {MAX_TOKENS_LIMIT}.", param="max_tokens")
+    seed = _optional(obj, "seed", int, None)
+    if seed is not None and not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
+        raise InvalidRequest("'seed' must fit in 64 bits.", param="seed")
     temperature = float(_optional(obj, "temperature", float, 1.0))
     if not 0.0 <= temperature <= 2.0:
         raise InvalidRequest("'temperature' must be between 0 and 2.", param="temperature")
@@ -173,7 +186,7 @@ def _parse_sampling(obj: dict[str, Any]) -> Sampling:
         temperature=temperature,
         top_p=top_p,
         stop=_parse_stop(obj.get("stop")),
-        seed=_optional(obj, "seed", int, None),
+        seed=seed,
         frequency_penalty=_penalty(obj, "frequency_penalty"),
         presence_penalty=_penalty(obj, "presence_penalty"),
     )
@@ -212,7 +225,16 @@ def _optional(obj: dict[str, Any], key: str, kind: type, default: Any) -> Any:
         return default
     ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
     if kind is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and _finite(value)
     if not ok:
-        raise InvalidRequest(f"'{key}' must be {_TYPE_NAMES[kind]}, got {json.dumps(value)}.", param=key)
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        raise InvalidRequest(f"'{key}' must be {_TYPE_NAMES[kind]}, got {shown}.", param=key)
     return value
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer with hundreds of digits
+        return False

@@ -1,21 +1,23 @@
-"""Token counts from upstream answers, without re-encoding them.
+"""Token counts from upstream answers.
 
-Non-streaming answers carry ``usage``. A stream carries it in its last
-chunk when the client asked for ``include_usage``, and otherwise (from an
-InferCDN worker) in an SSE comment before ``[DONE]``. Chunks are only
-scanned for the word "usage", so the relay stays a byte copy.
+Non-streaming answers carry ``usage``. A stream carries it in its last data
+event when the client asked for ``include_usage``, and otherwise (from an
+InferCDN worker) in an SSE comment before ``[DONE]``. Streams are read as
+whole events (``routing.sse``), so a usage event split across two network
+reads is still counted. Counts come from workers, so they are clamped: a
+negative count is 0, and nothing is larger than ``MAX_REPORTED_TOKENS``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 from dataclasses import dataclass
 
-from routing.wire import USAGE_COMMENT
+from routing.json_limits import loads_bounded
+from routing.sse import SseEvent
 
-_USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
+# More than any context window; a worker's larger claim is a lie, not a count.
+MAX_REPORTED_TOKENS = 10_000_000
 
 
 @dataclass(slots=True)
@@ -24,35 +26,32 @@ class Usage:
     completion_tokens: int = 0
 
     def read(self, obj: object) -> bool:
+        """Take ``obj["usage"]`` if it has integer counts; True when it did."""
         if not isinstance(obj, dict) or not isinstance(obj.get("usage"), dict):
             return False
         usage = obj["usage"]
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if isinstance(prompt, int) and isinstance(completion, int):
-            self.prompt_tokens, self.completion_tokens = prompt, completion
+        if _count(prompt) and _count(completion):
+            self.prompt_tokens = min(max(prompt, 0), MAX_REPORTED_TOKENS)
+            self.completion_tokens = min(max(completion, 0), MAX_REPORTED_TOKENS)
             return True
         return False
 
     def from_body(self, payload: bytes) -> None:
         if b'"usage"' in payload:
             with contextlib.suppress(ValueError):
-                self.read(json.loads(payload))
+                self.read(loads_bounded(payload))
 
-    def from_stream_chunk(self, chunk: bytes) -> bool:
-        """Read usage from a chunk if it carries any; True when it did."""
-        if b"usage" not in chunk:
-            return False
-        found = False
-        for line in chunk.split(b"\n"):
-            if line.startswith(USAGE_COMMENT):
-                text = line[len(USAGE_COMMENT) :]
-            elif line.startswith(b"data: {") and _USAGE_OBJECT.search(line):
-                text = line[len(b"data: ") :]  # only the chunk with counts: "usage": null is skipped unparsed
-            else:
-                continue
-            try:
-                obj = json.loads(text)
-            except ValueError:
-                continue
-            found = self.read(obj if line.startswith(b"data: ") else {"usage": obj}) or found
-        return found
+    def from_event(self, event: SseEvent) -> bool:
+        """Read usage from one stream event if it carries counts; True when it did."""
+        if event.usage_comment is not None:
+            return self.read({"usage": event.usage_comment})
+        return event.data is not None and self.read(event.data)
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -13,6 +13,9 @@ from routing.errors import InvalidRequest
 from routing.fleet import ModelOffer
 from routing.quantization import Quantization
 
+# nginx's status for a client that went away before its answer (logs and metrics only).
+CLIENT_CLOSED = 499
+
 # The request id travels gateway → worker in this header, so both log lines carry it.
 REQUEST_ID = "x-request-id"
 

@@ -88,3 +88,28 @@ def test_body_must_be_a_json_object() -> None:
 def test_harmless_values_of_unsupported_fields_pass() -> None:
     r = parse_chat_request({**BASE, "logprobs": False, "tools": [], "response_format": {"type": "text"}, "user": "u"})
     assert r.model == "m"
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 1' + b"0" * 400 + b"}",
+            "temperature",
+        ),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": 1e999}', "top_p"),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1' + b"0" * 30 + b"}",
+            "max_tokens",
+        ),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": 1' + b"0" * 30 + b"}", "seed"),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "frequency_penalty": NaN}', None),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}', None),
+        (b'{"model": "m", "messages": ' + b"[" * 2000 + b"]" * 2000 + b"}", None),
+    ],
+)
+def test_out_of_range_numbers_deep_nesting_and_lone_surrogates_are_400(raw: bytes, param: str | None) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(decode_json_object(raw))
+    assert caught.value.status == 400
+    assert caught.value.param == param
