@@ -4,15 +4,20 @@
 workers, drops ejected ones (unless so few are left that it panics and
 ignores ejections, as Envoy does), lets the policy order them, puts the
 client's region first and workers that just said "busy" last, and keeps the
-first ``max_attempts``. The proxy (and the simulator) report every attempt
-back: ``dispatch`` → ``first_byte`` | ``failed`` | ``busy`` → ``finished``.
+first ``max_attempts``. Probation limits what is tried *first*, not what may
+be tried: a worker on probation with a request in flight comes after the
+ready ones, so a plan never ends early while a suitable worker is left.
+The proxy (and the simulator) report every attempt back: ``attempt`` (or
+``dispatch`` … ``finished``) around ``first_byte`` | ``failed`` | ``busy``.
 The clock and the rng are passed in, so plans are reproducible.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from routing.errors import ModelNotFound, NoSuitableWorker
@@ -43,19 +48,33 @@ class Balancer:
             raise NoSuitableWorker(
                 f"No healthy worker serves '{req.model}' right now ({len(fitting)} suitable, none reachable)."
             )
-        ready = [c for c in reachable if _ready(c.state)]
-        if len(ready) < self.outliers.policy.panic_below_share * len(reachable):
+        allowed = [c for c in reachable if not c.state.health.ejected]
+        if len(allowed) < self.outliers.policy.panic_below_share * len(reachable):
             self.panics += 1
-            ready = reachable
-        ordered = self.policy.order(ready, now, self.rng)
+            allowed = reachable
+        ready = [c for c in allowed if _first_choice(c.state)]
+        held = [c for c in allowed if not _first_choice(c.state)]
+        ordered = self.policy.order(ready, now, self.rng) if ready else []
+        if held:
+            ordered += self.policy.order(held, now, self.rng)
         if req.region or any(c.state.health.busy_until > now for c in ordered):
             ordered.sort(
                 key=lambda c: (
+                    not _first_choice(c.state),
                     bool(req.region) and c.state.worker.region != req.region,
                     c.state.health.busy_until > now,
                 )
             )
         return ordered[: self.max_attempts]
+
+    @contextlib.contextmanager
+    def attempt(self, candidate: Candidate, now: float) -> Iterator[Dispatch]:
+        """One attempt on one worker; however it ends (even cancelled), it is ``finished``."""
+        dispatch = self.dispatch(candidate, now)
+        try:
+            yield dispatch
+        finally:
+            self.finished(dispatch)
 
     def dispatch(self, candidate: Candidate, now: float) -> Dispatch:
         state = candidate.state
@@ -96,7 +115,6 @@ class Balancer:
         self.outliers.probed(state.worker.id, state.health, reached=rtt_s is not None, now=now)
 
 
-def _ready(state: WorkerState) -> bool:
-    health = state.health
-    # On probation: one request at a time until one succeeds.
-    return not health.ejected and not (health.probation and state.in_flight > 0)
+def _first_choice(state: WorkerState) -> bool:
+    # On probation: one request at a time first, until one succeeds; others only as a fallback.
+    return not (state.health.probation and state.in_flight > 0)

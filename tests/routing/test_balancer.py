@@ -81,8 +81,8 @@ def test_new_workers_are_on_probation_one_request_at_a_time() -> None:
     # Untried, it is assumed typical (like its peers) and tried ...
     assert "new" in ids(balancer.plan(M, now=1.0))
     trial = balancer.dispatch(next(c for c in fleet.candidates("m") if c.state.worker.id == "new"), now=1.0)
-    # ... but only one request at a time until it succeeds.
-    assert ids(balancer.plan(M, now=1.0)) == ["old"]
+    # ... but only one request at a time first until it succeeds; others get it only as a fallback.
+    assert ids(balancer.plan(M, now=1.0)) == ["old", "new"]
     balancer.first_byte(trial, now=1.1)
     balancer.finished(trial)
     assert not s["new"].health.probation
@@ -139,3 +139,23 @@ def test_a_pick_scores_a_bounded_pool_in_a_big_fleet() -> None:
     # The best worker is not always in the pool, yet is found often (16 of 200 sampled).
     firsts = [balancer.plan(M, now=1.0)[0].state.worker.id for _ in range(500)]
     assert 0.04 < firsts.count("w7") / 500 < 0.15
+
+
+def test_a_plan_keeps_every_suitable_worker_even_when_all_are_new_and_busy() -> None:
+    fleet, _ = fleet_of("bad", "good")
+    balancer = Balancer(fleet, random.Random(1), max_attempts=3)
+    for name in ("bad", "good"):  # both new, each with a request in flight
+        balancer.dispatch(next(c for c in fleet.candidates("m") if c.state.worker.id == name), now=1.0)
+    plan = balancer.plan(M, now=1.0)
+    assert sorted(ids(plan)) == ["bad", "good"]  # not one attempt: a failover target is always there
+    assert balancer.panics == 0  # probation is not ejection: no panic
+
+
+def test_an_attempt_is_finished_however_it_ends() -> None:
+    fleet, s = fleet_of("a")
+    balancer = Balancer(fleet, random.Random(1))
+    candidate = fleet.candidates("m")[0]
+    with pytest.raises(RuntimeError), balancer.attempt(candidate, now=1.0):
+        assert s["a"].in_flight == 1
+        raise RuntimeError("the request handler was cancelled or failed")
+    assert s["a"].in_flight == 0
