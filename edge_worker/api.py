@@ -21,15 +21,13 @@ from routing.openai_requests import (
     parse_chat_request,
     parse_completion_request,
 )
-from routing.wire import REQUEST_ID, offer_to_json
+from routing.wire import CLIENT_CLOSED, REQUEST_ID, offer_to_json
 
 log = logging.getLogger("edge_worker.requests")
 
 MODELS = web.AppKey("models", ModelSet)
 METRICS = web.AppKey("metrics", WorkerMetrics)
 STARTED_AT = web.AppKey("started_at", int)
-
-CLIENT_CLOSED = "499"  # nginx's convention: the client went away first
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -74,7 +72,7 @@ async def _generate(
         status = str(exc.status)
         raise
     except (asyncio.CancelledError, ConnectionResetError):
-        status = CLIENT_CLOSED
+        status = str(CLIENT_CLOSED)
         metrics.cancelled.labels(runtime.offer.model).inc()
         raise
     finally:

@@ -20,13 +20,17 @@ from aiohttp import web
 from edge_worker.metrics import WorkerMetrics
 from routing.errors import Busy, InvalidRequest, ModelNotFound
 from routing.openai_requests import decode_json_object
+from routing.sse import BrokenStream, SseEvent, SseReader, error_event
 from routing.usage import Usage
-from routing.wire import REQUEST_ID, USAGE_COMMENT, offer_to_json
+from routing.wire import CLIENT_CLOSED, REQUEST_ID, USAGE_COMMENT, offer_to_json
 
 if TYPE_CHECKING:
     from edge_worker.vllm_backend import VllmBackend
 
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control")
+# A generation may run as long as the gateway lets it (600 s by default); only
+# connecting and silences are bounded here, not aiohttp's default 300 s total.
+_VLLM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=600)
 
 
 class VllmRelay:
@@ -75,12 +79,15 @@ class VllmRelay:
         hidden_usage = _ask_for_usage(body)
         endpoint = request.path.rsplit("/", 1)[-1]
         started = time.monotonic()
-        status = "499"
+        status = str(CLIENT_CLOSED)
         usage = Usage()
         first: float | None = None
+        response: web.StreamResponse | None = None
         try:
             headers = {"Content-Type": "application/json", REQUEST_ID: request.headers.get(REQUEST_ID, "")}
-            async with session.post(backend.url + request.path, data=json.dumps(body), headers=headers) as upstream:
+            async with session.post(
+                backend.url + request.path, data=json.dumps(body), headers=headers, timeout=_VLLM_TIMEOUT
+            ) as upstream:
                 status = str(upstream.status)
                 reply_headers = {k: upstream.headers[k] for k in _RELAYED_HEADERS if k in upstream.headers}
                 if upstream.content_type != "text/event-stream":
@@ -90,7 +97,7 @@ class VllmRelay:
                     return web.Response(body=payload, status=upstream.status, headers=reply_headers)
                 response = web.StreamResponse(status=upstream.status, headers=reply_headers)
                 await response.prepare(request)
-                events = _SseEvents()
+                events = SseReader()
                 async for chunk in upstream.content.iter_any():
                     first = first or time.monotonic()
                     out = b"".join(_rewrite(e, usage, hidden_usage) for e in events.feed(chunk))
@@ -98,9 +105,15 @@ class VllmRelay:
                         await response.write(out)
                 await response.write_eof()
                 return response
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError, BrokenStream) as exc:
             status = "502"
-            raise Busy(f"vLLM broke off ({type(exc).__name__}); retry.", retry_after_s=1) from None
+            busy = Busy(f"vLLM broke off ({type(exc).__name__}); retry.", retry_after_s=1)
+            if response is None or not response.prepared:
+                raise busy from None
+            # The stream has started: never answer twice; end it as every InferCDN stream ends on a failure.
+            await response.write(error_event(busy.body()))
+            await response.write_eof()
+            return response
         finally:
             self._account(offer.model, endpoint, status, started, first, usage)
 
@@ -131,22 +144,10 @@ def _ask_for_usage(body: dict[str, Any]) -> bool:
     return True
 
 
-class _SseEvents:
-    """Whole SSE events out of arbitrary chunks (events end with a blank line)."""
-
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        data = self._pending + chunk
-        *events, self._pending = data.split(b"\n\n")
-        return [e + b"\n\n" for e in events]
-
-
-def _rewrite(event: bytes, usage: Usage, hidden_usage: bool) -> bytes:
-    if usage.from_stream_chunk(event) and hidden_usage:
+def _rewrite(event: SseEvent, usage: Usage, hidden_usage: bool) -> bytes:
+    if usage.from_event(event) and hidden_usage:
         # The usage-only chunk the client did not ask for (the only one with counts, as only
         # include_usage was added) becomes a comment it will skip.
         counts = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
         return USAGE_COMMENT + json.dumps(counts, separators=(",", ":")).encode() + b"\n\n"
-    return event
+    return event.raw

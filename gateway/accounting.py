@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Outcome
+from routing.wire import CLIENT_CLOSED
 
 log = logging.getLogger("gateway.requests")
 
@@ -23,7 +24,7 @@ class Finished:
 
 
 def outcome_label(status: int, attempts: int) -> str:
-    if status == 499:
+    if status == CLIENT_CLOSED:
         return "client_closed"
     if status < 400:
         return "failed_over" if attempts > 1 else "served"

@@ -1,16 +1,20 @@
 """Forwarding one request along its attempt plan, relaying the answer.
 
-Before the first byte reaches the client, a failed attempt (connect error,
-5xx, no first byte in time) moves on to the next worker; after it, an
-upstream failure ends the stream with an SSE error event and ``[DONE]``, so
-the client never hangs on a silently truncated stream. Bytes are relayed as
-they arrive, never re-encoded.
+Workers are strangers' machines, so nothing a worker sends reaches the client
+unchecked. Before the first byte reaches the client, a failed attempt moves
+on to the next worker: a connect error, a 5xx, a busy worker (503 or 429), no
+first event or whole answer in time, or an answer that is not OpenAI-shaped
+(not JSON, cut off, over the size limit, the wrong content type). After it, a
+stream is relayed event by event: an invalid event, a stream that ends
+without ``[DONE]``, a worker silent for too long or a stream over its length
+or duration caps ends with an SSE error event and ``[DONE]``, so the client
+never hangs on, or is handed, a silently truncated stream. A worker's 4xx is
+the client's error: relayed, never held against the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,27 +22,33 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from gateway.answers import JSON_TYPES, BadAnswer, check_json_answer, read_bounded
 from gateway.metrics import GatewayMetrics
+from gateway.upstream_errors import AttemptFailed, failed_status, map_upstream_errors
 from routing.balancer import Balancer
-from routing.errors import AllWorkersFailed, Busy, InferCDNError, UpstreamTimeout
+from routing.errors import AllWorkersFailed, InferCDNError, UpstreamTimeout
 from routing.fleet import Candidate, authorization
 from routing.health import Failure
 from routing.policies import Dispatch
+from routing.sse import CONTENT_TYPE, BrokenStream, SseEvent, SseReader, error_event
 from routing.usage import Usage
 from routing.wire import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
-SSE_DONE = b"data: [DONE]\n\n"
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
 
 
 @dataclass(frozen=True, slots=True)
-class ProxyTimeouts:
+class ProxyLimits:
     connect_s: float
-    first_byte_s: float  # streams: until the first chunk
-    request_s: float  # non-streaming: the whole answer; streams: the longest gap
+    first_byte_s: float  # streams: until the first event
+    request_s: float  # non-streaming: the whole answer; streams: the longest wait for an event
     deadline_s: float  # all attempts together, until the client gets a first byte
+    max_stream_s: float = 3600.0  # a stream's whole duration
+    max_stream_bytes: int = 64 << 20
+    max_response_bytes: int = 16 << 20  # a non-streaming answer
+    max_event_bytes: int = 1 << 20  # one SSE event
 
 
 @dataclass(slots=True)
@@ -53,23 +63,15 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
 
 
-class _RetryableFailure(Exception):
-    def __init__(self, error: InferCDNError, kind: Failure | None):
-        self.error = error
-        self.kind = kind  # None: the worker is fine, just full (503)
-
-
 class Proxy:
     def __init__(
-        self, session: aiohttp.ClientSession, timeouts: ProxyTimeouts, balancer: Balancer, metrics: GatewayMetrics
+        self, session: aiohttp.ClientSession, limits: ProxyLimits, balancer: Balancer, metrics: GatewayMetrics
     ):
         self._session = session
-        self._timeouts = timeouts
+        self._limits = limits
         self._balancer = balancer
         self._metrics = metrics
-        self._client_timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeouts.connect_s, sock_read=timeouts.request_s
-        )
+        self._client_timeout = aiohttp.ClientTimeout(total=None, connect=limits.connect_s, sock_read=limits.request_s)
 
     async def forward(
         self,
@@ -82,89 +84,92 @@ class Proxy:
         outcome: Outcome,
     ) -> web.StreamResponse:
         clock = asyncio.get_running_loop().time
-        deadline = clock() + self._timeouts.deadline_s
+        deadline = clock() + self._limits.deadline_s
         last: InferCDNError | None = None
         for candidate in plan:
             remaining = deadline - clock()
             if remaining <= 0:
-                last = UpstreamTimeout(f"No worker answered within {self._timeouts.deadline_s:g} s.")
+                last = UpstreamTimeout(f"No worker answered within {self._limits.deadline_s:g} s.")
                 break
             outcome.attempts += 1
             outcome.worker = candidate.state.worker.id
             now = clock()
             if outcome.sent_at is None:
                 outcome.sent_at = now
-            dispatch = self._balancer.dispatch(candidate, now)
             self._metrics.decisions.labels(outcome.worker).inc()
-            try:
-                attempt = _Attempt(request, dispatch, body_for(candidate), stream, request_id, outcome, remaining)
-                return await self._attempt(attempt)
-            except _RetryableFailure as failure:
-                last = failure.error
-                self._metrics.failovers.labels(failure.kind.value if failure.kind else "busy").inc()
-                if failure.kind is None:
-                    retry_after = failure.error.retry_after_s if isinstance(failure.error, Busy) else 1
-                    self._balancer.busy(dispatch, retry_after, clock())
-                else:
-                    self._balancer.failed(dispatch, failure.kind, clock())
-                log.info(
-                    "attempt %d on %s failed (%s); %s",
-                    outcome.attempts,
-                    outcome.worker,
-                    failure.error.message,
-                    "trying the next worker" if outcome.attempts < len(plan) else "no workers left",
-                )
-            finally:
-                self._balancer.finished(dispatch)
+            with self._balancer.attempt(candidate, now) as dispatch:
+                try:
+                    attempt = _Attempt(request, dispatch, body_for(candidate), stream, request_id, outcome, remaining)
+                    return await self._attempt(attempt)
+                except AttemptFailed as failure:
+                    last = failure.error
+                    self._record(dispatch, failure, clock())
+                    log.info(
+                        "attempt %d on %s failed (%s); %s",
+                        outcome.attempts,
+                        outcome.worker,
+                        failure.error.message,
+                        "trying the next worker" if outcome.attempts < len(plan) else "no workers left",
+                    )
         assert last is not None  # the plan is never empty
         raise last
 
+    def _record(self, dispatch: Dispatch, failure: AttemptFailed, now: float) -> None:
+        self._metrics.failovers.labels(failure.label).inc()
+        if failure.kind is None:
+            retry_after = failure.error.headers().get("Retry-After", "1")
+            self._balancer.busy(dispatch, float(retry_after), now)
+        else:
+            self._balancer.failed(dispatch, failure.kind, now)
+
     async def _attempt(self, a: _Attempt) -> web.StreamResponse:
-        t = self._timeouts
+        limits = self._limits
         worker = a.dispatch.candidate.state.worker
-        url = worker.url + a.request.path
         headers = {"Content-Type": "application/json", REQUEST_ID: a.request_id, **authorization(worker)}
         clock = asyncio.get_running_loop().time
+        reader = SseReader(limits.max_event_bytes)
         upstream: aiohttp.ClientResponse | None = None
+        first_events: list[SseEvent] = []
+        payload, answer = b"", None
         try:
-            async with asyncio.timeout(min(t.first_byte_s if a.stream else t.request_s, a.budget_s)):
-                upstream = await self._session.post(url, data=a.body, headers=headers, timeout=self._client_timeout)
-                first_chunk = b""
-                if upstream.status < 400 and upstream.content_type == "text/event-stream":
-                    # Some servers send headers at once: time to first token is the first chunk.
-                    first_chunk = await upstream.content.readany()
-        except BaseException as exc:
+            with map_upstream_errors(worker.id):
+                # Until the client could have its first byte: the first event of a stream, or a whole answer.
+                async with asyncio.timeout(min(limits.first_byte_s if a.stream else limits.request_s, a.budget_s)):
+                    upstream = await self._session.post(
+                        worker.url + a.request.path,
+                        data=a.body,
+                        headers=headers,
+                        timeout=self._client_timeout,
+                        allow_redirects=False,
+                    )
+                    status, content_type = upstream.status, upstream.content_type
+                    if status >= 500 or status == 429:
+                        raise failed_status(status, upstream.headers.get("Retry-After", ""))
+                    if status == 200 and content_type == CONTENT_TYPE:
+                        first_events = await _first_events(upstream, reader)
+                    elif content_type in JSON_TYPES and (200 <= status < 300 or 400 <= status < 500):
+                        payload = await read_bounded(upstream, limits.max_response_bytes)
+                        answer = check_json_answer(payload, status)
+                    else:
+                        raise BadAnswer(f"a {status} answer of type {content_type or 'none'!r}")
+        except BaseException:
             if upstream is not None:
                 upstream.close()  # also when the client went away: the worker stops generating
-            if isinstance(exc, TimeoutError):
-                error: InferCDNError = UpstreamTimeout(f"worker {worker.id} sent nothing in time")
-                raise _RetryableFailure(error, Failure.TIMEOUT) from None
-            if isinstance(exc, aiohttp.ClientError):
-                kind = Failure.CONNECT if isinstance(exc, aiohttp.ClientConnectorError) else Failure.ERROR
-                error = AllWorkersFailed(f"could not reach a worker: {type(exc).__name__}")
-                raise _RetryableFailure(error, kind) from None
             raise
         async with upstream:
-            if upstream.status >= 500:
-                raise await _upstream_failure(upstream)
-            a.outcome.status = upstream.status
+            a.outcome.status = status
+            a.outcome.first_byte_at = clock()
             reply_headers = {k: upstream.headers[k] for k in _RELAYED_HEADERS if k in upstream.headers}
             reply_headers.update(_trace_headers(a.request_id, a.outcome))
-            if upstream.content_type == "text/event-stream":
-                a.outcome.first_byte_at = clock()
-                self._balancer.first_byte(a.dispatch, a.outcome.first_byte_at)
-                relay = _Relay(first_chunk, a.outcome.usage, self._on_broken(a))
-                return await relay.run(a.request, upstream, reply_headers)
-            try:
-                payload = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                error = AllWorkersFailed(f"the worker broke off: {type(exc).__name__}")
-                raise _RetryableFailure(error, Failure.ERROR) from None
-            a.outcome.first_byte_at = clock()
+            if status >= 400:
+                # The worker refused the request itself: the client's error, relayed and never held against it.
+                return web.Response(body=payload, status=status, headers=reply_headers)
             self._balancer.first_byte(a.dispatch, a.outcome.first_byte_at)
-            if upstream.status == 200:
-                a.outcome.usage.from_body(payload)
-            return web.Response(body=payload, status=upstream.status, headers=reply_headers)
+            if not first_events:
+                a.outcome.usage.read(answer)
+                return web.Response(body=payload, status=status, headers=reply_headers)
+            relay = _StreamRelay(reader, a.outcome.usage, self._on_broken(a), limits)
+            return await relay.run(a.request, upstream, first_events, reply_headers)
 
     def _on_broken(self, a: _Attempt) -> Callable[[], None]:
         def broken() -> None:
@@ -188,41 +193,95 @@ def _trace_headers(request_id: str, outcome: Outcome) -> dict[str, str]:
     return {REQUEST_ID: request_id, "x-infercdn-worker": outcome.worker, "x-infercdn-attempts": str(outcome.attempts)}
 
 
-async def _upstream_failure(upstream: aiohttp.ClientResponse) -> _RetryableFailure:
-    retry_after = upstream.headers.get("Retry-After", "")
-    if upstream.status == 503:
-        seconds = int(retry_after) if retry_after.isdigit() else 1
-        busy = Busy("Every worker for this model is at capacity; retry later.", retry_after_s=seconds)
-        return _RetryableFailure(busy, None)
-    return _RetryableFailure(AllWorkersFailed(f"the worker answered {upstream.status}"), Failure.ERROR)
+async def _first_events(upstream: aiohttp.ClientResponse, reader: SseReader) -> list[SseEvent]:
+    """Read until the stream's first data event (servers that send headers at once have not answered yet)."""
+    events: list[SseEvent] = []
+    while not any(not e.comment for e in events):
+        chunk = await upstream.content.readany()
+        if not chunk:
+            raise BadAnswer("a stream that ended before its first event")
+        events += reader.feed(chunk)
+    return events
 
 
-@dataclass(frozen=True, slots=True)
-class _Relay:
-    first_chunk: bytes
+@dataclass(slots=True)
+class _StreamRelay:
+    reader: SseReader
     usage: Usage
     on_broken: Callable[[], None]
+    limits: ProxyLimits
 
     async def run(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, headers: dict[str, str]
+        self, request: web.Request, upstream: aiohttp.ClientResponse, events: list[SseEvent], headers: dict[str, str]
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        ends_at = loop.time() + self.limits.max_stream_s
+        sent = 0
+        error: InferCDNError | None = None
+        waiting_on_worker = False
         try:
-            if self.first_chunk:
-                self.usage.from_stream_chunk(self.first_chunk)
-                await response.write(self.first_chunk)
-            async for chunk in upstream.content.iter_any():
-                self.usage.from_stream_chunk(chunk)
-                await response.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The client has bytes already: close the stream explicitly, with an error event.
-            self.on_broken()
-            error = AllWorkersFailed(f"the worker broke off mid-stream ({type(exc).__name__})")
-            await response.write(b"data: " + _json(error.body()) + b"\n\n" + SSE_DONE)
+            # One timer: the next event within request_s, and the whole stream within max_stream_s.
+            async with asyncio.timeout_at(min(ends_at, loop.time() + self.limits.request_s)) as timer:
+                while error is None:
+                    out, done, upstream_error = self._take(events)
+                    if upstream_error:
+                        self.on_broken()  # relayed as the worker sent it, but held against it
+                    if out:
+                        await response.write(out)
+                        sent += len(out)
+                    if done:
+                        break
+                    if sent > self.limits.max_stream_bytes:
+                        error = AllWorkersFailed(f"the stream passed {self.limits.max_stream_bytes} bytes")
+                        break
+                    waiting_on_worker = True
+                    events, error = await self._next_events(upstream)
+                    waiting_on_worker = False
+                    if events:
+                        timer.reschedule(min(ends_at, loop.time() + self.limits.request_s))
+        except TimeoutError:
+            over = loop.time() >= ends_at
+            error = UpstreamTimeout(
+                f"the stream passed its {self.limits.max_stream_s:g} s limit"
+                if over
+                else f"the worker sent nothing for {self.limits.request_s:g} s"
+            )
+        if error is not None:
+            if waiting_on_worker or not isinstance(error, UpstreamTimeout):
+                self.on_broken()  # not when the client was too slow to read: the worker did no wrong
+            upstream.close()
+            log.warning("stream cut: %s", error.message)
+            await response.write(error_event(error.body()))
         await response.write_eof()
         return response
 
+    async def _next_events(self, upstream: aiohttp.ClientResponse) -> tuple[list[SseEvent], InferCDNError | None]:
+        """The events the worker's next bytes complete, or what broke the stream (the worker's fault only)."""
+        try:
+            chunk = await upstream.content.readany()
+            if not chunk:
+                cut = "in the middle of an event" if self.reader.pending else "without [DONE]"
+                return [], AllWorkersFailed(f"the worker ended the stream {cut}")
+            return self.reader.feed(chunk), None
+        except aiohttp.ClientError as exc:
+            return [], AllWorkersFailed(f"the worker broke off mid-stream ({type(exc).__name__})")
+        except BrokenStream as exc:
+            log.warning("invalid event from a worker: %s", exc)  # the detail is the worker's bytes: logs only
+            return [], AllWorkersFailed("the worker sent an invalid event", code="upstream_invalid_response")
 
-def _json(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    def _take(self, events: list[SseEvent]) -> tuple[bytes, bool, bool]:
+        """What to relay of these events, whether ``[DONE]`` was among them, and whether one was an error."""
+        out: list[bytes] = []
+        upstream_error = False
+        for event in events:
+            if event.done:
+                out.append(event.raw)
+                return b"".join(out), True, upstream_error
+            self.usage.from_event(event)
+            if event.data is not None:
+                upstream_error = upstream_error or "error" in event.data
+                out.append(event.raw)
+            # Comments (keep-alives, an InferCDN worker's usage) are not relayed: clients see only data.
+        return b"".join(out), False, upstream_error

@@ -8,6 +8,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.gateway.standin import StandIn
+
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
@@ -21,3 +23,11 @@ async def gateways() -> AsyncIterator[list[TestServer]]:
     yield made
     for g in made:
         await g.close()
+
+
+@pytest.fixture
+async def standins() -> AsyncIterator[list[StandIn]]:
+    made: list[StandIn] = []
+    yield made
+    for s in made:
+        await s.stop()

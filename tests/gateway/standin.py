@@ -5,6 +5,7 @@ with offers) so the gateway treats it as any worker."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -12,6 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
+from gateway.app import create_app
+from gateway.config import GatewayConfig
 from routing.fleet import ModelOffer
 from routing.quantization import Quantization
 from routing.wire import offer_to_json
@@ -82,3 +85,18 @@ async def answer_busy(request: web.Request) -> web.StreamResponse:
 async def never_answer(request: web.Request) -> web.StreamResponse:
     await asyncio.sleep(3600)
     raise AssertionError("unreachable")
+
+
+async def start_standin(standins: list[StandIn], **kw: object) -> StandIn:
+    s = await StandIn(**kw).start()  # type: ignore[arg-type]
+    standins.append(s)
+    return s
+
+
+async def start_gateway(gateways: list[TestServer], *urls: str, **settings: object) -> str:
+    """A gateway in this process in front of ``urls``, closed by the ``gateways`` fixture."""
+    config = GatewayConfig(workers=urls, refresh_interval_s=3600, **settings)  # type: ignore[arg-type]
+    server = TestServer(create_app(config, rng=random.Random(7)), host="127.0.0.1", handler_cancellation=True)
+    await server.start_server()
+    gateways.append(server)
+    return str(server.make_url("")).rstrip("/")

@@ -4,52 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
-from gateway.config import GatewayConfig
 from routing.quantization import Quantization
 from tests.gateway.standin import (
     MODEL,
     OFFER,
     OK_BODY,
-    StandIn,
     answer_500,
     answer_busy,
     answer_ok,
     never_answer,
+    start_gateway,
+    start_standin,
 )
 from tests.servers import free_port
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-async def standins() -> AsyncIterator[list[StandIn]]:
-    made: list[StandIn] = []
-    yield made
-    for s in made:
-        await s.stop()
-
-
-async def start_standin(standins: list[StandIn], **kw: object) -> StandIn:
-    s = await StandIn(**kw).start()  # type: ignore[arg-type]
-    standins.append(s)
-    return s
-
-
-async def start_gateway(gateways: list[TestServer], *urls: str, **settings: object) -> str:
-    config = GatewayConfig(workers=urls, refresh_interval_s=3600, **settings)  # type: ignore[arg-type]
-    server = TestServer(create_app(config, rng=random.Random(7)), host="127.0.0.1", handler_cancellation=True)
-    await server.start_server()
-    gateways.append(server)
-    return str(server.make_url("")).rstrip("/")
 
 
 async def test_a_5xx_fails_over_to_the_next_worker(standins, gateways, session) -> None:  # type: ignore[no-untyped-def]
