@@ -17,8 +17,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.proxy import Outcome, Proxy
 from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
+from gateway.warm_up import WarmUp
 from routing.balancer import Balancer
-from routing.errors import InferCDNError, ModelNotFound, NoSuitableWorker
+from routing.errors import InferCDNError, ModelNotFound, NoSuitableWorker, RequestTimeout, WarmingUp
 from routing.fleet import Candidate, Fleet
 from routing.openai_requests import (
     GenerationRequest,
@@ -28,12 +29,10 @@ from routing.openai_requests import (
 )
 from routing.ratelimit import RateLimiter
 from routing.suitability import Requirements, estimate_prompt_tokens, forwarded_body, requirements_of
-from routing.wire import quantization_to_json
+from routing.wire import CLIENT_CLOSED, quantization_to_json
 
 # A client's preferred region, as a header (or "region" in the body).
 REGION_HEADER = "x-infercdn-region"
-# nginx's code for a client that went away before the answer.
-CLIENT_CLOSED = 499
 # Counted against a key's tokens-per-minute when a request sets no max_tokens.
 UNBOUNDED_COMPLETION_TOKENS = 256
 
@@ -50,6 +49,8 @@ class GatewayState:
     limiter: RateLimiter
     metrics: GatewayMetrics
     started_at: int
+    warm_up: WarmUp
+    body_timeout_s: float
 
     @property
     def fleet(self) -> Fleet:
@@ -79,7 +80,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
     model, status = "unknown", 500
     key, reserved = None, 0
     try:
-        raw = await request.read()
+        raw = await _read_body(request, state.body_timeout_s)
         body = decode_json_object(raw)
         generation_request = parse(body)
         requirements = requirements_of(body, generation_request, request.headers.get(REGION_HEADER, ""))
@@ -131,11 +132,24 @@ def tokens_used(outcome: Outcome, reserved: int) -> int:
     return reserved if outcome.first_byte_at is not None else 0
 
 
+async def _read_body(request: web.Request, timeout_s: float) -> bytes:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s.") from None
+
+
 def _plan(state: GatewayState, requirements: Requirements) -> list[Candidate]:
     model = requirements.model
+    now = asyncio.get_running_loop().time()
     try:
-        return state.balancer.plan(requirements, asyncio.get_running_loop().time())
+        return state.balancer.plan(requirements, now)
     except ModelNotFound:
+        if state.warm_up.warming(now):
+            raise WarmingUp(
+                f"The gateway has just started and '{model}' is not back yet; retry shortly.", retry_after_s=1
+            ) from None
         unreached = len(state.static_workers.unreached)
         if unreached:
             # Unreached workers may serve it: "not found" would be a guess.

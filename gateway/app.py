@@ -22,9 +22,10 @@ from gateway.errors import openai_errors
 from gateway.keys import KeyStore, single_key
 from gateway.metrics import GatewayMetrics
 from gateway.prober import Prober
-from gateway.proxy import Proxy, ProxyTimeouts
+from gateway.proxy import Proxy, ProxyLimits
 from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
+from gateway.warm_up import WarmUp
 from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
 from routing.consul_client import consul_client
@@ -34,6 +35,9 @@ from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
 from routing.signing import Verifier, worker_access_token
 from routing.upstreams import parse_upstream
+
+# After a restart, a registered worker rejoins on its next heartbeat: this much slack for it to get through.
+WORKER_REJOIN_S = 2.0
 
 
 def _metrics_handler(metrics: GatewayMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -80,21 +84,33 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         static_workers = StaticWorkers(
             config.workers, balancer.fleet, session, timeout_s=config.connect_timeout_s, bearer=bearer
         )
-        timeouts = ProxyTimeouts(
+        limits = ProxyLimits(
             connect_s=config.connect_timeout_s,
             first_byte_s=config.first_byte_timeout_s,
             request_s=config.request_timeout_s,
             deadline_s=config.deadline_s,
+            max_stream_s=config.max_stream_s,
+            max_stream_bytes=config.max_stream_bytes,
+            max_response_bytes=config.max_response_bytes,
         )
+        warm_up = WarmUp()
+        if config.join_token:
+            # A registered worker hears of the restart from its next heartbeat and registers at once.
+            warm_up.until = asyncio.get_running_loop().time() + config.heartbeat_interval_s + WORKER_REJOIN_S
+        consul = consul_client(config.consul_url) if config.consul_url else None
+        if consul is not None:
+            warm_up.waiting_for.add("consul")
         app[api.STATE] = api.GatewayState(
             balancer=balancer,
-            proxy=Proxy(session, timeouts, balancer, metrics),
+            proxy=Proxy(session, limits, balancer, metrics),
             static_workers=static_workers,
             registry=registry,
             access=access,
             limiter=RateLimiter(),
             metrics=metrics,
             started_at=int(time.time()),
+            warm_up=warm_up,
+            body_timeout_s=config.body_timeout_s,
         )
         prober = Prober(
             balancer, session, interval_s=config.probe_interval_s, timeout_s=config.connect_timeout_s, rng=chance
@@ -106,9 +122,15 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
             asyncio.create_task(prober.run()),
             asyncio.create_task(registry.run()),
         ]
-        consul = consul_client(config.consul_url) if config.consul_url else None
         if consul is not None:
-            watch = ConsulWatch(balancer, consul, config.consul_service, config.join_token, worker_bearer=bearer)
+            watch = ConsulWatch(
+                balancer,
+                consul,
+                config.consul_service,
+                config.join_token,
+                worker_bearer=bearer,
+                answered=lambda: warm_up.answered("consul"),
+            )
             tasks.append(asyncio.create_task(watch.run()))
         yield
         for task in tasks:

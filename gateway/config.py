@@ -30,6 +30,21 @@ class GatewayConfig:
     # All attempts together, until the client gets a first byte.
     deadline_s: float = 600.0
     max_attempts: int = 3
+    # Caps on what a worker may send: a stream's whole duration and size, a
+    # non-streaming answer's size. Past them the answer ends with an error.
+    max_stream_s: float = 3600.0
+    max_stream_bytes: int = 64 * 1024 * 1024
+    max_response_bytes: int = 16 * 1024 * 1024
+    # The front door. A client must send its request head within header_timeout_s
+    # of connecting and its body within body_timeout_s; an idle keep-alive
+    # connection is closed after keepalive_timeout_s. At max_connections (0: half
+    # the process's descriptor limit) or max_connections_per_client (one address),
+    # the oldest idle connection is closed to make room.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 30.0
+    max_connections: int = 0
+    max_connections_per_client: int = 256
     # How workers are ordered: expected-latency (ours), or a baseline:
     # round-robin, random, least-in-flight, lowest-latency.
     routing_policy: str = "expected-latency"
@@ -72,11 +87,24 @@ class GatewayConfig:
         for spec in self.upstreams:
             parse_upstream(spec, os.environ)  # raises ConfigError naming what is wrong
         require(self.max_body_bytes >= 1024, "gateway.max_body_bytes", "must be >= 1024")
-        timeouts = ("connect_timeout_s", "first_byte_timeout_s", "request_timeout_s", "deadline_s")
+        timeouts = (
+            "connect_timeout_s",
+            "first_byte_timeout_s",
+            "request_timeout_s",
+            "deadline_s",
+            "max_stream_s",
+            "header_timeout_s",
+            "body_timeout_s",
+            "keepalive_timeout_s",
+        )
         intervals = ("refresh_interval_s", "probe_interval_s", "worker_ttl_s", "heartbeat_interval_s")
         for key in (*timeouts, *intervals):
             require(getattr(self, key) > 0, f"gateway.{key}", "must be > 0")
         require(self.max_attempts >= 1, "gateway.max_attempts", "must be >= 1")
+        for key in ("max_stream_bytes", "max_response_bytes"):
+            require(getattr(self, key) >= 1024, f"gateway.{key}", "must be >= 1024")
+        require(self.max_connections >= 0, "gateway.max_connections", "must be >= 0 (0: from the descriptor limit)")
+        require(self.max_connections_per_client >= 1, "gateway.max_connections_per_client", "must be >= 1")
         require(self.routing_policy in POLICIES, "gateway.routing_policy", f"must be one of {', '.join(POLICIES)}")
         require(self.eject_after_failures >= 1, "gateway.eject_after_failures", "must be >= 1")
         require(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import consul.aio
@@ -32,6 +33,7 @@ class ConsulWatch:
         *,
         worker_bearer: str,
         wait_s: float = 30.0,
+        answered: Callable[[], None] = lambda: None,
     ):
         self._balancer = balancer
         self._client = client
@@ -39,6 +41,7 @@ class ConsulWatch:
         self._join_token = join_token
         self._worker_bearer = worker_bearer
         self._wait_s = wait_s
+        self._answered = answered  # told after each answer applied: the fleet is known
         self._refused: set[str] = set()  # ids already warned about
 
     async def run(self) -> None:
@@ -64,6 +67,7 @@ class ConsulWatch:
             # An index that goes backwards (Consul restarted) means: start over.
             index = None if index is not None and _number(new_index) < _number(index) else new_index
             self.apply(entries or [])
+            self._answered()
 
     def apply(self, entries: list[dict[str, Any]]) -> None:
         fleet = self._balancer.fleet

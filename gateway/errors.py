@@ -22,6 +22,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 _SANE_ID = re.compile(r"^[\w.:@/+=-]{1,128}$")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+# Answered before the request body was read whole (too slow, too large).
+_UNREAD_BODY = (408, 413)
 
 
 def request_id_of(request: web.Request) -> str:
@@ -51,6 +53,8 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
         body = error_body("The gateway hit an internal error.", "server_error", None, "internal_error")
         response = web.json_response(body, status=500)
+    if response.status in _UNREAD_BODY:
+        response.force_close()  # the rest of the body is not worth reading: no lingering
     if not response.prepared:
         response.headers[REQUEST_ID] = rid
     return response

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.front_door import DoorLimits, FrontDoor, descriptor_budget
 from routing.process import run_until_stopped
 
 log = logging.getLogger("gateway")
@@ -25,9 +26,19 @@ async def serve(
     app = create_app(config)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
+    listener: asyncio.Server | None = None
+    assert runner.server is not None  # made by setup()
     try:
-        await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
-        log.info("gateway listening on http://%s:%d", config.host, config.port)
+        door = FrontDoor(runner.server, door_limits(config), access_log=None)
+        listener = await asyncio.get_running_loop().create_server(
+            door.protocol, config.host, config.port, backlog=1024, reuse_address=True
+        )
+        log.info(
+            "gateway listening on http://%s:%d (at most %d client connections)",
+            config.host,
+            config.port,
+            door.limits.max_connections,
+        )
         waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(run_until_stopped())}
         if until is not None:
             waiters.add(asyncio.ensure_future(until))
@@ -36,7 +47,18 @@ async def serve(
         for w in (*waiters, *([announcing] if announcing else [])):
             w.cancel()
     finally:
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
+
+
+def door_limits(config: GatewayConfig) -> DoorLimits:
+    return DoorLimits(
+        header_timeout_s=config.header_timeout_s,
+        keepalive_timeout_s=config.keepalive_timeout_s,
+        max_connections=config.max_connections or descriptor_budget(),
+        max_connections_per_client=config.max_connections_per_client,
+    )
 
 
 async def _announce(app: web.Application, ready: Announce) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -48,17 +49,33 @@ def _wait_healthy(server: Server, timeout_s: float) -> None:
 
 
 @contextmanager
-def running(module: str, *args: str, port: int | None = None, timeout_s: float = 120) -> Iterator[Server]:
-    """Run ``python -m module args… --host 127.0.0.1 --port P`` until the block ends."""
+def running(
+    module: str,
+    *args: str,
+    port: int | None = None,
+    timeout_s: float = 120,
+    env: dict[str, str] | None = None,
+    fd_limit: int | None = None,
+) -> Iterator[Server]:
+    """Run ``python -m module args… --host 127.0.0.1 --port P`` until the block ends.
+
+    ``env`` adds to this process's environment; ``fd_limit`` caps the child's open descriptors.
+    """
     port = port or free_port()
     log = Path(tempfile.mkstemp(prefix=f"infercdn-{module}-", suffix=".log")[1])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+
+    def limit_descriptors() -> None:
+        if fd_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", module, *args, "--host", "127.0.0.1", "--port", str(port)],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=child_env,
+            preexec_fn=limit_descriptors if fd_limit is not None else None,
         )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log)
     try:

@@ -176,8 +176,20 @@ async def test_workers_come_back_on_their_own_after_a_gateway_restart(session: a
             await gateway.close()
             gateway, gw = await start_gateway(port)  # a fresh gateway: empty fleet
             started = time.monotonic()
-            await wait_until(lambda: fleet_ids(session, gw), timeout_s=10)
+            statuses: list[int] = []
+
+            async def served() -> bool:
+                body = {"model": MODEL, "prompt": "Hi", "max_tokens": 1}
+                async with session.post(f"{gw}/v1/completions", json=body) as resp:
+                    statuses.append(resp.status)
+                    if resp.status == 503:
+                        assert (await resp.json())["error"]["code"] == "warming_up"
+                        assert "Retry-After" in resp.headers
+                    return resp.status == 200
+
+            await wait_until(served, timeout_s=10)
             assert time.monotonic() - started < 3.0  # within a heartbeat interval or so (0.3 s here)
+            assert set(statuses) <= {503, 200}  # "not back yet", never "does not exist" (404)
 
             # A clean stop deregisters at once, long before the TTL would.
             worker.process.terminate()
