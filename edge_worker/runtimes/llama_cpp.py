@@ -24,7 +24,7 @@ from edge_worker.admission import Admission
 from edge_worker.catalog import GgufFacts, facts_from_metadata, trained_context
 from edge_worker.gguf import read_metadata
 from edge_worker.runtimes.base import Finished, GenerationEvent, TextDelta
-from routing.errors import ContextLengthExceeded, InferCDNError
+from routing.errors import ContextLengthExceeded, InferCDNError, InvalidRequest
 from routing.openai_requests import GenerationRequest, Sampling
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,14 @@ class LlamaCppModel:
                 formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
             )
             return tokens
-        return list(self._llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False))
+        tokens = list(self._llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False))
+        if not tokens:
+            # An empty prompt (OpenAI allows it) starts from BOS; llama.cpp cannot sample from nothing.
+            bos = self._llm.token_bos()
+            if bos < 0:
+                raise InvalidRequest("'prompt' must not be empty for this model.", param="prompt")
+            tokens = [bos]
+        return tokens
 
     def _check_context(self, prompt_tokens: int, max_tokens: int | None) -> int:
         n_ctx = self.offer.context_length
