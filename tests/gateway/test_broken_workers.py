@@ -14,7 +14,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway.standin import MODEL, OK_BODY, StandIn, start_gateway, start_standin
+from tests.gateway.standin import MODEL, OK_BODY, StandIn, answer_500, start_gateway, start_standin
+from tests.waiting import wait_until
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**CHAT, "stream": True}
@@ -268,3 +269,32 @@ async def test_usage_split_across_reads_is_counted_and_its_comment_never_reaches
         if s.labels.get("model") == MODEL and s.name.endswith("_tokens_total")
     }
     assert counted == {"infercdn_gateway_prompt_tokens_total": 5.0, "infercdn_gateway_completion_tokens_total": 42.0}
+
+
+async def test_a_request_fails_over_to_a_new_worker_busy_with_its_first_request(  # type: ignore[no-untyped-def]
+    standins, gateways, session
+) -> None:
+    release = asyncio.Event()
+    good_port: list[int] = []
+
+    async def first_hit_is_good(request: web.Request) -> web.StreamResponse:
+        port = request.url.port or 0
+        if not good_port:
+            good_port.append(port)
+        if port != good_port[0]:
+            return await answer_500(request)  # the other new worker is broken
+        await release.wait()  # the good one keeps its requests in flight: on probation and busy
+        return web.json_response(OK_BODY)
+
+    a = await start_standin(standins, behaviour=first_hit_is_good)
+    b = await start_standin(standins, behaviour=first_hit_is_good)
+    gw = await start_gateway(gateways, a.url, b.url, max_attempts=2)
+    first = asyncio.create_task(ask(session, gw, CHAT))
+    await wait_until(lambda: a.hits + b.hits == 1, timeout_s=10)
+    # Planned while the good worker is busy on probation: the broken one is tried first, the good one after.
+    second = asyncio.create_task(ask(session, gw, CHAT))
+    await wait_until(lambda: a.hits + b.hits == 3, timeout_s=10)
+    release.set()
+    for status, _, headers in await asyncio.gather(first, second):
+        assert status == 200
+        assert headers["x-infercdn-worker"].endswith(f":{good_port[0]}")

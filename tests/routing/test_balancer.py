@@ -141,13 +141,12 @@ def test_a_pick_scores_a_bounded_pool_in_a_big_fleet() -> None:
     assert 0.04 < firsts.count("w7") / 500 < 0.15
 
 
-def test_a_plan_keeps_every_suitable_worker_even_when_all_are_new_and_busy() -> None:
+def test_a_new_worker_busy_with_its_first_request_stays_in_the_plan_as_a_fallback() -> None:
     fleet, _ = fleet_of("bad", "good")
     balancer = Balancer(fleet, random.Random(1), max_attempts=3)
-    for name in ("bad", "good"):  # both new, each with a request in flight
-        balancer.dispatch(next(c for c in fleet.candidates("m") if c.state.worker.id == name), now=1.0)
-    plan = balancer.plan(M, now=1.0)
-    assert sorted(ids(plan)) == ["bad", "good"]  # not one attempt: a failover target is always there
+    # Both new; "good" holds a request, "bad" is free: "bad" goes first, but "good" must follow.
+    balancer.dispatch(next(c for c in fleet.candidates("m") if c.state.worker.id == "good"), now=1.0)
+    assert ids(balancer.plan(M, now=1.0)) == ["bad", "good"]
     assert balancer.panics == 0  # probation is not ejection: no panic
 
 
