@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.decision_cost
+	$(BIN)/python -m bench.hostile
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

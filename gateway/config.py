@@ -34,7 +34,7 @@ class GatewayConfig:
     # non-streaming answer's size. Past them the answer ends with an error.
     max_stream_s: float = 3600.0
     max_stream_bytes: int = 64 * 1024 * 1024
-    max_response_bytes: int = 16 * 1024 * 1024
+    max_response_bytes: int = 1024 * 1024
     # The front door. A client must send its request head within header_timeout_s
     # of connecting and its body within body_timeout_s; an idle keep-alive
     # connection is closed after keepalive_timeout_s. At max_connections (0: half

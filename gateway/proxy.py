@@ -47,7 +47,7 @@ class ProxyLimits:
     deadline_s: float  # all attempts together, until the client gets a first byte
     max_stream_s: float = 3600.0  # a stream's whole duration
     max_stream_bytes: int = 64 << 20
-    max_response_bytes: int = 16 << 20  # a non-streaming answer
+    max_response_bytes: int = 1 << 20  # a non-streaming answer
     max_event_bytes: int = 1 << 20  # one SSE event
 
 
@@ -221,9 +221,14 @@ class _StreamRelay:
         sent = 0
         error: InferCDNError | None = None
         waiting_on_worker = False
+        gap_s = self.limits.request_s
+        # Moving the timer costs a heap operation: per token would be wasteful, so it moves at
+        # most this often (a silence is caught within request_s plus this slack).
+        slack_s = min(1.0, gap_s / 10)
+        moved_at = loop.time()
         try:
             # One timer: the next event within request_s, and the whole stream within max_stream_s.
-            async with asyncio.timeout_at(min(ends_at, loop.time() + self.limits.request_s)) as timer:
+            async with asyncio.timeout_at(min(ends_at, moved_at + gap_s)) as timer:
                 while error is None:
                     out, done, upstream_error = self._take(events)
                     if upstream_error:
@@ -239,8 +244,9 @@ class _StreamRelay:
                     waiting_on_worker = True
                     events, error = await self._next_events(upstream)
                     waiting_on_worker = False
-                    if events:
-                        timer.reschedule(min(ends_at, loop.time() + self.limits.request_s))
+                    if events and (now := loop.time()) - moved_at > slack_s:
+                        timer.reschedule(min(ends_at, now + gap_s))
+                        moved_at = now
         except TimeoutError:
             over = loop.time() >= ends_at
             error = UpstreamTimeout(

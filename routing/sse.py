@@ -27,7 +27,7 @@ class BrokenStream(ValueError):
     """The stream is not OpenAI-shaped SSE; the message says how, for logs."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per streamed token, and frozen ones cost more to make
 class SseEvent:
     raw: bytes  # as the worker sent it (line ends normalised to \n), with its closing blank line
     data: dict[str, Any] | None = None  # the JSON object of a data event
@@ -66,6 +66,9 @@ class SseReader:
 
 def parse_event(block: bytes) -> SseEvent:
     """One event's lines (without the closing blank line)."""
+    if block.startswith(b"data: {") and b"\n" not in block:
+        # The common case, one token's chunk: one line, one JSON object.
+        return SseEvent(block + _END, data=_json_object(block[6:]))
     data_lines: list[bytes] = []
     usage: dict[str, Any] | None = None
     for line in block.split(b"\n"):
@@ -83,13 +86,17 @@ def parse_event(block: bytes) -> SseEvent:
     payload = b"\n".join(data_lines)
     if payload == b"[DONE]":
         return SseEvent(raw, done=True)
+    return SseEvent(raw, data=_json_object(payload))
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         obj = loads_bounded(payload)
     except ValueError:
         raise BrokenStream(f"a data event that is not JSON: {payload[:40]!r}") from None
     if not isinstance(obj, dict):
         raise BrokenStream("a data event that is not a JSON object")
-    return SseEvent(raw, data=obj)
+    return obj
 
 
 def data_event(obj: Any) -> bytes:
