@@ -110,7 +110,9 @@ def memory_part(rounds: int) -> str:
         before = rss_mib(pid)
         rows = []
         for concurrency in (6, 60):
-            statuses = asyncio.run(concurrently(url + "/v1/chat/completions", [body] * concurrency * rounds, concurrency))
+            statuses = asyncio.run(
+                concurrently(url + "/v1/chat/completions", [body] * concurrency * rounds, concurrency)
+            )
             rows.append((concurrency, len(statuses), sorted(set(statuses)), rss_mib(pid, "VmHWM"), rss_mib(pid)))
     lines = [
         "| concurrent requests | requests | statuses | RSS before MiB | peak MiB | after MiB | peak / before |",

@@ -36,8 +36,8 @@ async def consul_agent() -> AsyncIterator[ConsulStandIn]:
     await agent.stop()
 
 
-async def start_gateway(gateways: list[TestServer], consul_url: str) -> str:
-    config = GatewayConfig(join_token=TOKEN, consul_url=consul_url)
+async def start_gateway(gateways: list[TestServer], consul_url: str, **settings: object) -> str:
+    config = GatewayConfig(join_token=TOKEN, consul_url=consul_url, **settings)  # type: ignore[arg-type]
     server = TestServer(create_app(config, rng=random.Random(5)), host="127.0.0.1")
     await server.start_server()
     gateways.append(server)
@@ -180,3 +180,22 @@ async def test_against_a_real_consul_agent(gateways: list[TestServer], session: 
         await upstream.stop()
         agent.terminate()
         await agent.wait()
+
+
+async def test_an_unknown_model_is_warming_up_until_consul_has_answered(consul_agent, gateways, session) -> None:  # type: ignore[no-untyped-def]
+    chat = {"model": "not-announced-yet", "messages": [{"role": "user", "content": "hi"}]}
+    quick = {"heartbeat_interval_s": 0.1, "worker_ttl_s": 1.0}
+    dead = await start_gateway(gateways, f"http://127.0.0.1:{free_port()}", **quick)  # no Consul there
+    live = await start_gateway(gateways, consul_agent.url, **quick)
+
+    async def status(gw: str) -> tuple[int, str]:
+        async with session.post(f"{gw}/v1/chat/completions", json=chat) as resp:
+            return resp.status, (await resp.json())["error"]["code"]
+
+    async def missing() -> bool:
+        return await status(live) == (404, "model_not_found")
+
+    assert await status(live) == (503, "warming_up")
+    # Consul answered (no such model) and registered workers had their heartbeat to come back: missing.
+    await wait_until(missing, timeout_s=10)
+    assert await status(dead) == (503, "warming_up")  # never heard from Consul: not known to be missing
