@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 
 import aiohttp
 
@@ -29,6 +30,7 @@ from routing.announce import (
 )
 from routing.errors import InvalidRequest
 from routing.signing import Signer
+from routing.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class Announcer:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._announce_to(g)) for g in self._gateways]
+        self._tasks = [start_supervised(f"announcing to {g}", partial(self._announce_to, g)) for g in self._gateways]
 
     async def stop(self) -> None:
         for task in self._tasks:

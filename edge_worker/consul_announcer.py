@@ -23,6 +23,7 @@ import consul.aio
 from routing.announce import Registration
 from routing.consul_client import CONSUL_ERRORS
 from routing.consul_wire import registration_to_meta
+from routing.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class ConsulAnnouncer:
         return f"service:{self._registration.worker_id}"
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task = start_supervised("Consul heartbeat", self._run)
 
     async def deregister(self) -> None:
         if self._task is not None:

@@ -7,6 +7,7 @@ import asyncio
 from edge_worker.runtimes.base import ModelRuntime
 from routing.errors import ModelNotFound
 from routing.fleet import Load, ModelOffer
+from routing.model_ref import parse_model_ref
 
 
 class ModelSet:
@@ -27,10 +28,13 @@ class ModelSet:
         return Load(in_flight=sum(r.in_flight for r in self.runtimes), queued=sum(r.queued for r in self.runtimes))
 
     def lookup(self, name: str) -> ModelRuntime:
-        wanted, _, quant = name.lower().partition(":")
+        ref = parse_model_ref(name)
+        wanted = ref.name.lower()
         for runtime in self.runtimes:
             offer = runtime.offer
-            if wanted in (n.lower() for n in offer.names) and (not quant or offer.quantization.matches(quant)):
+            if wanted in (n.lower() for n in offer.names) and (
+                not ref.quantization or offer.quantization.matches(ref.quantization)
+            ):
                 return runtime
         served = ", ".join(sorted({r.offer.model for r in self.runtimes}))
         raise ModelNotFound(f"The model '{name}' is not loaded on this worker (it serves: {served}).", param="model")

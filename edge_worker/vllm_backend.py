@@ -16,6 +16,7 @@ import logging
 import re
 import socket
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -30,6 +31,7 @@ from edge_worker.runtimes.vllm_process import VllmProcess
 from edge_worker.vllm_metrics import VllmLoad, parse_vllm_metrics
 from edge_worker.vllm_relay import VllmRelay
 from routing.fleet import Load, ModelOffer
+from routing.supervise import start_supervised
 
 log = logging.getLogger("edge_worker.vllm")
 
@@ -155,7 +157,7 @@ def install_vllm(app: web.Application, config: WorkerConfig, metrics: WorkerMetr
     async def vllm_ctx(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(auto_decompress=False) as session:
             relay.session = session
-            task = asyncio.create_task(backend.run(session))
+            task = start_supervised("vLLM watch", partial(backend.run, session))
             yield
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from edge_worker.metrics import WorkerMetrics
 from routing.errors import Busy, InvalidRequest, ModelNotFound
+from routing.model_ref import parse_model_ref
 from routing.openai_requests import decode_json_object
 from routing.sse import BrokenStream, SseEvent, SseReader, error_event
 from routing.usage import Usage
@@ -72,8 +73,10 @@ class VllmRelay:
         model = body.get("model")
         if not isinstance(model, str):
             raise InvalidRequest("'model' must be a string.", param="model")
-        name, _, quant = model.lower().partition(":")
-        if name not in (n.lower() for n in offer.names) or (quant and not offer.quantization.matches(quant)):
+        ref = parse_model_ref(model)
+        if ref.name.lower() not in (n.lower() for n in offer.names) or (
+            ref.quantization and not offer.quantization.matches(ref.quantization)
+        ):
             raise ModelNotFound(f"The model '{model}' is not loaded on this worker (it serves: {offer.model}).")
         body["model"] = offer.model
         hidden_usage = _ask_for_usage(body)

@@ -34,6 +34,7 @@ from routing.health import Outliers
 from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
 from routing.signing import Verifier, worker_access_token
+from routing.supervise import start_supervised
 from routing.upstreams import parse_upstream
 
 # After a restart, a registered worker rejoins on its next heartbeat: this much slack for it to get through.
@@ -118,9 +119,9 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         static_workers.add_upstreams(tuple(parse_upstream(spec, os.environ) for spec in config.upstreams))
         await static_workers.refresh()  # know the fleet before the first request
         tasks = [
-            asyncio.create_task(static_workers.run(config.refresh_interval_s)),
-            asyncio.create_task(prober.run()),
-            asyncio.create_task(registry.run()),
+            start_supervised("static worker refresh", lambda: static_workers.run(config.refresh_interval_s)),
+            start_supervised("prober", prober.run),
+            start_supervised("registry expiry", registry.run),
         ]
         if consul is not None:
             watch = ConsulWatch(
@@ -131,7 +132,7 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
                 worker_bearer=bearer,
                 answered=lambda: warm_up.answered("consul"),
             )
-            tasks.append(asyncio.create_task(watch.run()))
+            tasks.append(start_supervised("Consul watch", watch.run))
         yield
         for task in tasks:
             task.cancel()

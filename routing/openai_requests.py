@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routing.errors import InvalidRequest
-from routing.json_limits import MAX_DEPTH, JsonTooDeep, loads_bounded, lone_surrogate_in
+from routing.json_limits import MAX_DEPTH, JsonTooDeep, loads_bounded
 
 MAX_STOP_SEQUENCES = 4
 # Far beyond any context window; bigger numbers are mistakes, and would overflow float arithmetic.
@@ -72,17 +72,15 @@ class GenerationRequest:
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object: finite numbers, at most ``MAX_DEPTH`` levels deep, valid Unicode."""
+    """The body as a JSON object: strict JSON (finite numbers, valid Unicode), at most ``MAX_DEPTH`` deep."""
     try:
         obj = loads_bounded(body)
     except JsonTooDeep:
         raise InvalidRequest(f"The request body nests JSON deeper than {MAX_DEPTH} levels.") from None
-    except ValueError as exc:  # UnicodeDecodeError too
+    except ValueError as exc:  # also strings that are not valid Unicode, such as lone surrogates
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    if lone_surrogate_in(body, obj):
-        raise InvalidRequest("The request body holds a string that is not valid Unicode (a lone surrogate).")
     return obj
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from routing.errors import ContextLengthExceeded, InvalidRequest, NoSuitableWorker
 from routing.fleet import Candidate
+from routing.model_ref import parse_model_ref
 from routing.openai_requests import GenerationRequest
 
 # Fields that steer routing and mean nothing to a worker: stripped before forwarding.
@@ -39,13 +40,13 @@ class Requirements:
 
 
 def requirements_of(body: dict[str, Any], request: GenerationRequest, region_header: str = "") -> Requirements:
-    model, _, suffix = request.model.partition(":")
+    ref = parse_model_ref(request.model)
     region = body.get("region", region_header) or ""
     if not isinstance(region, str):
         raise InvalidRequest("'region' must be a string.", param="region")
     return Requirements(
-        model=model,
-        suffix=suffix,
+        model=ref.name,
+        suffix=ref.quantization,
         quantizations=_quantizations(body.get("quantizations")),
         min_context=estimate_prompt_tokens(request) + (request.sampling.max_tokens or 1),
         region=region,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from routing.fleet import ModelOffer
+from routing.model_ref import parse_model_ref
 from routing.quantization import from_label
 from routing.settings import ConfigError
 
@@ -59,7 +60,6 @@ def parse_upstream(spec: str, env: Mapping[str, str]) -> UpstreamSpec:
         raise ConfigError(f"gateway.upstreams: {url} needs at least one model=NAME[:QUANT]")
     offers = []
     for model in models:
-        # The quantization follows the last ':' (Ollama tags may have their own ':').
-        name, _, label = model.rpartition(":") if ":" in model else (model, "", "")
-        offers.append(ModelOffer(name, from_label(label or "unknown"), context, "openai-compatible"))
+        ref = parse_model_ref(model)
+        offers.append(ModelOffer(ref.name, from_label(ref.quantization or "unknown"), context, "openai-compatible"))
     return UpstreamSpec(url.rstrip("/"), tuple(offers), api_key, health)

@@ -192,6 +192,7 @@ DISTRIBUTIONS = {
     "uvloop": "uvloop",
     "prometheus_client": "prometheus-client",
     "msgpack": "msgpack",
+    "orjson": "orjson",
     "consul": "py-consul",
     "llama_cpp": "llama-cpp-python",
     "jinja2": "Jinja2",
