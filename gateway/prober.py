@@ -63,18 +63,18 @@ class Prober:
             return
         if not state.health.reachable:
             log.info("worker %s answers its health probe again", state.worker.id)
-        self._balancer.probed(state, rtt_s=now - started, now=now, load=_load_of(report, now))
+        self._balancer.probed(state, rtt_s=now - started, now=now, load=_load_of(report))
 
     async def _probe_later(self, state: WorkerState, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
         await self.probe(state)
 
 
-def _load_of(report: Any, now: float) -> Load | None:
+def _load_of(report: Any) -> Load | None:
     if not isinstance(report, dict):
         return None
     in_flight, queued = report.get("in_flight"), report.get("queued")
     if not isinstance(in_flight, int) or not isinstance(queued, int):
         return None  # not an InferCDN worker (any OpenAI server may be an upstream)
     usage = report.get("kv_cache_usage")
-    return Load(in_flight, queued, usage if isinstance(usage, float) else None, reported_at=now)
+    return Load(in_flight, queued, usage if isinstance(usage, float) else None)

@@ -77,13 +77,8 @@ class Registry:
         if state is None or worker_id not in self._last_seen:
             raise NotFound(f"Worker {worker_id} is not registered here; register again.", code="unknown_worker")
         now = _now()
-        state.load = Load(
-            in_flight=beat.in_flight,
-            queued=beat.queued,
-            kv_cache_usage=beat.kv_cache_usage,
-            tokens_per_second=beat.tokens_per_second,
-            reported_at=now,
-        )
+        load = Load(beat.in_flight, beat.queued, beat.kv_cache_usage, beat.tokens_per_second)
+        self._balancer.report_load(state, load, now)
         self._last_seen[worker_id] = now
         return web.Response(status=204)
 

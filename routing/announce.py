@@ -14,9 +14,16 @@ from typing import Any
 
 import msgpack
 
+from routing.bounds import bounded_float, bounded_int, bounded_list, printable
 from routing.errors import InvalidRequest
 from routing.fleet import ModelOffer, Worker
 from routing.wire import offer_from_json, offer_to_json
+
+# What one worker may claim: far beyond real hardware, small enough for any arithmetic.
+MAX_CAPACITY = 4096
+MAX_OFFERS = 64
+MAX_QUEUE_REPORTED = 1_000_000
+MAX_TOKENS_PER_SECOND = 10_000_000.0
 
 CONTENT_TYPE = "application/msgpack"
 REGISTER_PATH = "/internal/v1/workers"
@@ -94,23 +101,29 @@ def pack(record: Registration | Heartbeat | Welcome) -> bytes:
 
 
 def unpack_registration(data: bytes) -> Registration:
-    obj = _map(data)
+    return registration_from_map(_map(data))
+
+
+def registration_from_map(obj: dict[str, Any]) -> Registration:
+    """A registration from its map (msgpack, or Consul Meta read back), every field bounded."""
     try:
         hardware = obj.get("hardware") or {}
         registration = Registration(
             worker_id=check_worker_id(_text(obj["worker_id"], "worker_id")),
             url=_text(obj["url"], "url").rstrip("/"),
-            region=str(obj.get("region", "")),
-            runtime=str(obj.get("runtime", "")),
+            region=printable(obj.get("region", ""), "region", 64),
+            runtime=printable(obj.get("runtime", ""), "runtime", 32),
             hardware=Hardware(
-                cpu=str(hardware.get("cpu", "")),
-                cores=int(hardware.get("cores", 0)),
-                memory_bytes=int(hardware.get("memory_bytes", 0)),
-                gpu=str(hardware.get("gpu", "")),
-                gpu_memory_bytes=int(hardware.get("gpu_memory_bytes", 0)),
+                cpu=printable(hardware.get("cpu", ""), "hardware.cpu", 128),
+                cores=bounded_int(hardware.get("cores", 0), "hardware.cores", 0, 1 << 16),
+                memory_bytes=bounded_int(hardware.get("memory_bytes", 0), "hardware.memory_bytes", 0, 1 << 60),
+                gpu=printable(hardware.get("gpu", ""), "hardware.gpu", 128),
+                gpu_memory_bytes=bounded_int(
+                    hardware.get("gpu_memory_bytes", 0), "hardware.gpu_memory_bytes", 0, 1 << 60
+                ),
             ),
-            capacity=max(1, int(obj.get("capacity", 1))),
-            offers=tuple(offer_from_json(o) for o in obj["offers"]),
+            capacity=bounded_int(obj.get("capacity", 1), "capacity", 1, MAX_CAPACITY),
+            offers=tuple(offer_from_json(o) for o in bounded_list(obj["offers"], "offers", MAX_OFFERS)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidRequest(f"malformed registration: {exc!r}") from None
@@ -125,10 +138,12 @@ def unpack_heartbeat(data: bytes) -> Heartbeat:
         usage = obj.get("kv_cache_usage")
         return Heartbeat(
             worker_id=check_worker_id(_text(obj["worker_id"], "worker_id")),
-            in_flight=int(obj["in_flight"]),
-            queued=int(obj["queued"]),
-            tokens_per_second=float(obj.get("tokens_per_second", 0.0)),
-            kv_cache_usage=None if usage is None else float(usage),
+            in_flight=bounded_int(obj["in_flight"], "in_flight", 0, MAX_QUEUE_REPORTED),
+            queued=bounded_int(obj["queued"], "queued", 0, MAX_QUEUE_REPORTED),
+            tokens_per_second=bounded_float(
+                obj.get("tokens_per_second", 0.0), "tokens_per_second", 0.0, MAX_TOKENS_PER_SECOND
+            ),
+            kv_cache_usage=None if usage is None else bounded_float(usage, "kv_cache_usage", 0.0, 1.0),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"malformed heartbeat: {exc!r}") from None
@@ -153,9 +168,7 @@ def _map(data: bytes) -> dict[str, Any]:
 
 
 def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > 256:
-        raise InvalidRequest(f"'{name}' must be a non-empty string", param=name)
-    return value
+    return printable(value, name, 256, required=True)
 
 
 def check_worker_id(worker_id: str) -> str:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from routing.errors import ModelNotFound, NoSuitableWorker
 from routing.fleet import Candidate, Fleet, Load, WorkerState
@@ -78,7 +78,7 @@ class Balancer:
 
     def dispatch(self, candidate: Candidate, now: float) -> Dispatch:
         state = candidate.state
-        ahead = state.pending()
+        ahead = state.pending(now)
         state.in_flight += 1
         return Dispatch(candidate, now, ahead)
 
@@ -102,6 +102,10 @@ class Balancer:
     def finished(self, dispatch: Dispatch) -> None:
         dispatch.candidate.state.in_flight -= 1
 
+    def report_load(self, state: WorkerState, load: Load, now: float) -> None:
+        """A worker's own load report (heartbeat or probe), stamped as received and merged with the last."""
+        state.load = state.load.merged(replace(load, reported_at=now))
+
     def remove(self, worker_id: str) -> None:
         self.fleet.remove(worker_id)
         self.outliers.forget(worker_id)
@@ -111,7 +115,7 @@ class Balancer:
         if rtt_s is not None:
             state.rtt_s.observe(rtt_s, now)
         if load is not None:
-            state.load = load
+            self.report_load(state, load, now)
         self.outliers.probed(state.worker.id, state.health, reached=rtt_s is not None, now=now)
 
 

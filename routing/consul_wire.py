@@ -13,10 +13,11 @@ import hmac
 import json
 from typing import Any
 
-from routing.announce import Hardware, Registration, check_worker_id
+from routing.announce import Registration, check_worker_id, registration_from_map
 from routing.errors import InvalidRequest
+from routing.json_limits import loads_bounded
 from routing.signing import derive_key
-from routing.wire import offer_from_json, offer_to_json
+from routing.wire import offer_to_json
 
 CONSUL_META = "infercdn consul meta v1"
 SIGNATURE_KEY = "infercdn_sig"
@@ -52,16 +53,24 @@ def registration_from_service(service: dict[str, Any], join_token: str) -> Regis
         given = meta.get(SIGNATURE_KEY, "")
         if not hmac.compare_digest(given.encode(), _sign(join_token, service_id, meta).encode()):
             raise InvalidRequest(f"Consul service {service_id} is not signed with this fleet's join token")
-        cpu, cores, memory, gpu, gpu_memory = json.loads(meta["infercdn_hardware"])
+        cpu, cores, memory, gpu, gpu_memory = loads_bounded(meta["infercdn_hardware"])
         offer_keys = sorted((k for k in meta if k.startswith("infercdn_offer_")), key=_offer_number)
-        return Registration(
-            worker_id=service_id,
-            url=meta["infercdn_url"],
-            region=meta.get("infercdn_region", ""),
-            runtime=meta.get("infercdn_runtime", ""),
-            hardware=Hardware(str(cpu), int(cores), int(memory), str(gpu), int(gpu_memory)),
-            capacity=max(1, int(meta.get("infercdn_capacity", "1"))),
-            offers=tuple(offer_from_json(json.loads(meta[k])) for k in offer_keys),
+        return registration_from_map(
+            {
+                "worker_id": service_id,
+                "url": meta["infercdn_url"],
+                "region": meta.get("infercdn_region", ""),
+                "runtime": meta.get("infercdn_runtime", ""),
+                "hardware": {
+                    "cpu": cpu,
+                    "cores": cores,
+                    "memory_bytes": memory,
+                    "gpu": gpu,
+                    "gpu_memory_bytes": gpu_memory,
+                },
+                "capacity": int(meta.get("infercdn_capacity", "1")),
+                "offers": [loads_bounded(meta[k]) for k in offer_keys],
+            }
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"malformed Consul service entry: {exc!r}") from None

@@ -7,7 +7,7 @@ tuples, so a change never mutates what a request is iterating over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from routing.health import Health
 from routing.latency import Ewma, PeakEwma
@@ -17,6 +17,9 @@ from routing.quantization import Quantization
 # earn traffic with real samples (it is probed at once and on probation).
 DEFAULT_RTT_S = 0.2
 DEFAULT_SERVICE_S = 2.0
+# A worker's own load report says something about now for this long (heartbeats and
+# probes come every ~2 s); an older one is ignored rather than trusted forever.
+LOAD_TTL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,20 @@ class Load:
     tokens_per_second: float | None = None
     reported_at: float | None = None
 
+    def merged(self, newer: Load) -> Load:
+        """``newer``, keeping what it does not say (a probe carries no tokens/s, an older worker no KV usage)."""
+        return replace(
+            newer,
+            kv_cache_usage=self.kv_cache_usage if newer.kv_cache_usage is None else newer.kv_cache_usage,
+            tokens_per_second=self.tokens_per_second if newer.tokens_per_second is None else newer.tokens_per_second,
+        )
+
+    def queue(self, now: float) -> int:
+        """Requests the worker said it holds (all gateways'), while the report is fresh."""
+        if self.reported_at is None or now - self.reported_at > LOAD_TTL_S:
+            return 0
+        return self.in_flight + self.queued
+
 
 @dataclass(slots=True)
 class WorkerState:
@@ -100,9 +117,9 @@ class WorkerState:
             return "ejected"
         return "probation" if h.probation else "healthy"
 
-    def pending(self) -> int:
-        """Requests ahead of a new one: ours, live, or the worker's own report (it sees other gateways)."""
-        return max(self.in_flight, self.load.in_flight + self.load.queued)
+    def pending(self, now: float) -> int:
+        """Requests ahead of a new one: ours, live, or the worker's own fresh report (it sees other gateways)."""
+        return max(self.in_flight, self.load.queue(now))
 
     def service_estimate(self, model: str) -> PeakEwma:
         estimate = self.service_s.get(model)

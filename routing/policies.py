@@ -71,7 +71,7 @@ class ExpectedLatency:
         for c, e in zip(candidates, estimates, strict=True):
             s = c.state
             known = e.stamp is not None and (now - e.stamp < self.stale_s or s.in_flight > 0)
-            cost = s.rtt_s.value + (e.value if known else typical) * queue_factor(s, s.pending())
+            cost = s.rtt_s.value + (e.value if known else typical) * queue_factor(s, s.pending(now))
             scored.append((cost, rng.random(), c))
         scored.sort(key=_first_two)
         return [c for _, _, c in scored]

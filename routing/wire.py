@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from routing.bounds import bounded_float, bounded_int, bounded_list, printable
 from routing.errors import InvalidRequest
 from routing.fleet import ModelOffer
-from routing.quantization import Quantization
+from routing.quantization import QUANT_CLASSES, Quantization
 
 # nginx's status for a client that went away before its answer (logs and metrics only).
 CLIENT_CLOSED = 499
@@ -43,17 +44,32 @@ def offer_to_json(offer: ModelOffer, created: int) -> dict[str, Any]:
     }
 
 
+# What one offer may claim: bounded, since it comes from a worker.
+MAX_CONTEXT_LENGTH = 10_000_000
+MAX_ALIASES = 16
+
+
 def offer_from_json(obj: Any) -> ModelOffer:
-    """Read one entry of a worker's ``/v1/models``; InvalidRequest if malformed."""
+    """Read one entry of a worker's ``/v1/models``; InvalidRequest if malformed or out of bounds."""
     try:
         q = obj["quantization"]
+        quant_class = printable(q["class"], "quantization.class", 16)
+        if quant_class not in QUANT_CLASSES:
+            raise InvalidRequest(f"'quantization.class' must be one of {', '.join(QUANT_CLASSES)}")
         return ModelOffer(
-            model=str(obj["id"]),
-            quantization=Quantization(label=str(q["label"]), bits=float(q["bits"]), quant_class=str(q["class"])),
-            context_length=int(obj["context_length"]),
-            runtime=str(obj.get("runtime", "")),
-            architecture=str(obj.get("architecture", "")),
-            aliases=tuple(str(a) for a in obj.get("aliases", ())),
+            model=printable(obj["id"], "id", 128, required=True),
+            quantization=Quantization(
+                label=printable(q["label"], "quantization.label", 32),
+                bits=bounded_float(q["bits"], "quantization.bits", 0, 64),
+                quant_class=quant_class,
+            ),
+            context_length=bounded_int(obj["context_length"], "context_length", 1, MAX_CONTEXT_LENGTH),
+            runtime=printable(obj.get("runtime", ""), "runtime", 32),
+            architecture=printable(obj.get("architecture", ""), "architecture", 64),
+            aliases=tuple(
+                printable(a, "aliases", 128, required=True)
+                for a in bounded_list(obj.get("aliases", ()), "aliases", MAX_ALIASES)
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"malformed model entry: {exc!r}") from None

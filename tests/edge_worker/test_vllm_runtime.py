@@ -56,18 +56,9 @@ def vllm_worker(tmp_path_factory: pytest.TempPathFactory, state_dir: Path, gatew
         "INFERCDN_WORKER_VLLM_LAUNCHER": f"{sys.executable},{FAKE}",
         "INFERCDN_WORKER_JOIN_TOKEN": TOKEN,
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        args = ["--runtime", "vllm", "--model", str(model), "--gateway", f"http://127.0.0.1:{gateway_port}"]
-        with running("edge_worker", *args, "--worker-id", "gpu-1", "--vllm-arg=--max-model-len") as worker:
-            yield worker
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    args = ["--runtime", "vllm", "--model", str(model), "--gateway", f"http://127.0.0.1:{gateway_port}"]
+    with running("edge_worker", *args, "--worker-id", "gpu-1", "--vllm-arg=--max-model-len", env=env) as worker:
+        yield worker
 
 
 @pytest.fixture

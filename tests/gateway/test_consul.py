@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -15,9 +15,13 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.consul_watch import ConsulWatch
 from routing.announce import Hardware, Registration
+from routing.balancer import Balancer
 from routing.consul_client import consul_client
 from routing.consul_wire import registration_to_meta
+from routing.fleet import Fleet
+from routing.quantization import Quantization
 from tests.conftest import MODEL
 from tests.gateway.consul_standin import ConsulStandIn
 from tests.gateway.standin import MODEL as STANDIN_MODEL
@@ -65,20 +69,16 @@ async def register_service(consul_url: str, worker_id: str, url: str, *, token: 
         await client.close()
 
 
-@pytest.fixture(scope="module")
-def consul_worker_env() -> Iterator[None]:
-    os.environ["INFERCDN_WORKER_JOIN_TOKEN"] = TOKEN
-    os.environ["INFERCDN_WORKER_CONSUL_HEARTBEAT_S"] = "0.3"
-    yield
-    del os.environ["INFERCDN_WORKER_JOIN_TOKEN"], os.environ["INFERCDN_WORKER_CONSUL_HEARTBEAT_S"]
+CONSUL_WORKER_ENV = {"INFERCDN_WORKER_JOIN_TOKEN": TOKEN, "INFERCDN_WORKER_CONSUL_HEARTBEAT_S": "0.3"}
 
 
 async def test_a_real_worker_in_consul_is_seen_and_routed_by_two_gateways(
-    consul_agent: ConsulStandIn, consul_worker_env: None, gateways: list[TestServer], session: aiohttp.ClientSession
+    consul_agent: ConsulStandIn, gateways: list[TestServer], session: aiohttp.ClientSession
 ) -> None:
     first = await start_gateway(gateways, consul_agent.url)
     second = await start_gateway(gateways, consul_agent.url)
-    with running("edge_worker", "--threads", "1", "--consul-url", consul_agent.url, "--worker-id", "c-1") as worker:
+    args = ("--threads", "1", "--consul-url", consul_agent.url, "--worker-id", "c-1")
+    with running("edge_worker", *args, env=CONSUL_WORKER_ENV) as worker:
         for gw in (first, second):
             await wait_until(lambda gw=gw: fleet_ids(session, gw))  # type: ignore[misc]
             assert await fleet_ids(session, gw) == ["c-1"]
@@ -199,3 +199,19 @@ async def test_an_unknown_model_is_warming_up_until_consul_has_answered(consul_a
     # Consul answered (no such model) and registered workers had their heartbeat to come back: missing.
     await wait_until(missing, timeout_s=10)
     assert await status(dead) == (503, "warming_up")  # never heard from Consul: not known to be missing
+
+
+async def test_a_signed_entry_with_hostile_numbers_is_skipped_and_the_rest_applied() -> None:
+    balancer = Balancer(Fleet(), random.Random(1))
+    client = consul_client("http://127.0.0.1:9")  # never called: entries are applied by hand
+    watch = ConsulWatch(balancer, client, SERVICE, TOKEN, worker_bearer="")
+    hostile_offer = replace(OFFER, quantization=Quantization("Q8_0", float("inf"), "int8"))
+    entries = []
+    for worker_id, offer in (("hostile", hostile_offer), ("honest", OFFER)):
+        reg = Registration(
+            worker_id, "http://10.0.0.7:8081", "eu", "llama.cpp", Hardware(cpu="x", cores=2), 1, (offer,)
+        )
+        entries.append({"Service": {"ID": worker_id, "Meta": registration_to_meta(reg, TOKEN)}})
+    watch.apply(entries)  # signed with the join token, so only the bounds can refuse it
+    await client.close()
+    assert [s.worker.id for s in balancer.fleet.workers()] == ["honest"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import time
 import urllib.request
@@ -43,14 +42,12 @@ async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:
 
 @contextmanager
 def registered_worker(gateway_url: str, worker_id: str) -> Iterator[Server]:
-    os.environ["INFERCDN_WORKER_JOIN_TOKEN"] = TOKEN
-    try:
-        with running(
-            "edge_worker", "--threads", "1", "--gateway", gateway_url, "--worker-id", worker_id, "--region", "eu"
-        ) as server:
-            yield server
-    finally:
-        del os.environ["INFERCDN_WORKER_JOIN_TOKEN"]
+    with running(
+        "edge_worker",
+        *("--threads", "1", "--gateway", gateway_url, "--worker-id", worker_id, "--region", "eu"),
+        env={"INFERCDN_WORKER_JOIN_TOKEN": TOKEN},
+    ) as server:
+        yield server
 
 
 def registration(worker_id: str = "w1", url: str = "http://127.0.0.1:9") -> Registration:

@@ -4,7 +4,7 @@ import pytest
 
 from routing.balancer import Balancer
 from routing.errors import ModelNotFound, NoSuitableWorker
-from routing.fleet import Fleet, Load, Worker
+from routing.fleet import LOAD_TTL_S, Fleet, Load, Worker
 from routing.health import Failure
 from routing.suitability import Requirements
 from tests.routing.fleets import fleet_of, measured, offer
@@ -158,3 +158,13 @@ def test_an_attempt_is_finished_however_it_ends() -> None:
         assert s["a"].in_flight == 1
         raise RuntimeError("the request handler was cancelled or failed")
     assert s["a"].in_flight == 0
+
+
+def test_a_probe_keeps_what_the_heartbeat_said_and_old_reports_age_out() -> None:
+    fleet, s = fleet_of("a")
+    balancer = Balancer(fleet, random.Random(1))
+    balancer.report_load(s["a"], Load(in_flight=1, queued=2, tokens_per_second=40.0), now=1.0)  # a heartbeat
+    balancer.probed(s["a"], rtt_s=0.01, now=2.0, load=Load(in_flight=0, queued=5))  # a probe: no tokens/s
+    assert (s["a"].load.tokens_per_second, s["a"].load.queued) == (40.0, 5)
+    assert s["a"].pending(now=2.0) == 5
+    assert s["a"].pending(now=2.0 + LOAD_TTL_S + 0.1) == 0  # the worker went quiet: its old report says nothing
