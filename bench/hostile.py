@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
@@ -35,7 +34,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.overhead import script  # noqa: E402
+from bench.overhead import script, wait_healthy  # noqa: E402
 
 MODEL = "bench-model"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
@@ -60,15 +59,7 @@ def gateway(*workers: str, fd_limit: int | None = None, **settings: str) -> Iter
     process = subprocess.Popen(args, env=env, preexec_fn=limit)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_healthy(url)
         yield url, process.pid
     finally:
         process.terminate()

@@ -7,12 +7,9 @@ bytes (``{"choices": ["xxxx…``) as fast as the gateway reads them, forever.
 
 from __future__ import annotations
 
-import sys
-
-import uvloop
 from aiohttp import web
 
-from bench.standin_upstream import health, models
+from bench.standin_upstream import serve
 
 FILLER = b"x" * 65536
 
@@ -30,12 +27,7 @@ async def endless(request: web.Request) -> web.StreamResponse:
 
 
 def main() -> None:
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", endless)
-    app.router.add_get("/health", health)
-    uvloop.install()
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    serve(endless)
 
 
 if __name__ == "__main__":

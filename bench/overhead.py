@@ -45,19 +45,24 @@ def script(name: str, *args: str) -> Iterator[Server]:
     )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=Path("/dev/null"))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{server.url}/health", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_healthy(server.url)
         yield server
     finally:
         process.terminate()
         process.wait(10)
+
+
+def wait_healthy(url: str, timeout_s: float = 30) -> None:
+    """Until ``url``/health answers (OSError if it never does)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: bytes) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Awaitable, Callable
 
 import uvloop
 from aiohttp import web
@@ -17,6 +18,7 @@ from routing.fleet import ModelOffer
 from routing.quantization import Quantization
 from routing.wire import offer_to_json
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MODEL = "bench-model"
 CHUNKS = 64
 BODY = json.dumps(
@@ -46,13 +48,18 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def main() -> None:
+def serve(completions: Handler) -> None:
+    """Serve /v1/models, /health and, for completions, ``completions`` on the port in argv[1]."""
     app = web.Application()
     app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/chat/completions", completions)
     app.router.add_get("/health", health)
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+
+
+def main() -> None:
+    serve(chat)
 
 
 if __name__ == "__main__":
