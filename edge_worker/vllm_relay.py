@@ -12,21 +12,32 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from edge_worker.metrics import WorkerMetrics
+from edge_worker.vllm_metrics import VllmLoad
 from routing.errors import Busy, InvalidRequest, ModelNotFound
+from routing.fleet import ModelOffer
 from routing.model_ref import parse_model_ref
 from routing.openai_requests import decode_json_object
 from routing.sse import BrokenStream, SseEvent, SseReader, error_event
 from routing.usage import Usage
 from routing.wire import CLIENT_CLOSED, REQUEST_ID, USAGE_COMMENT, offer_to_json
 
-if TYPE_CHECKING:
-    from edge_worker.vllm_backend import VllmBackend
+
+class VllmState(Protocol):
+    """What the relay reads of the backend that supervises vLLM (it never imports it: no cycle)."""
+
+    healthy: bool
+    offer: ModelOffer | None
+    vllm_load: VllmLoad
+    url: str
+
+    def offers(self) -> tuple[ModelOffer, ...]: ...
+
 
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control")
 # A generation may run as long as the gateway lets it (600 s by default); only
@@ -35,7 +46,7 @@ _VLLM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=600)
 
 
 class VllmRelay:
-    def __init__(self, backend: VllmBackend, metrics: WorkerMetrics, *, started_at: int):
+    def __init__(self, backend: VllmState, metrics: WorkerMetrics, *, started_at: int):
         self._backend = backend
         self._metrics = metrics
         self._started_at = started_at

@@ -69,8 +69,7 @@ class FrontDoor:
         self._handler_kwargs = handler_kwargs
         self._open: OrderedDict[_GuardedHandler, None] = OrderedDict()  # oldest first
         self._per_client: dict[str, int] = {}
-        self.refused = 0
-        self.evicted = 0
+        self.refused = 0  # for the warning's count
 
     def protocol(self) -> RequestHandler:
         """The protocol factory for ``loop.create_server``."""
@@ -84,10 +83,6 @@ class FrontDoor:
             lingering_time=LINGER_S,
             **self._handler_kwargs,
         )
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._open)
 
     def admit(self, handler: _GuardedHandler) -> bool:
         """Make room for a new connection if a cap is reached; False if there is none to make."""
@@ -120,7 +115,6 @@ class FrontDoor:
             return False
         self.forget(oldest_idle)
         oldest_idle.close_now()
-        self.evicted += 1
         return True
 
     def _refuse(self, handler: _GuardedHandler, which: str) -> bool:

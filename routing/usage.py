@@ -48,10 +48,6 @@ class Usage:
             return self.read({"usage": event.usage_comment})
         return event.data is not None and self.read(event.data)
 
-    @property
-    def total(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
 
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
