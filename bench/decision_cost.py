@@ -19,6 +19,7 @@ import time
 
 from routing.balancer import Balancer
 from routing.fleet import Fleet, ModelOffer, Worker
+from routing.health import Status
 from routing.quantization import Quantization
 from routing.suitability import Requirements
 
@@ -38,7 +39,7 @@ def build(workers: int, models: int, target_offers: int) -> Balancer:
         )
         state.rtt_s.observe(rng.uniform(0.005, 0.15), 0.0)
         state.service_estimate(model).observe(rng.uniform(0.2, 2.0), 0.0)
-        state.health.probation = False
+        state.health.status = Status.HEALTHY
     return Balancer(fleet, random.Random(2))
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.api import STATE
 from routing.fleet import WorkerState
+from routing.health import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +32,8 @@ class FleetRow:
 
 
 def health_of(state: WorkerState, now: float) -> str:
-    label = state.health_label()
-    return "busy" if label == "healthy" and state.health.busy_until > now else label
+    status = state.health.status
+    return "busy" if status is Status.HEALTHY and state.health.busy_until > now else status.value
 
 
 async def fleet(request: web.Request) -> web.Response:

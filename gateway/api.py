@@ -172,7 +172,7 @@ async def list_models(request: web.Request) -> web.Response:
                 "owned_by": "infercdn",
                 "quantizations": [quantization_to_json(q) for _, q in sorted(quantizations.items())],
                 "context_length": max(c.offer.context_length for c in candidates),
-                "workers": sum(1 for c in candidates if c.state.healthy),
+                "workers": sum(1 for c in candidates if c.state.health.serving),
             }
         )
     return web.json_response({"object": "list", "data": data})
@@ -180,7 +180,7 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     workers = request.app[STATE].fleet.workers()
-    healthy = sum(1 for w in workers if w.healthy)
+    healthy = sum(1 for w in workers if w.health.serving)
     return web.json_response({"status": "ok", "workers": len(workers), "healthy_workers": healthy})
 
 

@@ -30,7 +30,6 @@ from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
 from routing.consul_client import consul_client
 from routing.fleet import Fleet
-from routing.health import Outliers
 from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
 from routing.signing import Verifier, worker_access_token
@@ -55,13 +54,16 @@ def keys_of(config: GatewayConfig) -> KeyStore:
     return KeyStore.load(Path(config.api_keys_file).expanduser() if config.api_keys_file else None, single=single)
 
 
-def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> web.Application:
+def create_app(
+    config: GatewayConfig, *, rng: random.Random | None = None, clock: Callable[[], float] | None = None
+) -> web.Application:
+    """The gateway; ``rng`` and ``clock`` (the registry's: heartbeat ages and TTLs) may be passed in by tests."""
     chance = rng or random.Random()
     balancer = Balancer(
         Fleet(),
         chance,
         policy_named(config.routing_policy),
-        Outliers(config.health_policy()),
+        config.health_policy(),
         max_attempts=config.max_attempts,
     )
     metrics = GatewayMetrics(balancer)
@@ -76,6 +78,7 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         ttl_s=config.worker_ttl_s,
         heartbeat_interval_s=config.heartbeat_interval_s,
         worker_bearer=bearer,
+        clock=clock,
     )
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -83,7 +86,7 @@ def create_app(config: GatewayConfig, *, rng: random.Random | None = None) -> we
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         static_workers = StaticWorkers(
-            config.workers, balancer.fleet, session, timeout_s=config.connect_timeout_s, bearer=bearer
+            config.workers, balancer, session, timeout_s=config.connect_timeout_s, bearer=bearer
         )
         limits = ProxyLimits(
             connect_s=config.connect_timeout_s,

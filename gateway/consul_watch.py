@@ -1,7 +1,7 @@
 """Workers from a Consul catalog: a blocking query on ``/v1/health/service/<name>?passing``.
 
-Each answer is the whole set of passing instances; the fleet's Consul-sourced
-workers are made to match it (added, updated, removed). Only entries signed
+Each answer is the whole set of passing instances; it becomes the changes
+(``Upsert`` / ``Remove``) that make the fleet's Consul workers match it. Only entries signed
 with the join token are accepted. While Consul is unreachable the gateway
 keeps routing on the last set it saw, and catches up when Consul answers.
 """
@@ -18,6 +18,7 @@ import consul.aio
 from routing.balancer import Balancer
 from routing.consul_client import CONSUL_ERRORS
 from routing.consul_wire import registration_from_service
+from routing.discovery import Change, Remove, Upsert
 from routing.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ConsulWatch:
         self._wait_s = wait_s
         self._answered = answered  # told after each answer applied: the fleet is known
         self._refused: set[str] = set()  # ids already warned about
+        self._known: set[str] = set()  # worker ids the last answer listed
 
     async def run(self) -> None:
         index: str | None = None
@@ -64,32 +66,41 @@ class ConsulWatch:
             if unreachable:
                 log.info("Consul is reachable again")
                 unreachable, backoff = False, 0.5
-            # An index that goes backwards (Consul restarted) means: start over.
-            index = None if index is not None and _number(new_index) < _number(index) else new_index
+            index = next_index(index, new_index)
             self.apply(entries or [])
             self._answered()
 
     def apply(self, entries: list[dict[str, Any]]) -> None:
-        fleet = self._balancer.fleet
-        seen: set[str] = set()
+        for change in self.changes(entries):
+            if not self._balancer.apply(change):
+                continue
+            if isinstance(change, Upsert):
+                log.info("worker %s (from Consul) at %s", change.worker.id, change.worker.url)
+            else:
+                log.info("worker %s is no longer passing in Consul: dropped from the fleet", change.worker_id)
+
+    def changes(self, entries: list[dict[str, Any]]) -> list[Change]:
+        """What makes the fleet's Consul workers match this answer: every signed entry, and who left."""
+        listed: dict[str, Change] = {}
         for entry in entries:
+            service = entry.get("Service") or {}
             try:
-                reg = registration_from_service(entry.get("Service") or {}, self._join_token)
+                reg = registration_from_service(service, self._join_token)
             except InvalidRequest as exc:
-                service_id = str((entry.get("Service") or {}).get("ID", "?"))
+                service_id = str(service.get("ID", "?"))
                 if service_id not in self._refused:
                     log.warning("ignoring Consul service %s: %s", service_id, exc.message)
                     self._refused.add(service_id)
                 continue
-            seen.add(reg.worker_id)
-            worker = reg.worker(source="consul", bearer=self._worker_bearer)
-            if fleet.changes(worker, reg.offers):
-                fleet.upsert(worker, reg.offers)
-                log.info("worker %s (from Consul) at %s", worker.id, worker.url)
-        for state in fleet.workers():
-            if state.worker.source == "consul" and state.worker.id not in seen:
-                self._balancer.remove(state.worker.id)
-                log.info("worker %s is no longer passing in Consul: dropped from the fleet", state.worker.id)
+            listed[reg.worker_id] = Upsert(reg.worker(source="consul", bearer=self._worker_bearer), reg.offers)
+        gone = [Remove(worker_id) for worker_id in sorted(self._known - listed.keys())]
+        self._known = set(listed)
+        return [*listed.values(), *gone]
+
+
+def next_index(index: str | None, answered: str | None) -> str | None:
+    """The index for the next blocking query: an index that goes backwards (Consul restarted) means start over."""
+    return None if index is not None and _number(answered) < _number(index) else answered
 
 
 def _number(index: str | None) -> int:

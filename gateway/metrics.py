@@ -18,9 +18,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from routing.balancer import Balancer
+from routing.health import Status
 from routing.telemetry import LATENCY_BUCKETS, OVERHEAD_BUCKETS
-
-HEALTH_STATES = ("healthy", "probation", "ejected", "unreachable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,17 +125,18 @@ class FleetCollector(Collector):
         fleet = Tally[tuple[str, str, str, str]]()
         for s in workers:
             wid = s.worker.id
-            up.add_metric([wid], 1.0 if s.healthy else 0.0)
-            label = s.health_label()
-            for name in HEALTH_STATES:
-                state.add_metric([wid, name], 1.0 if label == name else 0.0)
+            up.add_metric([wid], 1.0 if s.health.serving else 0.0)
+            for status in Status:
+                state.add_metric([wid, status.value], 1.0 if s.health.status is status else 0.0)
             if s.rtt_s.measured:
                 rtt.add_metric([wid], s.rtt_s.value)
             in_flight.add_metric([wid], s.in_flight)
             queued.add_metric([wid], s.load.queued)
             ejections.add_metric([wid], s.health.total_ejections)
             for offer in s.offers:
-                fleet[(offer.model, offer.quantization.label, s.worker.region, "true" if s.healthy else "false")] += 1
+                fleet[
+                    (offer.model, offer.quantization.label, s.worker.region, "true" if s.health.serving else "false")
+                ] += 1
         sizes = GaugeMetricFamily(
             "infercdn_gateway_fleet_workers",
             "Workers offering a model, by quantization, region and health.",
@@ -148,4 +148,9 @@ class FleetCollector(Collector):
             "infercdn_gateway_panic_plans", "Plans made ignoring ejections because too few workers were left."
         )
         panics.add_metric([], self._balancer.panics)
-        yield from (up, state, rtt, in_flight, queued, ejections, sizes, panics)
+        suppressed = CounterMetricFamily(
+            "infercdn_gateway_ejections_suppressed",
+            "Ejections earned by failures but held back by the per-model cap (max_ejected_share).",
+        )
+        suppressed.add_metric([], self._balancer.suppressed_ejections)
+        yield from (up, state, rtt, in_flight, queued, ejections, sizes, panics, suppressed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from routing.announce import (
     unpack_registration,
 )
 from routing.balancer import Balancer
+from routing.discovery import Remove, Upsert
 from routing.errors import Forbidden, InvalidRequest, NotFound
 from routing.fleet import Load, describe_offers
 from routing.signing import Verifier
@@ -40,6 +42,7 @@ class Registry:
         ttl_s: float,
         heartbeat_interval_s: float,
         worker_bearer: str,
+        clock: Callable[[], float] | None = None,
     ):
         self._balancer = balancer
         self._verifier = verifier
@@ -47,15 +50,13 @@ class Registry:
         self._heartbeat_interval_s = heartbeat_interval_s
         self._worker_bearer = worker_bearer
         self._last_seen: dict[str, float] = {}
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
 
     async def register(self, request: web.Request) -> web.Response:
         registration = unpack_registration(await self._verified(request))
-        fleet = self._balancer.fleet
         worker = registration.worker(source="registry", bearer=self._worker_bearer)
-        changed = fleet.changes(worker, registration.offers)
-        fleet.upsert(worker, registration.offers)
-        self._last_seen[worker.id] = _now()
-        if changed:
+        self._last_seen[worker.id] = self._clock()
+        if self._balancer.apply(Upsert(worker, registration.offers)):
             log.info(
                 "worker %s registered: %s at %s (%s), serving %s",
                 worker.id,
@@ -76,7 +77,7 @@ class Registry:
         state = self._balancer.fleet.get(worker_id)
         if state is None or worker_id not in self._last_seen:
             raise NotFound(f"Worker {worker_id} is not registered here; register again.", code="unknown_worker")
-        now = _now()
+        now = self._clock()
         load = Load(beat.in_flight, beat.queued, beat.kv_cache_usage, beat.tokens_per_second)
         self._balancer.report_load(state, load, now)
         self._last_seen[worker_id] = now
@@ -86,27 +87,27 @@ class Registry:
         await self._verified(request)
         worker_id = check_worker_id(request.match_info["worker_id"])
         if self._last_seen.pop(worker_id, None) is not None:
-            self._balancer.remove(worker_id)
+            self._balancer.apply(Remove(worker_id))
             log.info("worker %s deregistered", worker_id)
         return web.Response(status=204)
 
     def last_heartbeat_age_s(self, worker_id: str) -> float | None:
         seen = self._last_seen.get(worker_id)
-        return None if seen is None else _now() - seen
+        return None if seen is None else self._clock() - seen
 
     def expire(self, now: float) -> list[str]:
         """Drop workers whose last heartbeat is older than the TTL; returns their ids."""
         gone = [w for w, seen in self._last_seen.items() if now - seen > self._ttl_s]
         for worker_id in gone:
             del self._last_seen[worker_id]
-            self._balancer.remove(worker_id)
+            self._balancer.apply(Remove(worker_id))
             log.warning("worker %s missed its heartbeats for %.0f s: dropped from the fleet", worker_id, self._ttl_s)
         return gone
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self._ttl_s / 4))
-            self.expire(_now())
+            self.expire(self._clock())
 
     async def _verified(self, request: web.Request) -> bytes:
         if self._verifier is None:
@@ -114,7 +115,3 @@ class Registry:
         body = await request.read()
         self._verifier.verify(request.method, request.path, request.headers, body, time.time())
         return body
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()

@@ -1,7 +1,7 @@
 """Static upstreams: the worker URLs in the config, read for what they serve.
 
-Each round reads every worker's ``/v1/models`` and puts its offers in the
-fleet. Reachability is the prober's and the proxy's business: a worker that
+Each round reads every worker's ``/v1/models`` and hands its offers to the
+balancer as an ``Upsert``. Reachability is the prober's and the proxy's business: a worker that
 does not answer here keeps its offers, so its model stays known.
 """
 
@@ -12,8 +12,10 @@ import logging
 
 import aiohttp
 
+from routing.balancer import Balancer
+from routing.discovery import Upsert
 from routing.errors import InvalidRequest
-from routing.fleet import Fleet, Worker, authorization, describe_offers
+from routing.fleet import Worker, authorization, describe_offers
 from routing.upstreams import UpstreamSpec
 from routing.wire import offers_from_models_list
 
@@ -22,10 +24,16 @@ log = logging.getLogger(__name__)
 
 class StaticWorkers:
     def __init__(
-        self, urls: tuple[str, ...], fleet: Fleet, session: aiohttp.ClientSession, *, timeout_s: float, bearer: str
+        self,
+        urls: tuple[str, ...],
+        balancer: Balancer,
+        session: aiohttp.ClientSession,
+        *,
+        timeout_s: float,
+        bearer: str,
     ):
         self._urls = tuple(u.rstrip("/") for u in urls)
-        self._fleet = fleet
+        self._balancer = balancer
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._bearer = bearer
@@ -42,7 +50,7 @@ class StaticWorkers:
                 bearer=spec.api_key,
                 health_path=spec.health_path,
             )
-            self._fleet.upsert(worker, spec.offers)
+            self._balancer.apply(Upsert(worker, spec.offers))
             log.info("upstream %s serves %s", spec.url, describe_offers(spec.offers))
 
     async def refresh(self) -> None:
@@ -64,7 +72,6 @@ class StaticWorkers:
             if url in self.unreached:
                 log.warning("worker %s has not answered yet: %s", url, exc or type(exc).__name__)
             return
-        if self._fleet.changes(worker, offers):
+        if self._balancer.apply(Upsert(worker, offers)):
             log.info("worker %s serves %s", url, describe_offers(offers))
-            self._fleet.upsert(worker, offers)
         self.unreached.discard(url)

@@ -9,7 +9,9 @@ be tried: a worker on probation with a request in flight comes after the
 ready ones, so a plan never ends early while a suitable worker is left.
 The proxy (and the simulator) report every attempt back: ``attempt`` (or
 ``dispatch`` … ``finished``) around ``first_byte`` | ``failed`` | ``busy``.
-The clock and the rng are passed in, so plans are reproducible.
+Discovery's changes (``apply``) and probes (``probed``) come in here too,
+so fleet and health state have one writer. The clock and the rng are passed
+in, so plans are reproducible.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from routing.discovery import Change, Upsert
 from routing.errors import ModelNotFound, NoSuitableWorker
-from routing.fleet import Candidate, Fleet, Load, WorkerState
-from routing.health import Failure, Outliers
+from routing.fleet import DEFAULT_RTT_S, Candidate, Fleet, Load, WorkerState
+from routing.health import Failure, Health, HealthPolicy, Status, Verdict
+from routing.latency import Ewma
 from routing.policies import Dispatch, ExpectedLatency, Policy
 from routing.suitability import Requirements, suitable
 
@@ -34,9 +38,10 @@ class Balancer:
     fleet: Fleet
     rng: random.Random
     policy: Policy = field(default_factory=ExpectedLatency)
-    outliers: Outliers = field(default_factory=Outliers)
+    health_policy: HealthPolicy = field(default_factory=HealthPolicy)
     max_attempts: int = 3
     panics: int = 0  # plans made in panic mode, for metrics
+    suppressed_ejections: int = 0  # ejections the per-model cap held back, for metrics
 
     def plan(self, req: Requirements, now: float) -> list[Candidate]:
         candidates = self.fleet.candidates(req.model)
@@ -48,8 +53,8 @@ class Balancer:
             raise NoSuitableWorker(
                 f"No healthy worker serves '{req.model}' right now ({len(fitting)} suitable, none reachable)."
             )
-        allowed = [c for c in reachable if not c.state.health.ejected]
-        if len(allowed) < self.outliers.policy.panic_below_share * len(reachable):
+        allowed = [c for c in reachable if c.state.health.serving]
+        if len(allowed) < self.health_policy.panic_below_share * len(reachable):
             self.panics += 1
             allowed = reachable
         ready = [c for c in allowed if _first_choice(c.state)]
@@ -86,14 +91,23 @@ class Balancer:
         """The attempt answered: a latency sample, and a success for health."""
         state = dispatch.candidate.state
         self.policy.observe(dispatch, now - dispatch.started, now)
-        self.outliers.succeeded(state.worker.id, state.health, now)
+        state.health.succeeded(now, self.health_policy)
 
     def failed(self, dispatch: Dispatch, kind: Failure, now: float) -> None:
         state = dispatch.candidate.state
         if kind is Failure.TIMEOUT:
             # It took at least this long: let the estimate know, so it is avoided.
             self.policy.observe(dispatch, now - dispatch.started, now)
-        self.outliers.failed(state.worker.id, state.health, kind, now, len(self.fleet))
+        verdict = state.health.failed(kind, now, self.health_policy, may_eject=self._may_eject(state))
+        if verdict is Verdict.EJECTED:
+            log.warning(
+                "worker %s ejected until +%.0f s after repeated failures",
+                state.worker.id,
+                state.health.ejected_until - now,
+            )
+        elif verdict is Verdict.SUPPRESSED:
+            self.suppressed_ejections += 1
+            log.warning("worker %s keeps failing, but ejecting it would exceed the cap", state.worker.id)
 
     def busy(self, dispatch: Dispatch, retry_after_s: float, now: float) -> None:
         """It refused with 503 + Retry-After: full, not broken. Tried last for a while."""
@@ -106,9 +120,18 @@ class Balancer:
         """A worker's own load report (heartbeat or probe), stamped as received and merged with the last."""
         state.load = state.load.merged(replace(load, reported_at=now))
 
-    def remove(self, worker_id: str) -> None:
-        self.fleet.remove(worker_id)
-        self.outliers.forget(worker_id)
+    def apply(self, change: Change) -> bool:
+        """Discovery's news; True if it changed the fleet. A worker that moved starts over, on probation."""
+        if not isinstance(change, Upsert):
+            return self.fleet.remove(change.worker_id)
+        known = self.fleet.get(change.worker.id)
+        if known is not None and known.worker == change.worker and known.offers == change.offers:
+            return False
+        moved = known is not None and known.worker.url != change.worker.url
+        state = self.fleet.upsert(change.worker, change.offers)
+        if moved:
+            state.health, state.rtt_s = Health(), Ewma(DEFAULT_RTT_S)
+        return True
 
     def probed(self, state: WorkerState, *, rtt_s: float | None, now: float, load: Load | None = None) -> None:
         """An active probe's result: its round trip (None: it did not get through) and reported load."""
@@ -116,9 +139,20 @@ class Balancer:
             state.rtt_s.observe(rtt_s, now)
         if load is not None:
             self.report_load(state, load, now)
-        self.outliers.probed(state.worker.id, state.health, reached=rtt_s is not None, now=now)
+        if state.health.probed(reached=rtt_s is not None, now=now):
+            log.info("worker %s is back, on probation", state.worker.id)
+
+    def _may_eject(self, state: WorkerState) -> bool:
+        """The cap, per model (as Envoy's per cluster): every model it serves keeps enough workers."""
+        share = self.health_policy.max_ejected_share
+        for offer in state.offers:
+            peers = {c.state.worker.id: c.state.health.status for c in self.fleet.candidates(offer.model)}
+            ejected = sum(1 for status in peers.values() if status is Status.EJECTED)
+            if ejected + 1 > share * len(peers):
+                return False
+        return True
 
 
 def _first_choice(state: WorkerState) -> bool:
     # On probation: one request at a time first, until one succeeds; others only as a fallback.
-    return not (state.health.probation and state.in_flight > 0)
+    return not (state.health.status is Status.PROBATION and state.in_flight > 0)

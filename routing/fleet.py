@@ -104,19 +104,6 @@ class WorkerState:
     # Per model: seconds one request takes once it starts (peak-EWMA of samples).
     service_s: dict[str, PeakEwma] = field(default_factory=dict)
 
-    @property
-    def healthy(self) -> bool:
-        return self.health.reachable and not self.health.ejected
-
-    def health_label(self) -> str:
-        """For people and dashboards: healthy, probation, ejected or unreachable."""
-        h = self.health
-        if not h.reachable:
-            return "unreachable"
-        if h.ejected:
-            return "ejected"
-        return "probation" if h.probation else "healthy"
-
     def pending(self, now: float) -> int:
         """Requests ahead of a new one: ours, live, or the worker's own fresh report (it sees other gateways)."""
         return max(self.in_flight, self.load.queue(now))
@@ -152,15 +139,11 @@ class Fleet:
         self._index(state)
         return state
 
-    def changes(self, worker: Worker, offers: tuple[ModelOffer, ...]) -> bool:
-        """Whether ``upsert(worker, offers)`` would add a worker or change what it holds."""
-        known = self._workers.get(worker.id)
-        return known is None or known.worker != worker or known.offers != offers
-
-    def remove(self, worker_id: str) -> None:
+    def remove(self, worker_id: str) -> bool:
         state = self._workers.pop(worker_id, None)
         if state is not None:
             self._unindex(state)
+        return state is not None
 
     def __len__(self) -> int:
         return len(self._workers)

@@ -4,20 +4,20 @@ Two sources, kept apart. Active probes (``/health`` and its round trip) say
 whether a worker is *reachable*: a fact, so an unreachable worker never gets
 traffic. Outcomes of real requests drive *outlier ejection* (as Envoy's):
 consecutive failures eject a worker for a backoff that doubles with each
-ejection in a row, capped; at most ``max_ejected_share`` of the fleet is
-ejected at once. An ejected worker returns only after its ejection time has
-passed *and* a probe has reached it, and then on probation (one request at a
-time) until a request succeeds. New workers start on probation too. Panic
-mode (in the balancer) ignores ejections when too few workers are left.
+ejection in a row, capped; the balancer caps how many of one model's workers
+are ejected at once. An ejected worker returns only after its ejection time
+has passed *and* a probe has reached it, and then on probation (one request
+at a time) until a request succeeds. New workers, and workers back from
+being unreachable, start on probation too.
+
+Every transition is a method of ``Health``: its ``status`` is the one thing
+the rest of the gateway reads.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
-from dataclasses import dataclass, field
-
-log = logging.getLogger(__name__)
+from dataclasses import dataclass
 
 
 class Failure(enum.Enum):
@@ -26,11 +26,27 @@ class Failure(enum.Enum):
     TIMEOUT = "timeout"  # no first byte in time
 
 
+class Status(enum.Enum):
+    PROBATION = "probation"  # new or back: one request at a time first, until one succeeds
+    HEALTHY = "healthy"
+    EJECTED = "ejected"  # failing: no traffic until its time is served (unless the balancer panics)
+    UNREACHABLE = "unreachable"  # probes do not get through: never any traffic
+
+
+class Verdict(enum.Enum):
+    """What a failure did to the worker."""
+
+    COUNTED = "counted"
+    EJECTED = "ejected"
+    SUPPRESSED = "suppressed"  # it earned an ejection, but the cap kept it in
+
+
 @dataclass(frozen=True, slots=True)
 class HealthPolicy:
     failures_to_eject: int = 3
     base_ejection_s: float = 5.0
     max_ejection_s: float = 300.0
+    # At most this share of one model's workers is ejected at once.
     max_ejected_share: float = 0.5
     # Below this share of reachable workers left un-ejected, ejections are ignored (panic).
     panic_below_share: float = 0.5
@@ -38,9 +54,7 @@ class HealthPolicy:
 
 @dataclass(slots=True)
 class Health:
-    reachable: bool = True
-    probation: bool = True
-    ejected: bool = False
+    status: Status = Status.PROBATION
     ejected_until: float = 0.0
     ejections_in_a_row: int = 0
     last_ejected_at: float = float("-inf")
@@ -48,55 +62,55 @@ class Health:
     busy_until: float = 0.0  # it said 503 + Retry-After: tried last until then
     total_ejections: int = 0
 
-
-@dataclass(slots=True)
-class Outliers:
-    """Applies ``HealthPolicy`` to workers' ``Health`` records; counts the ejected."""
-
-    policy: HealthPolicy = field(default_factory=HealthPolicy)
-    _ejected: set[str] = field(default_factory=set)
-
-    def succeeded(self, worker_id: str, health: Health, now: float) -> None:
-        health.consecutive_failures = 0
-        health.probation = False
-        if now - health.last_ejected_at > self.policy.max_ejection_s:
-            health.ejections_in_a_row = 0
-
-    def failed(self, worker_id: str, health: Health, kind: Failure, now: float, fleet_size: int) -> None:
-        if kind is Failure.CONNECT:
-            health.reachable = False
-        health.consecutive_failures += 1
-        if health.ejected:
-            return
-        if health.probation or health.consecutive_failures >= self.policy.failures_to_eject:
-            self._eject(worker_id, health, now, fleet_size)
-
-    def probed(self, worker_id: str, health: Health, *, reached: bool, now: float) -> None:
-        health.reachable = reached
-        if reached and health.ejected and now >= health.ejected_until:
-            health.ejected = False
-            health.probation = True
-            self._ejected.discard(worker_id)
-            log.info("worker %s is back from ejection, on probation", worker_id)
-
-    def forget(self, worker_id: str) -> None:
-        self._ejected.discard(worker_id)
+    @property
+    def serving(self) -> bool:
+        """Gets traffic in the normal course (not ejected, reachable)."""
+        return self.status in (Status.HEALTHY, Status.PROBATION)
 
     @property
-    def ejected_count(self) -> int:
-        return len(self._ejected)
+    def reachable(self) -> bool:
+        return self.status is not Status.UNREACHABLE
 
-    def _eject(self, worker_id: str, health: Health, now: float, fleet_size: int) -> None:
-        p = self.policy
-        if len(self._ejected) + 1 > p.max_ejected_share * fleet_size:
-            log.warning("worker %s keeps failing, but ejecting it would exceed the cap", worker_id)
-            return
-        health.ejected = True
-        health.ejections_in_a_row += 1
-        health.total_ejections += 1
-        health.last_ejected_at = now
-        backoff = min(p.max_ejection_s, p.base_ejection_s * 2 ** (health.ejections_in_a_row - 1))
-        health.ejected_until = now + backoff
-        health.consecutive_failures = 0
-        self._ejected.add(worker_id)
-        log.warning("worker %s ejected for %.0f s after repeated failures", worker_id, backoff)
+    def succeeded(self, now: float, policy: HealthPolicy) -> None:
+        self.consecutive_failures = 0
+        if self.status is Status.PROBATION:
+            self.status = Status.HEALTHY
+        if now - self.last_ejected_at > policy.max_ejection_s:
+            self.ejections_in_a_row = 0
+
+    def failed(self, kind: Failure, now: float, policy: HealthPolicy, *, may_eject: bool) -> Verdict:
+        """One failed request; ``may_eject`` is the balancer's cap speaking."""
+        self.consecutive_failures += 1
+        if not self.serving:
+            return Verdict.COUNTED
+        if self.status is Status.PROBATION or self.consecutive_failures >= policy.failures_to_eject:
+            if may_eject:
+                self._eject(now, policy)
+                return Verdict.EJECTED
+            if kind is not Failure.CONNECT:
+                return Verdict.SUPPRESSED
+        if kind is Failure.CONNECT:
+            self.status = Status.UNREACHABLE
+        return Verdict.COUNTED
+
+    def probed(self, *, reached: bool, now: float) -> bool:
+        """An active probe's result; True if the worker came back (from ejection or unreachability)."""
+        if not reached:
+            self.status = Status.UNREACHABLE
+            return False
+        if self.status is Status.UNREACHABLE:
+            self.status = Status.EJECTED if now < self.ejected_until else Status.PROBATION
+            return self.status is Status.PROBATION
+        if self.status is Status.EJECTED and now >= self.ejected_until:
+            self.status = Status.PROBATION
+            return True
+        return False
+
+    def _eject(self, now: float, policy: HealthPolicy) -> None:
+        self.status = Status.EJECTED
+        self.ejections_in_a_row += 1
+        self.total_ejections += 1
+        self.last_ejected_at = now
+        backoff = min(policy.max_ejection_s, policy.base_ejection_s * 2 ** (self.ejections_in_a_row - 1))
+        self.ejected_until = now + backoff
+        self.consecutive_failures = 0

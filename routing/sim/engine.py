@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from routing.balancer import Balancer
+from routing.discovery import Upsert
 from routing.errors import InferCDNError
 from routing.fleet import Candidate, Fleet, Load, ModelOffer, Worker, WorkerState
 from routing.health import Failure
@@ -96,7 +97,7 @@ class Simulation:
         self.nodes: dict[str, _SimNode] = {}
         for spec in scenario.workers:
             worker = Worker(spec.id, f"sim://{spec.id}", spec.region, spec.capacity)
-            self.nodes[spec.id] = _SimNode(spec, [g.fleet.upsert(worker, (_OFFER,)) for g in self.gateways])
+            self.nodes[spec.id] = _SimNode(spec, [_join(g, worker) for g in self.gateways])
 
     def run(self) -> SimResult:
         sc = self.scenario
@@ -233,3 +234,10 @@ class Simulation:
 
 def simulate(scenario: Scenario, make_policy: Callable[[], Policy]) -> SimResult:
     return Simulation(scenario, make_policy).run()
+
+
+def _join(gateway: Balancer, worker: Worker) -> WorkerState:
+    gateway.apply(Upsert(worker, (_OFFER,)))
+    state = gateway.fleet.get(worker.id)
+    assert state is not None
+    return state

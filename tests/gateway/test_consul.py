@@ -15,11 +15,12 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from gateway.consul_watch import ConsulWatch
+from gateway.consul_watch import ConsulWatch, next_index
 from routing.announce import Hardware, Registration
 from routing.balancer import Balancer
 from routing.consul_client import consul_client
 from routing.consul_wire import registration_to_meta
+from routing.discovery import Remove, Upsert
 from routing.fleet import Fleet
 from routing.quantization import Quantization
 from tests.conftest import MODEL
@@ -215,3 +216,32 @@ async def test_a_signed_entry_with_hostile_numbers_is_skipped_and_the_rest_appli
     watch.apply(entries)  # signed with the join token, so only the bounds can refuse it
     await client.close()
     assert [s.worker.id for s in balancer.fleet.workers()] == ["honest"]
+
+
+def signed_entry(worker_id: str, url: str = "http://10.0.0.7:8081", token: str = TOKEN) -> dict[str, object]:
+    reg = Registration(worker_id, url, "eu", "llama.cpp", Hardware(cpu="x", cores=2), 1, (OFFER,))
+    return {"Service": {"ID": worker_id, "Meta": registration_to_meta(reg, token)}}
+
+
+async def test_each_answer_becomes_the_changes_that_make_the_fleet_match_it() -> None:
+    client = consul_client("http://127.0.0.1:9")  # never called: answers are handed in
+    watch = ConsulWatch(Balancer(Fleet(), random.Random(1)), client, SERVICE, TOKEN, worker_bearer="b")
+    await client.close()
+    first = watch.changes([signed_entry("a"), signed_entry("b"), signed_entry("x", token="another-fleets-token-99")])
+    assert [(type(c).__name__, c.worker.id) for c in first if isinstance(c, Upsert)] == [
+        ("Upsert", "a"),
+        ("Upsert", "b"),
+    ]
+    assert all(isinstance(c, Upsert) and c.worker.source == "consul" and c.worker.bearer == "b" for c in first)
+    second = watch.changes([signed_entry("b", url="http://10.0.0.8:8081")])
+    assert second[0] == Upsert(replace(first[1].worker, url="http://10.0.0.8:8081"), (OFFER,))  # type: ignore[union-attr]
+    assert second[1:] == [Remove("a")]
+    assert watch.changes([]) == [Remove("b")]
+
+
+def test_the_blocking_query_index_starts_over_when_consul_goes_backwards() -> None:
+    assert next_index(None, "7") == "7"
+    assert next_index("7", "9") == "9"
+    assert next_index("9", "9") == "9"
+    assert next_index("9", "3") is None  # Consul restarted: its index went backwards
+    assert next_index("9", "garbage") is None

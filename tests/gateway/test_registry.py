@@ -8,13 +8,14 @@ import logging
 import random
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from gateway import api
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from routing.announce import CONTENT_TYPE, REGISTER_PATH, Hardware, Heartbeat, Registration, heartbeat_path, pack
@@ -27,9 +28,11 @@ from tests.waiting import wait_until
 TOKEN = "join-token-for-tests-0123456789"
 
 
-async def start_gateway(port: int = 0, **settings: object) -> tuple[TestServer, str]:
+async def start_gateway(
+    port: int = 0, clock: Callable[[], float] | None = None, **settings: object
+) -> tuple[TestServer, str]:
     config = GatewayConfig(join_token=TOKEN, heartbeat_interval_s=0.3, worker_ttl_s=1.5, **settings)  # type: ignore[arg-type]
-    server = TestServer(create_app(config, rng=random.Random(3)), host="127.0.0.1", port=port)
+    server = TestServer(create_app(config, rng=random.Random(3), clock=clock), host="127.0.0.1", port=port)
     await server.start_server()
     return server, str(server.make_url("")).rstrip("/")
 
@@ -101,21 +104,36 @@ async def _heartbeat_seen(session: aiohttp.ClientSession, gw: str) -> bool:
         return row["last_heartbeat_s"] is not None and row["last_heartbeat_s"] < 1.0
 
 
-async def test_a_silent_worker_expires_after_the_ttl(session: aiohttp.ClientSession) -> None:
-    gateway, gw = await start_gateway()
+async def test_a_silent_worker_expires_after_the_ttl_of_its_last_heartbeat(session: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    gateway, gw = await start_gateway(clock=clock)  # worker_ttl_s=1.5
+    registry = gateway.app[api.STATE].registry
     try:
-        status, _ = await post_signed(session, gw, REGISTER_PATH, pack(registration("quiet")))
-        assert status == 200
-        assert await fleet_ids(session, gw) == ["quiet"]
+        assert (await post_signed(session, gw, REGISTER_PATH, pack(registration("quiet"))))[0] == 200
+        clock.now = 1.0
         beat = pack(Heartbeat("quiet", in_flight=2, queued=1))
         assert (await post_signed(session, gw, heartbeat_path("quiet"), beat))[0] == 204
-        await asyncio.sleep(1.0)
-        assert await fleet_ids(session, gw) == ["quiet"]  # within the TTL of its last heartbeat
-        await wait_until(lambda: _empty(session, gw), timeout_s=5)
+        clock.now = 2.4  # 2.4 s after registering, 1.4 s after the heartbeat
+        assert registry.expire(clock.now) == []
+        assert registry.last_heartbeat_age_s("quiet") == pytest.approx(1.4)
+        assert await fleet_ids(session, gw) == ["quiet"]
+        clock.now = 2.6
+        assert registry.expire(clock.now) == ["quiet"]
+        assert await fleet_ids(session, gw) == []
         # Its next heartbeat is answered 404: the worker knows to register again.
         assert (await post_signed(session, gw, heartbeat_path("quiet"), beat))[0] == 404
     finally:
         await gateway.close()
+
+
+class FakeClock:
+    """The registry's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def _empty(session: aiohttp.ClientSession, gw: str) -> bool:

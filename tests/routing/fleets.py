@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from routing.fleet import Fleet, ModelOffer, Worker, WorkerState
+from routing.health import Status
 from routing.quantization import Quantization
 
 Q4 = Quantization("Q4_K_M", 4, "int4")
@@ -16,7 +17,7 @@ def measured(state: WorkerState, *, rtt_s: float, service_s: float, model: str =
     """A worker whose RTT and service time have been seen, and that is off probation."""
     state.rtt_s.observe(rtt_s, now)
     state.service_estimate(model).observe(service_s, now)
-    state.health.probation = False
+    state.health.status = Status.HEALTHY
     return state
 
 

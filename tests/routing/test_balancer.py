@@ -3,9 +3,10 @@ import random
 import pytest
 
 from routing.balancer import Balancer
+from routing.discovery import Remove, Upsert
 from routing.errors import ModelNotFound, NoSuitableWorker
 from routing.fleet import LOAD_TTL_S, Fleet, Load, Worker
-from routing.health import Failure
+from routing.health import Failure, Status
 from routing.suitability import Requirements
 from tests.routing.fleets import fleet_of, measured, offer
 
@@ -21,7 +22,7 @@ def test_errors_say_what_is_missing() -> None:
     balancer = Balancer(fleet, random.Random(1))
     with pytest.raises(ModelNotFound):
         balancer.plan(Requirements("other"), now=0.0)
-    states["a"].health.reachable = False
+    states["a"].health.status = Status.UNREACHABLE
     with pytest.raises(NoSuitableWorker, match="none reachable"):
         balancer.plan(M, now=0.0)
 
@@ -31,7 +32,7 @@ def test_plan_orders_by_expected_latency_and_skips_the_unreachable() -> None:
     measured(s["fast"], rtt_s=0.01, service_s=0.2)
     measured(s["slow"], rtt_s=0.01, service_s=1.0)
     measured(s["far"], rtt_s=0.5, service_s=0.2)
-    measured(s["gone"], rtt_s=0.01, service_s=0.1).health.reachable = False
+    measured(s["gone"], rtt_s=0.01, service_s=0.1).health.status = Status.UNREACHABLE
     plan = Balancer(fleet, random.Random(1), max_attempts=5).plan(M, now=1.0)
     assert ids(plan) == ["fast", "far", "slow"]
 
@@ -85,7 +86,7 @@ def test_new_workers_are_on_probation_one_request_at_a_time() -> None:
     assert ids(balancer.plan(M, now=1.0)) == ["old", "new"]
     balancer.first_byte(trial, now=1.1)
     balancer.finished(trial)
-    assert not s["new"].health.probation
+    assert s["new"].health.status is Status.HEALTHY
     assert ids(balancer.plan(M, now=1.2))[0] == "new"  # it proved fast
 
 
@@ -101,7 +102,7 @@ def test_ejected_workers_are_skipped_until_too_few_are_left_then_panic() -> None
             balancer.failed(d, Failure.ERROR, now=1.0)
             balancer.finished(d)
     assert sorted(ids(balancer.plan(M, now=2.0))) == ["c", "d"]  # 2 of 4 left: not yet panic
-    s["c"].health.ejected = True  # 1 of 4 left: below half, so ejections are ignored
+    s["c"].health.status = Status.EJECTED  # 1 of 4 left: below half, so ejections are ignored
     assert sorted(ids(balancer.plan(M, now=2.0))) == ["a", "b", "c", "d"]
     assert balancer.panics == 1
 
@@ -116,7 +117,7 @@ def test_a_busy_worker_is_tried_last_until_its_retry_after() -> None:
     balancer.finished(d)
     assert ids(balancer.plan(M, now=2.0)) == ["b", "a"]
     assert ids(balancer.plan(M, now=7.0)) == ["a", "b"]
-    assert not s["a"].health.ejected  # full is not broken
+    assert s["a"].health.status is Status.HEALTHY  # full is not broken
 
 
 def test_region_preference_comes_first() -> None:
@@ -168,3 +169,52 @@ def test_a_probe_keeps_what_the_heartbeat_said_and_old_reports_age_out() -> None
     assert (s["a"].load.tokens_per_second, s["a"].load.queued) == (40.0, 5)
     assert s["a"].pending(now=2.0) == 5
     assert s["a"].pending(now=2.0 + LOAD_TTL_S + 0.1) == 0  # the worker went quiet: its old report says nothing
+
+
+def fail_three_times(balancer: Balancer, worker_id: str, model: str = "m", now: float = 1.0) -> None:
+    candidate = next(c for c in balancer.fleet.candidates(model) if c.state.worker.id == worker_id)
+    for _ in range(3):
+        with balancer.attempt(candidate, now) as d:
+            balancer.failed(d, Failure.ERROR, now)
+
+
+def test_the_ejection_cap_is_per_model_and_what_it_holds_back_is_counted() -> None:
+    fleet = Fleet()
+    balancer = Balancer(fleet, random.Random(1))
+    # "big" has four workers, "small" two; s0 serves both.
+    serves = {"s0": ("big", "small"), "s1": ("small",), "b1": ("big",), "b2": ("big",), "b3": ("big",)}
+    for name, models in serves.items():
+        balancer.apply(Upsert(Worker(name, f"http://{name}"), tuple(offer(m) for m in models)))
+    for state in fleet.workers():
+        state.health.status = Status.HEALTHY
+    fail_three_times(balancer, "b1", "big")
+    fail_three_times(balancer, "b2", "big")
+    assert [fleet.get(w).health.status for w in ("b1", "b2")] == [Status.EJECTED, Status.EJECTED]  # type: ignore[union-attr]
+    fail_three_times(balancer, "b3", "big")  # a third of four "big" workers: over half
+    assert fleet.get("b3").health.status is Status.HEALTHY  # type: ignore[union-attr]
+    fail_three_times(balancer, "s1", "small")  # one of two "small": allowed, though the fleet has 2 of 5 out
+    assert fleet.get("s1").health.status is Status.EJECTED  # type: ignore[union-attr]
+    fail_three_times(balancer, "s0", "big")  # would leave "small" with nobody
+    assert fleet.get("s0").health.status is Status.HEALTHY  # type: ignore[union-attr]
+    assert balancer.suppressed_ejections == 2
+
+
+def test_discovery_changes_are_applied_in_one_place_and_a_moved_worker_starts_over() -> None:
+    fleet = Fleet()
+    balancer = Balancer(fleet, random.Random(1))
+    worker = Worker("a", "http://a:1")
+    assert balancer.apply(Upsert(worker, (offer(),)))
+    assert not balancer.apply(Upsert(worker, (offer(),)))  # nothing new
+    state = fleet.get("a")
+    assert state is not None
+    with balancer.attempt(fleet.candidates("m")[0], now=1.0) as d:
+        balancer.first_byte(d, now=1.2)
+    balancer.probed(state, rtt_s=0.5, now=1.3)
+    assert state.health.status is Status.HEALTHY and state.rtt_s.measured
+    assert balancer.apply(Upsert(Worker("a", "http://a:1", region="eu"), (offer(),)))  # told more, same address
+    assert state.health.status is Status.HEALTHY
+    assert balancer.apply(Upsert(Worker("a", "http://a:2"), (offer(),)))  # same id, new address
+    moved = fleet.get("a")
+    assert moved is not None and moved.health.status is Status.PROBATION and not moved.rtt_s.measured
+    assert balancer.apply(Remove("a")) and fleet.get("a") is None
+    assert not balancer.apply(Remove("a"))
