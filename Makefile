@@ -50,7 +50,7 @@ $(VLLM_STAMP): pyproject.toml
 vllm-env: $(VLLM_STAMP)
 
 test-vllm: vllm-env
-	$(VLLM_VENV)/bin/python -m pytest tests/edge_worker/test_vllm_real.py -ra
+	$(VLLM_VENV)/bin/python -m pytest tests/edge_worker/runtimes/vllm/test_vllm_real.py -ra
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead

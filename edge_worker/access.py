@@ -12,8 +12,8 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from edge_worker.errors import Handler
 from routing.errors import Unauthorized
+from routing.http_errors import Handler
 from routing.signing import worker_access_token
 
 OPEN_PATHS = ("/health", "/metrics")

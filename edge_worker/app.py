@@ -15,16 +15,15 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from edge_worker import api
 from edge_worker.access import gateway_only
 from edge_worker.announcer import Announcer
-from edge_worker.backend import BACKEND, Backend
 from edge_worker.config import WorkerConfig
 from edge_worker.consul_announcer import ConsulAnnouncer
 from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
-from edge_worker.vllm_backend import install_vllm
+from edge_worker.runtimes.base import BACKEND, Backend
+from edge_worker.status_routes import STARTED_AT, add_status_routes
 from routing.announce import Heartbeat, Registration
 from routing.consul_client import consul_client
 from routing.signing import Signer
@@ -83,8 +82,7 @@ def create_app(config: WorkerConfig) -> web.Application:
         log.warning("no join token: anyone who can reach this port can use this worker")
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     metrics = WorkerMetrics()
-    app[api.METRICS] = metrics
-    app[api.STARTED_AT] = int(time.time())
+    app[STARTED_AT] = int(time.time())
     app[ANNOUNCERS] = []
 
     async def metrics_handler(request: web.Request) -> web.Response:
@@ -104,12 +102,15 @@ def create_app(config: WorkerConfig) -> web.Application:
             await leave(app)  # a no-op when serve() did it already
 
     if config.runtime == "vllm":
-        install_vllm(app, config, metrics)
+        from edge_worker.runtimes import vllm
+
+        vllm.install(app, config, metrics)
     else:
         # Imported here so a vLLM-only host (the CUDA image) needs no llama-cpp-python.
-        from edge_worker.llama_cpp_backend import install_llama_cpp
+        from edge_worker.runtimes import llama_cpp
 
-        install_llama_cpp(app, config, metrics)
+        llama_cpp.install(app, config, metrics)
+    add_status_routes(app, config.runtime)
     app.cleanup_ctx.append(announce_ctx)
     app.router.add_get("/metrics", metrics_handler)
     return app

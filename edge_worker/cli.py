@@ -11,9 +11,8 @@ from pathlib import Path
 from aiohttp import web
 
 from edge_worker.app import create_app, leave
-from edge_worker.catalog import ModelFileError
 from edge_worker.config import RUNTIMES, WorkerConfig
-from edge_worker.gguf import GgufError
+from edge_worker.runtimes.base import ModelLoadError
 from routing.process import run, run_until_stopped
 from routing.settings import ConfigError, load_process_settings
 from routing.telemetry import LOG_FORMATS, configure_logging
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None, prog: str = "infercdn worker") -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         run(lambda: serve(config))
-    except (OSError, GgufError, ModelFileError) as exc:
+    except (OSError, ModelLoadError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return 0

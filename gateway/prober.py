@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 
 from routing.balancer import Balancer
-from routing.fleet import Load, WorkerState, authorization
+from routing.fleet import WorkerState, authorization
+from routing.health_report import load_from_report
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,8 @@ class Prober:
             return
         if not state.health.reachable:
             log.info("worker %s answers its health probe again", state.worker.id)
-        self._balancer.probed(state, rtt_s=now - started, now=now, load=_load_of(report))
+        self._balancer.probed(state, rtt_s=now - started, now=now, load=load_from_report(report))
 
     async def _probe_later(self, state: WorkerState, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
         await self.probe(state)
-
-
-def _load_of(report: Any) -> Load | None:
-    if not isinstance(report, dict):
-        return None
-    in_flight, queued = report.get("in_flight"), report.get("queued")
-    if not isinstance(in_flight, int) or not isinstance(queued, int):
-        return None  # not an InferCDN worker (any OpenAI server may be an upstream)
-    usage = report.get("kv_cache_usage")
-    return Load(in_flight, queued, usage if isinstance(usage, float) else None)

@@ -1,52 +1,39 @@
-"""What every runtime offers the worker's API: events out of one generation."""
+"""What the rest of the worker needs from a runtime: llama.cpp in-process, or a supervised vLLM.
+
+A runtime package exposes ``install(app, config, metrics)``: it adds its
+generation routes and a cleanup context that loads (or starts) its models
+and puts its ``Backend`` under ``BACKEND``. What is the same for every
+runtime — ``/health``, ``/v1/models``, announcing, accounting — reads only
+this protocol.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+import asyncio
 from typing import Protocol
 
-from routing.fleet import ModelOffer
-from routing.openai_requests import GenerationRequest
+from aiohttp import web
+
+from routing.fleet import Load, ModelOffer
 
 
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-    tokens: int = 1  # tokens generated since the previous delta
+class ModelLoadError(ValueError):
+    """A model could not be found or read: the worker says why and exits."""
 
 
-@dataclass(frozen=True, slots=True)
-class Finished:
-    reason: str  # "stop" | "length"
-    prompt_tokens: int
-    completion_tokens: int
-
-
-GenerationEvent = TextDelta | Finished
-
-
-class Generation(Protocol):
-    """One admitted generation: iterate its events; closing it stops it."""
-
-    prompt_tokens: int
-
-    def cancel(self) -> None: ...
-
-    def events(self) -> AsyncGenerator[GenerationEvent, None]: ...
-
-
-class ModelRuntime(Protocol):
-    offer: ModelOffer
+class Backend(Protocol):
+    runtime: str
+    capacity: int  # generations at once, as announced
+    ready: asyncio.Event  # set once it can serve (announcers wait for it)
 
     @property
-    def in_flight(self) -> int: ...
-
-    @property
-    def queued(self) -> int: ...
-
-    async def start(self, request: GenerationRequest) -> Generation:
-        """Admit and prepare a request; raises Busy or ContextLengthExceeded before any output."""
+    def serving(self) -> bool:
+        """It can take requests now (vLLM: up; llama.cpp: always, once loaded)."""
         ...
 
-    async def close(self) -> None: ...
+    def offers(self) -> tuple[ModelOffer, ...]: ...
+
+    def load(self) -> Load: ...
+
+
+BACKEND = web.AppKey("backend", Backend)

@@ -2,27 +2,27 @@ import asyncio
 
 import pytest
 
-from edge_worker.admission import Admission
-from edge_worker.runtimes.llama_cpp import _StopScanner
+from edge_worker.runtimes.llama_cpp.admission import Admission
+from edge_worker.runtimes.llama_cpp.stop_scanner import StopScanner
 from routing.errors import Busy
 
 
 def test_stop_sequence_split_across_pieces_is_held_back_then_cut() -> None:
-    scan = _StopScanner(("END",))
+    scan = StopScanner(("END",))
     assert scan.feed("hello E") == ("hello ", False)
     assert scan.feed("N") == ("", False)
     assert scan.feed("D and more") == ("", True)
 
 
 def test_false_start_of_a_stop_sequence_is_released() -> None:
-    scan = _StopScanner(("END",))
+    scan = StopScanner(("END",))
     assert scan.feed("E") == ("", False)
     assert scan.feed("X") == ("EX", False)
     assert scan.flush() == ""
 
 
 def test_earliest_of_several_stops_wins() -> None:
-    assert _StopScanner(("b", "a")).feed("xxaxb") == ("xx", True)
+    assert StopScanner(("b", "a")).feed("xxaxb") == ("xx", True)
 
 
 async def test_admission_queues_then_refuses() -> None:

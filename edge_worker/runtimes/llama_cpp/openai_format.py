@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from edge_worker.runtimes.base import Finished
+from edge_worker.runtimes.llama_cpp.events import Finished
 from routing.openai_requests import GenerationRequest
 from routing.wire import USAGE_COMMENT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from edge_worker.runtimes.base import ModelRuntime
+from edge_worker.runtimes.llama_cpp.events import ModelRuntime
 from routing.errors import ModelNotFound
 from routing.fleet import Load, ModelOffer
 from routing.model_ref import parse_model_ref
@@ -20,6 +20,10 @@ class ModelSet:
         self.capacity = capacity
         self.ready = asyncio.Event()
         self.ready.set()  # built once the models are loaded
+
+    @property
+    def serving(self) -> bool:
+        return True  # built once the models are loaded; a busy model says so per request
 
     def offers(self) -> tuple[ModelOffer, ...]:
         return tuple(r.offer for r in self.runtimes)

@@ -1,5 +1,5 @@
 """The vLLM runtime: supervision, offers, load, relay and cancellation — against a stand-in vLLM
-(tests/edge_worker/fake_vllm.py; the real one runs in test_vllm_real.py where installed)."""
+(tests/edge_worker/runtimes/vllm/fake_vllm.py; the real one runs in test_vllm_real.py where installed)."""
 
 from __future__ import annotations
 
@@ -34,19 +34,20 @@ AWQ_CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fake-vllm")
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "fake-vllm"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def gateway_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="module")
-def vllm_worker(tmp_path_factory: pytest.TempPathFactory, state_dir: Path, gateway_port: int) -> Iterator[Server]:
-    model = tmp_path_factory.mktemp("models") / "Tiny-Llama-AWQ"
+@pytest.fixture
+def vllm_worker(tmp_path: Path, state_dir: Path, gateway_port: int) -> Iterator[Server]:
+    """A worker of its own for each test, so no test depends on what another did to it."""
+    model = tmp_path / "Tiny-Llama-AWQ"
     model.mkdir()
     (model / "config.json").write_text(json.dumps(AWQ_CONFIG))
     env = {
@@ -55,6 +56,7 @@ def vllm_worker(tmp_path_factory: pytest.TempPathFactory, state_dir: Path, gatew
         "FAKE_VLLM_CHUNKS": "20",
         "INFERCDN_WORKER_VLLM_LAUNCHER": f"{sys.executable},{FAKE}",
         "INFERCDN_WORKER_JOIN_TOKEN": TOKEN,
+        "INFERCDN_WORKER_VLLM_HUNG_RESTART_S": "3",
     }
     args = ["--runtime", "vllm", "--model", str(model), "--gateway", f"http://127.0.0.1:{gateway_port}"]
     with running("edge_worker", *args, "--worker-id", "gpu-1", "--vllm-arg=--max-model-len", env=env) as worker:
@@ -158,6 +160,22 @@ async def test_a_dead_vllm_is_restarted_and_the_worker_is_unhealthy_meanwhile(
         assert time.monotonic() - started >= 0.5  # after a backoff, not in a tight loop
     assert int((state_dir / "pid").read_text()) != old_pid
     assert "starting it again" in vllm_worker.log()
+
+
+async def test_a_hung_vllm_is_noticed_then_restarted(vllm_worker: Server, state_dir: Path) -> None:
+    async with aiohttp.ClientSession() as session:
+
+        async def health_is(status: int) -> bool:
+            async with session.get(f"{vllm_worker.url}/health") as resp:
+                return resp.status == status
+
+        await wait_until(lambda: health_is(200), timeout_s=10)
+        hung_pid = int((state_dir / "pid").read_text())
+        (state_dir / "hang").write_text(str(hung_pid))  # alive, listening, but its /health never answers
+        await wait_until(lambda: health_is(503), timeout_s=10)
+        await wait_until(lambda: (state_dir / "pid").read_text() != str(hung_pid), timeout_s=20)
+        await wait_until(lambda: health_is(200), timeout_s=20)
+    assert "restarting it" in vllm_worker.log()
 
 
 def test_stopping_the_worker_stops_vllm(vllm_worker: Server, state_dir: Path) -> None:

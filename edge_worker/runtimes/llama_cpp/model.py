@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from edge_worker.admission import Admission
-from edge_worker.catalog import GgufFacts, facts_from_metadata, trained_context
-from edge_worker.gguf import read_metadata
-from edge_worker.runtimes.base import Finished, GenerationEvent, TextDelta
+from edge_worker.runtimes.llama_cpp.admission import Admission
+from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, trained_context
+from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent, TextDelta
+from edge_worker.runtimes.llama_cpp.gguf import read_metadata
+from edge_worker.runtimes.llama_cpp.stop_scanner import StopScanner
 from routing.errors import ContextLengthExceeded, InferCDNError, InvalidRequest
 from routing.openai_requests import GenerationRequest, Sampling
 
@@ -49,28 +50,26 @@ def load_llama(path: Path, *, context_length: int, threads: int, max_context: in
 
 
 class LlamaCppGeneration:
-    """One admitted generation, already running on the model's thread.
+    """One admitted generation: events cross from the model's thread to the event loop through it.
 
-    It starts the moment it is admitted, so the admission slot is always
-    handed back when the thread finishes, even if nobody reads the events.
+    Building one starts nothing; ``LlamaCppModel.start`` submits its job at
+    once, so the admission slot is handed back when the thread finishes,
+    even if nobody reads the events.
     """
 
-    def __init__(self, model: LlamaCppModel, prompt_tokens: list[int], sampling: Sampling, max_tokens: int):
-        loop = asyncio.get_running_loop()
-        self.prompt_tokens = len(prompt_tokens)
+    def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop):
+        self.prompt_tokens = prompt_tokens
+        self._loop = loop
         self._queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
-        self._cancel = threading.Event()
+        self.cancelled = threading.Event()
 
-        def emit(item: GenerationEvent | BaseException) -> None:
-            loop.call_soon_threadsafe(self._queue.put_nowait, item)
-
-        self._job = model.run_in_thread(
-            lambda: model.generate_blocking(prompt_tokens, sampling, max_tokens, self._cancel, emit)
-        )
+    def emit(self, item: GenerationEvent | BaseException) -> None:
+        """From the model's thread."""
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
     def cancel(self) -> None:
         """Stop at the next token (idempotent)."""
-        self._cancel.set()
+        self.cancelled.set()
 
     async def events(self) -> AsyncGenerator[GenerationEvent, None]:
         try:
@@ -120,14 +119,24 @@ class LlamaCppModel:
         prompt_tokens = await asyncio.to_thread(self._tokenize, request)
         max_tokens = self._check_context(len(prompt_tokens), request.sampling.max_tokens)
         await self._admission.acquire()
-        return LlamaCppGeneration(self, prompt_tokens, request.sampling, max_tokens)
-
-    def run_in_thread(self, fn: Callable[[], None]) -> asyncio.Future[None]:
-        """Run one generation job; the admission slot is held until it returns."""
+        loop = asyncio.get_running_loop()
+        generation = LlamaCppGeneration(len(prompt_tokens), loop)
         started = time.monotonic()
-        future = asyncio.wrap_future(self._executor.submit(fn))
-        future.add_done_callback(lambda _: self._admission.release(time.monotonic() - started))
-        return future
+        try:
+            job = self._executor.submit(
+                self.generate_blocking,
+                prompt_tokens,
+                request.sampling,
+                max_tokens,
+                generation.cancelled,
+                generation.emit,
+            )
+        except BaseException:
+            self._admission.release(0.0)
+            raise
+        # The slot is held until the job returns, however its consumer fares.
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._admission.release, time.monotonic() - started))
+        return generation
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -194,7 +203,7 @@ class LlamaCppModel:
         llm = self._llm
         vocab = llm._model.vocab
         llm.set_seed(sampling.seed if sampling.seed is not None else self._rng.getrandbits(31))
-        text = _StopScanner(sampling.stop)
+        text = StopScanner(sampling.stop)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         produced = 0
         unreported = 0  # tokens whose text is still held back
@@ -232,37 +241,3 @@ class LlamaCppModel:
             if tail:
                 emit(TextDelta(tail, tokens=unreported))
         emit(Finished(reason=reason, prompt_tokens=len(prompt), completion_tokens=produced))
-
-
-class _StopScanner:
-    """Finds stop sequences in streamed text, holding back a possible prefix."""
-
-    def __init__(self, stops: tuple[str, ...]):
-        self._stops = stops
-        self._pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit now, whether a stop sequence was reached)."""
-        if not self._stops:
-            return text, False
-        self._pending += text
-        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
-        if hits:
-            out, self._pending = self._pending[: min(hits)], ""
-            return out, True
-        keep = max((_overlap(self._pending, s) for s in self._stops), default=0)
-        cut = len(self._pending) - keep
-        out, self._pending = self._pending[:cut], self._pending[cut:]
-        return out, False
-
-    def flush(self) -> str:
-        out, self._pending = self._pending, ""
-        return out
-
-
-def _overlap(text: str, stop: str) -> int:
-    """Length of the longest suffix of ``text`` that begins ``stop``."""
-    for n in range(min(len(text), len(stop) - 1), 0, -1):
-        if stop.startswith(text[-n:]):
-            return n
-    return 0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_worker.hf_model import context_from_config, find_config, quantization_from_config, read_config
-from edge_worker.vllm_metrics import parse_vllm_metrics
+from edge_worker.runtimes.vllm.hf_model import context_from_config, find_config, quantization_from_config, read_config
+from edge_worker.runtimes.vllm.load import parse_vllm_metrics
 
 # quantization_config blocks as they appear in published models' config.json.
 AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}

@@ -3,10 +3,11 @@
 endpoints InferCDN uses, shaped as vLLM answers them — ``/health``, ``/v1/models`` (``max_model_len``),
 ``/metrics`` (``vllm:num_requests_running`` …), and streaming or plain completions, with a usage-only
 last chunk when ``stream_options.include_usage`` is set. The real path is tested by
-tests/edge_worker/test_vllm_real.py where vLLM is installed.
+tests/edge_worker/runtimes/vllm/test_vllm_real.py where vLLM is installed.
 
 It writes what tests need to see into $FAKE_VLLM_STATE (a directory): its pid, every request body,
-and a count of streams aborted by the client.
+and a count of streams aborted by the client. A file ``hang`` there holding its pid makes its
+``/health`` hang (a hung server, not a dead one; the next process, with another pid, answers).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main() -> None:
     running = {"n": 0}
 
     async def health(request: web.Request) -> web.Response:
+        hang = STATE / "hang"
+        if hang.exists() and hang.read_text() == str(os.getpid()):
+            await asyncio.Event().wait()  # never answers
         return web.Response(status=200)
 
     async def models(request: web.Request) -> web.Response:

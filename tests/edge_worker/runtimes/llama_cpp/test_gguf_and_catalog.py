@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_worker.catalog import bundled_model_path, facts_from_metadata, model_id_for
-from edge_worker.gguf import GgufError, read_metadata
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path, facts_from_metadata, model_id_for
+from edge_worker.runtimes.llama_cpp.gguf import GgufError, read_metadata
 
 
 def test_reads_the_bundled_smollm2_header() -> None:

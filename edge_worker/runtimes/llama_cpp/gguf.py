@@ -11,6 +11,8 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from edge_worker.runtimes.base import ModelLoadError
+
 _MAGIC = b"GGUF"
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -18,7 +20,7 @@ _STRING, _ARRAY = 8, 9
 _MAX_KEPT_ARRAY = 64
 
 
-class GgufError(ValueError):
+class GgufError(ModelLoadError):
     """The file is not a readable GGUF file."""
 
 

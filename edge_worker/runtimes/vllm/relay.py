@@ -11,32 +11,30 @@ comment InferCDN workers end streams with, so the client sees no extra chunk.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
+from edge_worker.accounting import RequestAccount
 from edge_worker.metrics import WorkerMetrics
-from edge_worker.vllm_metrics import VllmLoad
 from routing.errors import Busy, InvalidRequest, ModelNotFound
 from routing.fleet import ModelOffer
 from routing.model_ref import parse_model_ref
 from routing.openai_requests import decode_json_object
 from routing.sse import BrokenStream, SseEvent, SseReader, error_event
 from routing.usage import Usage
-from routing.wire import CLIENT_CLOSED, REQUEST_ID, USAGE_COMMENT, offer_to_json
+from routing.wire import CLIENT_CLOSED, REQUEST_ID, USAGE_COMMENT
 
 
 class VllmState(Protocol):
     """What the relay reads of the backend that supervises vLLM (it never imports it: no cycle)."""
 
-    healthy: bool
     offer: ModelOffer | None
-    vllm_load: VllmLoad
-    url: str
+    url: str | None
 
-    def offers(self) -> tuple[ModelOffer, ...]: ...
+    @property
+    def serving(self) -> bool: ...
 
 
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control")
@@ -46,39 +44,19 @@ _VLLM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=600)
 
 
 class VllmRelay:
-    def __init__(self, backend: VllmState, metrics: WorkerMetrics, *, started_at: int):
+    def __init__(self, backend: VllmState, metrics: WorkerMetrics):
         self._backend = backend
         self._metrics = metrics
-        self._started_at = started_at
         self.session: aiohttp.ClientSession | None = None
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.generate)
         app.router.add_post("/v1/completions", self.generate)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/health", self.health)
-
-    async def health(self, request: web.Request) -> web.Response:
-        b = self._backend
-        status = "ok" if b.healthy and b.offer is not None else "starting"
-        body = {
-            "status": status,
-            "runtime": "vllm",
-            "models": [o.model for o in b.offers()],
-            "in_flight": b.vllm_load.running,
-            "queued": b.vllm_load.waiting,
-            "kv_cache_usage": b.vllm_load.kv_cache_usage,
-        }
-        return web.json_response(body, status=200 if status == "ok" else 503)
-
-    async def models(self, request: web.Request) -> web.Response:
-        data = [offer_to_json(o, self._started_at) for o in self._backend.offers()]
-        return web.json_response({"object": "list", "data": data})
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         backend, session = self._backend, self.session
-        offer = backend.offer
-        if not backend.healthy or offer is None or session is None:
+        offer, url = backend.offer, backend.url
+        if not backend.serving or offer is None or url is None or session is None:
             raise Busy("vLLM is starting or restarting on this worker; retry shortly.", retry_after_s=5)
         body = decode_json_object(await request.read())
         model = body.get("model")
@@ -91,36 +69,35 @@ class VllmRelay:
             raise ModelNotFound(f"The model '{model}' is not loaded on this worker (it serves: {offer.model}).")
         body["model"] = offer.model
         hidden_usage = _ask_for_usage(body)
-        endpoint = request.path.rsplit("/", 1)[-1]
-        started = time.monotonic()
-        status = str(CLIENT_CLOSED)
+        endpoint = "chat" if request.path.endswith("/chat/completions") else "completions"
+        account = RequestAccount(self._metrics, offer.model, endpoint, request.headers.get(REQUEST_ID, "-"))
+        status = CLIENT_CLOSED
         usage = Usage()
-        first: float | None = None
         response: web.StreamResponse | None = None
         try:
             headers = {"Content-Type": "application/json", REQUEST_ID: request.headers.get(REQUEST_ID, "")}
             async with session.post(
-                backend.url + request.path, data=json.dumps(body), headers=headers, timeout=_VLLM_TIMEOUT
+                url + request.path, data=json.dumps(body), headers=headers, timeout=_VLLM_TIMEOUT
             ) as upstream:
-                status = str(upstream.status)
+                status = upstream.status
                 reply_headers = {k: upstream.headers[k] for k in _RELAYED_HEADERS if k in upstream.headers}
                 if upstream.content_type != "text/event-stream":
                     payload = await upstream.read()
-                    first = time.monotonic()
+                    account.generated(0)
                     usage.from_body(payload)
                     return web.Response(body=payload, status=upstream.status, headers=reply_headers)
                 response = web.StreamResponse(status=upstream.status, headers=reply_headers)
                 await response.prepare(request)
                 events = SseReader()
                 async for chunk in upstream.content.iter_any():
-                    first = first or time.monotonic()
+                    account.generated(0)
                     out = b"".join(_rewrite(e, usage, hidden_usage) for e in events.feed(chunk))
                     if out:
                         await response.write(out)
                 await response.write_eof()
                 return response
         except (aiohttp.ClientError, TimeoutError, BrokenStream) as exc:
-            status = "502"
+            status = 502
             busy = Busy(f"vLLM broke off ({type(exc).__name__}); retry.", retry_after_s=1)
             if response is None or not response.prepared:
                 raise busy from None
@@ -129,22 +106,8 @@ class VllmRelay:
             await response.write_eof()
             return response
         finally:
-            self._account(offer.model, endpoint, status, started, first, usage)
-
-    def _account(
-        self, model: str, endpoint: str, status: str, started: float, first: float | None, usage: Usage
-    ) -> None:
-        m = self._metrics
-        m.requests.labels(model, endpoint, status).inc()
-        if first is not None:
-            m.ttft.labels(model).observe(first - started)
-        m.prompt_tokens.labels(model).inc(usage.prompt_tokens)
-        m.generation_tokens.labels(model).inc(usage.completion_tokens)
-        elapsed = time.monotonic() - (first or started)
-        if usage.completion_tokens > 1 and elapsed > 0:
-            speed = (usage.completion_tokens - 1) / elapsed
-            m.tokens_per_second.labels(model).set(speed)
-            m.last_tokens_per_second[model] = speed
+            account.finished(usage.prompt_tokens, usage.completion_tokens)
+            account.close(status)
 
 
 def _ask_for_usage(body: dict[str, Any]) -> bool:

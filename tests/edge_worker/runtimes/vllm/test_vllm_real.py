@@ -19,7 +19,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from edge_worker.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from tests.servers import Server, running
 
 pytestmark = pytest.mark.skipif(

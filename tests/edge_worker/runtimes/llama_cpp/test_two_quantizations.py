@@ -9,7 +9,7 @@ import aiohttp
 import llama_cpp
 import pytest
 
-from edge_worker.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from tests.conftest import MODEL
 from tests.servers import Server, running
 

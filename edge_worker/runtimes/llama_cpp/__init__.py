@@ -1,4 +1,7 @@
-"""The llama.cpp backend: GGUF models loaded in this process, behind the worker's OpenAI routes."""
+"""The llama.cpp runtime: ``install`` GGUF models, loaded in this process, behind the worker's routes.
+
+Importing this package does not import llama-cpp-python (a vLLM-only host has none); loading does.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from edge_worker import api
-from edge_worker.backend import BACKEND
-from edge_worker.catalog import bundled_model_path
 from edge_worker.config import DEFAULT_MAX_CONTEXT, WorkerConfig
 from edge_worker.metrics import WorkerMetrics
-from edge_worker.model_set import ModelSet
-from edge_worker.runtimes.base import ModelRuntime
-from edge_worker.runtimes.llama_cpp import LlamaCppModel, load_llama
+from edge_worker.runtimes.base import BACKEND
+from edge_worker.runtimes.llama_cpp import api
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.events import ModelRuntime
+from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
+from edge_worker.runtimes.llama_cpp.model_set import ModelSet
 
 log = logging.getLogger("edge_worker.app")
 
@@ -60,7 +63,9 @@ def _export_model_metrics(metrics: WorkerMetrics, runtime: ModelRuntime) -> None
     metrics.queue_depth.labels(offer.model).set_function(lambda: runtime.queued)
 
 
-def install_llama_cpp(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) -> None:
+def install(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) -> None:
+    app[api.METRICS] = metrics
+
     async def models_ctx(app: web.Application) -> AsyncIterator[None]:
         runtimes = await load_models(config)
         models = ModelSet(runtimes)

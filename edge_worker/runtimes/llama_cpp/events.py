@@ -1,0 +1,52 @@
+"""What every runtime offers the worker's API: events out of one generation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Protocol
+
+from routing.fleet import ModelOffer
+from routing.openai_requests import GenerationRequest
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+    tokens: int = 1  # tokens generated since the previous delta
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+GenerationEvent = TextDelta | Finished
+
+
+class Generation(Protocol):
+    """One admitted generation: iterate its events; closing it stops it."""
+
+    prompt_tokens: int
+
+    def cancel(self) -> None: ...
+
+    def events(self) -> AsyncGenerator[GenerationEvent, None]: ...
+
+
+class ModelRuntime(Protocol):
+    offer: ModelOffer
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        """Admit and prepare a request; raises Busy or ContextLengthExceeded before any output."""
+        ...
+
+    async def close(self) -> None: ...
