@@ -31,10 +31,10 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.overhead import script, wait_healthy
 
-from bench.overhead import script, wait_healthy  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 MODEL = "bench-model"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.servers import Server, free_port, running
 
-from tests.servers import Server, free_port, running  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 MODEL = "bench-model"
 CHAT = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()

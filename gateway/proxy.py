@@ -83,6 +83,9 @@ class Proxy:
         request_id: str,
         outcome: Outcome,
     ) -> web.StreamResponse:
+        """The client's response along the plan. ``outcome`` is the caller's, not a return value, on
+        purpose: it must survive a failure and a cancelled client (the tokens a stream got before the
+        client left are still charged to its key and logged)."""
         clock = asyncio.get_running_loop().time
         deadline = clock() + self._limits.deadline_s
         last: InferCDNError | None = None

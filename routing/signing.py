@@ -18,7 +18,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from routing.errors import Unauthorized
+from routing.errors import Busy, Unauthorized
 
 TIMESTAMP = "x-infercdn-timestamp"
 NONCE = "x-infercdn-nonce"
@@ -66,18 +66,21 @@ class Verifier:
         expected = _mac(self._key, method, path, timestamp, nonce, body)
         if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise Unauthorized("The signature does not match (wrong join token?).", code="bad_signature")
-        try:
-            sent = float(timestamp)
-        except ValueError:
-            raise Unauthorized("The timestamp is not a number.", code="bad_signature") from None
+        # Whole seconds only: "nan" or "inf" would pass any window check and expire at once (replayable).
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise Unauthorized("The timestamp must be whole seconds.", code="bad_signature")
+        sent = float(timestamp)
         if abs(now - sent) > self._max_skew_s:
             raise Unauthorized("The message is stale (check the clocks).", code="stale_message")
         self._forget_expired(now)
         if nonce in self._seen:
             raise Unauthorized("This message was already received (replay).", code="replayed_message")
+        if len(self._seen) >= self._max_nonces:
+            # Forgetting a nonce still inside its window would let it be replayed: refuse new ones instead.
+            raise Busy("Too many signed messages in the last minute; retry shortly.", retry_after_s=1)
+        # Kept while its timestamp is fresh. Senders' clocks differ, so insertion order is expiry order
+        # only roughly: the sweep stops at the first fresh one, and never drops a fresh one.
         self._seen[nonce] = sent + self._max_skew_s
-        if len(self._seen) > self._max_nonces:
-            self._seen.popitem(last=False)
 
     def _forget_expired(self, now: float) -> None:
         while self._seen:

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import Server, running
+from bench.servers import Server, running
 
 MODEL = "smollm2-135m-instruct"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import openai
 import pytest
 
+from bench.servers import Server, free_port, running
 from tests.conftest import MODEL
 from tests.deploy.monitoring import tool
-from tests.servers import Server, free_port, running
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.servers import free_port, running
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.consul_watch import ConsulWatch, next_index
@@ -28,7 +29,6 @@ from tests.gateway.consul_standin import ConsulStandIn
 from tests.gateway.standin import MODEL as STANDIN_MODEL
 from tests.gateway.standin import OFFER, StandIn
 from tests.gateway.test_registry import TOKEN
-from tests.servers import free_port, running
 from tests.waiting import wait_until
 
 SERVICE = "infercdn-worker"

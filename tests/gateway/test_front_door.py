@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from bench.servers import Server, free_port, running
 from gateway.config import GatewayConfig
 from gateway.serve import serve
 from tests.conftest import MODEL
 from tests.gateway.standin import StandIn
-from tests.servers import Server, free_port, running
 from tests.waiting import wait_until
 
 FAST = {"header_timeout_s": 0.5, "keepalive_timeout_s": 0.5, "body_timeout_s": 0.5}

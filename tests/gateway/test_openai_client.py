@@ -5,8 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
+from bench.servers import Server
 from tests.conftest import MODEL
-from tests.servers import Server
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -6,11 +6,11 @@ import random
 
 import aiohttp
 
+from bench.servers import Server, free_port
 from gateway.prober import Prober
 from routing.balancer import Balancer
 from routing.fleet import Fleet, Worker
 from tests.routing.fleets import offer
-from tests.servers import Server, free_port
 
 
 async def test_a_probe_measures_rtt_and_reads_the_load_and_a_dead_port_is_unreachable(worker: Server) -> None:

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from aiohttp import web
 
+from bench.servers import free_port
 from routing.quantization import Quantization
 from tests.gateway.standin import (
     MODEL,
@@ -21,7 +22,6 @@ from tests.gateway.standin import (
     start_gateway,
     start_standin,
 )
-from tests.servers import free_port
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 

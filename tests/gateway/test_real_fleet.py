@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.servers import Server, running
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from tests.conftest import MODEL
 from tests.gateway.delaying_proxy import start_delaying_proxy
-from tests.servers import Server, running
 
 DELAY_S = 0.3
 

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.servers import Server, free_port, running
 from gateway import api
 from gateway.app import create_app
 from gateway.config import GatewayConfig
@@ -22,7 +23,6 @@ from routing.announce import CONTENT_TYPE, REGISTER_PATH, Hardware, Heartbeat, R
 from routing.signing import Signer
 from tests.conftest import MODEL
 from tests.gateway.standin import OFFER
-from tests.servers import Server, free_port, running
 from tests.waiting import wait_until
 
 TOKEN = "join-token-for-tests-0123456789"

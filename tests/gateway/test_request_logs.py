@@ -6,8 +6,8 @@ import json
 import time
 import urllib.request
 
+from bench.servers import running
 from tests.conftest import MODEL
-from tests.servers import running
 
 
 def json_lines(text: str) -> list[dict[str, object]]:

@@ -9,8 +9,8 @@ import time
 
 import openai
 
+from bench.servers import free_port
 from tests.conftest import MODEL
-from tests.servers import free_port
 
 
 def test_up_serves_openai_requests_and_stops_cleanly_on_ctrl_c() -> None:

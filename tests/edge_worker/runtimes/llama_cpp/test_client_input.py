@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
+from bench.servers import Server
 from tests.conftest import MODEL
-from tests.servers import Server
 
 
 def post(url: str, path: str, raw: bytes) -> tuple[int, dict[str, object]]:

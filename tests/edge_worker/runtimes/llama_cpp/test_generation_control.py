@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import aiohttp
 
+from bench.servers import Server, running
 from tests.conftest import MODEL
 from tests.metrics_text import sample
-from tests.servers import Server, running
 
 # Greedy SmolLM2 keeps counting for hundreds of tokens: a long generation on demand.
 LONG = {"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6, 7,", "temperature": 0, "max_tokens": 3000, "stream": True}
@@ -103,4 +102,3 @@ async def test_worker_models_carry_quantization_and_context(worker: Server) -> N
     assert entry["id"] == MODEL
     assert entry["quantization"] == {"label": "Q4_1", "bits": 4, "class": "int4"}
     assert entry["context_length"] == 8192
-    assert json.dumps(entry)  # plain JSON all the way

@@ -9,9 +9,9 @@ import aiohttp
 import llama_cpp
 import pytest
 
+from bench.servers import Server, running
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from tests.conftest import MODEL
-from tests.servers import Server, running
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from pathlib import Path
 import openai
 import pytest
 
+from bench.servers import Server, running
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
-from tests.servers import Server, running
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None or importlib.util.find_spec("transformers") is None,

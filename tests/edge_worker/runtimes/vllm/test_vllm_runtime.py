@@ -17,11 +17,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.servers import Server, free_port, running
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from routing.signing import worker_access_token
 from tests.metrics_text import sample
-from tests.servers import Server, free_port, running
 from tests.waiting import wait_until
 
 TOKEN = "join-token-for-tests-0123456789"

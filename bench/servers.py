@@ -1,4 +1,4 @@
-"""Real InferCDN processes on loopback, for tests: start, wait healthy, stop."""
+"""Real InferCDN processes on loopback, for benchmarks and tests: start, wait healthy, stop."""
 
 from __future__ import annotations
 
