@@ -19,8 +19,9 @@ from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
 from gateway.warm_up import WarmUp
 from routing.balancer import Balancer
-from routing.errors import InferCDNError, ModelNotFound, NoSuitableWorker, RequestTimeout, WarmingUp
+from routing.errors import ModelNotFound, NoSuitableWorker, RequestTimeout, WarmingUp
 from routing.fleet import Candidate, Fleet
+from routing.http_errors import reported_status
 from routing.openai_requests import (
     GenerationRequest,
     decode_json_object,
@@ -29,7 +30,7 @@ from routing.openai_requests import (
 )
 from routing.ratelimit import RateLimiter
 from routing.suitability import Requirements, estimate_prompt_tokens, forwarded_body, requirements_of
-from routing.wire import CLIENT_CLOSED, quantization_to_json
+from routing.wire import quantization_to_json
 
 # A client's preferred region, as a header (or "region" in the body).
 REGION_HEADER = "x-infercdn-region"
@@ -77,9 +78,23 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
     clock = asyncio.get_running_loop().time
     started = clock()
     outcome = Outcome()
-    model, status = "unknown", 500
-    key, reserved = None, 0
-    try:
+    model, key, reserved = "unknown", None, 0
+
+    def finish(status: int) -> None:
+        done = Finished(
+            path=request.path,
+            request_id=request_id_of(request),
+            model=model,
+            status=status,
+            outcome=outcome_label(status, outcome.attempts),
+            started=started,
+            ended=clock(),
+        )
+        account(state.metrics, done, outcome)
+        if key is not None and reserved:
+            state.limiter.settle(key.id, key.limits, reserved, tokens_used(outcome, reserved), time.monotonic())
+
+    with reported_status(finish) as status:
         raw = await _read_body(request, state.body_timeout_s)
         body = decode_json_object(raw)
         generation_request = parse(body)
@@ -101,27 +116,8 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             request_id=request_id_of(request),
             outcome=outcome,
         )
-        status = response.status
+        status.code = response.status
         return response
-    except InferCDNError as exc:
-        status = exc.status
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        status = CLIENT_CLOSED
-        raise
-    finally:
-        done = Finished(
-            path=request.path,
-            request_id=request_id_of(request),
-            model=model,
-            status=status,
-            outcome=outcome_label(status, outcome.attempts),
-            started=started,
-            ended=clock(),
-        )
-        account(state.metrics, done, outcome)
-        if key is not None and reserved:
-            state.limiter.settle(key.id, key.limits, reserved, tokens_used(outcome, reserved), time.monotonic())
 
 
 def tokens_used(outcome: Outcome, reserved: int) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import time
@@ -33,7 +32,7 @@ from routing.fleet import Fleet
 from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
 from routing.signing import Verifier, worker_access_token
-from routing.supervise import start_supervised
+from routing.supervise import start_supervised, stop_all
 from routing.upstreams import parse_upstream
 
 # After a restart, a registered worker rejoins on its next heartbeat: this much slack for it to get through.
@@ -137,11 +136,7 @@ def create_app(
             )
             tasks.append(start_supervised("Consul watch", watch.run))
         yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_all(tasks)
         if consul is not None:
             await consul.close()
         await session.close()

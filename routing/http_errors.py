@@ -7,12 +7,16 @@ too large) get one, and anything else is logged and answered 500.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from routing.errors import InferCDNError, error_body
+from routing.wire import CLIENT_CLOSED
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -37,3 +41,25 @@ async def answer_in_openai_shape(
         log.exception("unhandled error on %s %s%s", request.method, request.path, context)
         body = error_body(f"The {server} hit an internal error.", "server_error", None, "internal_error")
         return web.json_response(body, status=500)
+
+
+@dataclass(slots=True)
+class EndStatus:
+    code: int = 500  # until the handler says how it answered
+
+
+@contextlib.contextmanager
+def reported_status(report: Callable[[int], None]) -> Iterator[EndStatus]:
+    """Report the status a request ended with, however it ends: what the handler set on success,
+    the error's status, 499 if the client went away, 500 for anything unexpected."""
+    status = EndStatus()
+    try:
+        yield status
+    except InferCDNError as exc:
+        status.code = exc.status
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status.code = CLIENT_CLOSED
+        raise
+    finally:
+        report(status.code)

@@ -9,6 +9,7 @@ run until cancelled. Cancellation stops it, as with any task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -43,3 +44,12 @@ async def supervised(
 
 def start_supervised(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
     return asyncio.create_task(supervised(name, run), name=name)
+
+
+async def stop_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel background tasks and wait until each has stopped."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

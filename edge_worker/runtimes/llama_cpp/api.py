@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +13,14 @@ from edge_worker.runtimes.llama_cpp.events import ModelRuntime, TextDelta
 from edge_worker.runtimes.llama_cpp.model_set import ModelSet
 from edge_worker.runtimes.llama_cpp.openai_format import DONE, ResponseShaper, sse
 from routing.errors import InferCDNError
+from routing.http_errors import reported_status
 from routing.openai_requests import (
     GenerationRequest,
     decode_json_object,
     parse_chat_request,
     parse_completion_request,
 )
-from routing.wire import CLIENT_CLOSED, REQUEST_ID
+from routing.wire import REQUEST_ID
 
 MODELS = web.AppKey("models", ModelSet)
 METRICS = web.AppKey("metrics", WorkerMetrics)
@@ -40,19 +40,13 @@ async def _generate(
     generation_request = parse(decode_json_object(await request.read()))
     runtime = request.app[MODELS].lookup(generation_request.model)
     account = RequestAccount(request.app[METRICS], runtime.offer.model, endpoint, request.headers.get(REQUEST_ID, "-"))
-    status = 200
-    try:
+    with reported_status(account.close) as status:
         if generation_request.stream:
-            return await _stream(request, runtime, generation_request, account)
-        return await _complete(runtime, generation_request, account)
-    except InferCDNError as exc:
-        status = exc.status
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        status = CLIENT_CLOSED
-        raise
-    finally:
-        account.close(status)
+            response = await _stream(request, runtime, generation_request, account)
+        else:
+            response = await _complete(runtime, generation_request, account)
+        status.code = response.status
+        return response
 
 
 async def _complete(runtime: ModelRuntime, request: GenerationRequest, account: RequestAccount) -> web.Response:

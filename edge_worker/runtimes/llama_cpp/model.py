@@ -123,14 +123,7 @@ class LlamaCppModel:
         generation = LlamaCppGeneration(len(prompt_tokens), loop)
         started = time.monotonic()
         try:
-            job = self._executor.submit(
-                self.generate_blocking,
-                prompt_tokens,
-                request.sampling,
-                max_tokens,
-                generation.cancelled,
-                generation.emit,
-            )
+            job = self._executor.submit(self.generate_blocking, prompt_tokens, request.sampling, max_tokens, generation)
         except BaseException:
             self._admission.release(0.0)
             raise
@@ -176,19 +169,14 @@ class LlamaCppModel:
         return max_tokens if max_tokens is not None else n_ctx - prompt_tokens
 
     def generate_blocking(
-        self,
-        prompt: list[int],
-        sampling: Sampling,
-        max_tokens: int,
-        cancel: threading.Event,
-        emit: Callable[[GenerationEvent | BaseException], None],
+        self, prompt: list[int], sampling: Sampling, max_tokens: int, generation: LlamaCppGeneration
     ) -> None:
-        """The generation loop, on the model's thread."""
+        """The generation loop, on the model's thread; a failure reaches the consumer as an error."""
         try:
-            self._generate(prompt, sampling, max_tokens, cancel, emit)
-        except Exception as exc:  # surfaced to the consumer, which maps it to an error
+            self._generate(prompt, sampling, max_tokens, generation.cancelled, generation.emit)
+        except Exception as exc:
             log.exception("generation failed")
-            emit(InferCDNError(f"generation failed: {type(exc).__name__}"))
+            generation.emit(InferCDNError(f"generation failed: {type(exc).__name__}"))
 
     def _generate(
         self,
@@ -196,7 +184,7 @@ class LlamaCppModel:
         sampling: Sampling,
         max_tokens: int,
         cancel: threading.Event,
-        emit: Callable[[GenerationEvent | BaseException], None],
+        emit: Callable[[GenerationEvent], None],
     ) -> None:
         import llama_cpp
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -15,7 +13,7 @@ from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.base import BACKEND
 from edge_worker.runtimes.vllm.backend import VllmBackend
 from edge_worker.runtimes.vllm.relay import VllmRelay
-from routing.supervise import start_supervised
+from routing.supervise import start_supervised, stop_all
 
 
 def install(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) -> None:
@@ -30,11 +28,7 @@ def install(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) 
             if backend.process is not None:
                 tasks.append(start_supervised("vLLM supervisor", backend.process.run))
             yield
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_all(tasks)
 
     app.cleanup_ctx.append(vllm_ctx)
     relay.add_routes(app)
