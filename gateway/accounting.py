@@ -32,7 +32,7 @@ def outcome_label(status: int, attempts: int) -> str:
 
 
 def account(metrics: GatewayMetrics, done: Finished, outcome: Outcome) -> None:
-    metrics.requests.labels(done.model, str(done.status), done.outcome).inc()
+    metrics.count_request(done.model, done.status, done.outcome)
     series = metrics.for_model(done.model)
     series.duration.observe(done.ended - done.started)
     ttft = None if outcome.first_byte_at is None else outcome.first_byte_at - done.started

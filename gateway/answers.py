@@ -23,8 +23,11 @@ class BadAnswer(ValueError):
 
 async def read_bounded(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, or ``BadAnswer`` as soon as it passes ``limit`` bytes."""
-    if upstream.content_length is not None and upstream.content_length > limit:
-        raise BadAnswer(f"a body of {upstream.content_length} bytes, over the {limit}-byte limit")
+    length = upstream.content_length
+    if length is not None:
+        if length > limit:
+            raise BadAnswer(f"a body of {length} bytes, over the {limit}-byte limit")
+        return await upstream.read()  # exactly Content-Length bytes: bounded already
     body = bytearray()
     async for chunk in upstream.content.iter_any():
         body += chunk

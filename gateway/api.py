@@ -129,6 +129,8 @@ def tokens_used(outcome: Outcome, reserved: int) -> int:
 
 
 async def _read_body(request: web.Request, timeout_s: float) -> bytes:
+    if request.content.is_eof():
+        return await request.read()  # it came with the headers (most do): nothing to wait for, no timer
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()

@@ -80,6 +80,15 @@ class GatewayMetrics:
         )
         r.register(FleetCollector(balancer))
         self._by_model: dict[str, ModelSeries] = {}
+        self._requests: dict[tuple[str, str, str], Counter] = {}
+
+    def count_request(self, model: str, status: int, outcome: str) -> None:
+        """One request answered; the child is looked up once (models are the fleet's, statuses few)."""
+        key = (model, str(status), outcome)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(*key)
+        child.inc()
 
     def for_model(self, model: str) -> ModelSeries:
         """The per-model children, looked up once (labels() costs a lock and a hash per call)."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from tests.conftest import MODEL
 from tests.gateway.delaying_proxy import start_delaying_proxy
+from tests.waiting import wait_until
 
 DELAY_S = 0.3
 
@@ -35,6 +37,14 @@ async def complete(session: aiohttp.ClientSession, gateway: str, max_tokens: int
         return resp.status, resp.headers.get("x-infercdn-worker", ""), int(resp.headers["x-infercdn-attempts"]), text
 
 
+async def rows_where(
+    session: aiohttp.ClientSession, gateway: str, test: Callable[[dict[str, Any]], object], count: int = 1
+) -> bool:
+    """Whether at least ``count`` workers in the gateway's fleet table pass ``test``."""
+    async with session.get(f"{gateway}/admin/v1/fleet") as resp:
+        return sum(1 for row in (await resp.json())["workers"] if test(row)) >= count
+
+
 async def test_prefers_the_near_workers_spreads_when_they_are_busy_and_survives_a_kill(
     fresh_workers: tuple[Server, Server], worker: Server, session: aiohttp.ClientSession
 ) -> None:
@@ -46,7 +56,7 @@ async def test_prefers_the_near_workers_spreads_when_they_are_busy_and_survives_
     await gateway.start_server()
     gw = str(gateway.make_url("")).rstrip("/")
     try:
-        await asyncio.sleep(1.0)  # a few probe rounds: every RTT is known
+        await wait_until(lambda: rows_where(session, gw, lambda row: row["rtt_ms"] is not None, count=3))
 
         # One at a time, the near workers are always faster.
         sequential = Counter([(await complete(session, gw, 4))[1] for _ in range(10)])
@@ -61,7 +71,7 @@ async def test_prefers_the_near_workers_spreads_when_they_are_busy_and_survives_
 
         # A worker killed mid-run: every non-streaming request still gets its answer.
         requests = [asyncio.create_task(complete(session, gw, 24)) for _ in range(12)]
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: rows_where(session, gw, lambda row: row["id"] == fast_b.url and row["in_flight"]))
         fast_b.process.kill()
         results = await asyncio.gather(*requests)
         assert [status for status, *_ in results] == [200] * 12, results
