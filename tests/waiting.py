@@ -17,3 +17,12 @@ async def wait_until(condition: Callable[[], object], timeout_s: float = 30.0) -
             return
         await asyncio.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def poll_until(condition: Callable[[], object], timeout_s: float = 30.0) -> None:
+    """``wait_until`` for tests without an event loop (they watch processes)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)

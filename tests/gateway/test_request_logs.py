@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 
 from bench.servers import running
 from tests.conftest import MODEL
+from tests.waiting import poll_until
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
@@ -27,10 +27,7 @@ def test_gateway_and_worker_log_the_same_request_id_as_json() -> None:
         )
         with urllib.request.urlopen(request, timeout=30) as resp:
             usage = json.load(resp)["usage"]
-        deadline = time.monotonic() + 10
-        while not ("trace-abc-123" in gateway.log() and "trace-abc-123" in worker.log()):
-            assert time.monotonic() < deadline, "no log line for the request"
-            time.sleep(0.05)  # polling the two processes' logs for their lines
+        poll_until(lambda: "trace-abc-123" in gateway.log() and "trace-abc-123" in worker.log(), timeout_s=10)
         gateway_log, worker_log = gateway.log(), worker.log()
 
     assert all(line.startswith("{") for line in gateway_log.splitlines() if line.strip()), gateway_log
