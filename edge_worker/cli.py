@@ -60,6 +60,9 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
         help="vllm: an argument for vllm serve; repeat, e.g. --vllm-arg=--max-model-len --vllm-arg=8192",
     )
     p.add_argument("--served-model-name", help="vllm: the model id clients use (default: from the model)")
+    p.add_argument(
+        "--parallel", type=int, help="llama.cpp: sequences per model at once (default: from cores and memory)"
+    )
     p.add_argument("--capacity", type=int, help="generations at once, as announced (default: the runtime's)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json, one object per line")

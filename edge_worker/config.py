@@ -66,6 +66,8 @@ class WorkerConfig:
     vllm_hung_restart_s: float = 60.0
     # Generations run at once, as announced to gateways; 0 = the runtime's (llama.cpp 1, vllm 32).
     capacity: int = 0
+    # llama.cpp: sequences each model generates at once (continuous batching); 0 = from the cores and KV memory.
+    parallel: int = 0
 
     def advertised(self) -> str:
         host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
@@ -92,6 +94,7 @@ class WorkerConfig:
                 "not an http(s) URL",
             )
         require(self.capacity >= 0, "worker.capacity", "must be >= 0")
+        require(0 <= self.parallel <= 256, "worker.parallel", "must be from 0 (automatic) to 256")
         require(self.vllm_hung_restart_s > 0, "worker.vllm_hung_restart_s", "must be > 0")
         require(self.context_length >= 0, "worker.context_length", "must be >= 0")
         require(self.threads >= 0, "worker.threads", "must be >= 0")

@@ -57,6 +57,26 @@ class WorkerMetrics:
         )
         # The same, readable here: heartbeats carry it to gateways.
         self.last_tokens_per_second: dict[str, float] = {}
+        self.batch_tokens = Histogram(
+            "infercdn_worker_batch_tokens",
+            "Tokens in each batched decode step (generating sequences plus prompt chunks).",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.prefix_cache_tokens = Counter(
+            "infercdn_worker_prefix_cache_tokens",
+            "Prompt tokens read from the KV cache of an earlier request instead of computed.",
+            ["model"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "infercdn_worker_queue_wait_seconds",
+            "Time a request waited for a free sequence slot.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_info = Gauge(
             "infercdn_worker_model_info",
             "Loaded models (value 1).",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,9 +19,11 @@ from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.base import BACKEND
 from edge_worker.runtimes.llama_cpp import api
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.engine import EngineStats
 from edge_worker.runtimes.llama_cpp.events import ModelRuntime
-from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
+from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, kv_bytes_per_token, load_llama
 from edge_worker.runtimes.llama_cpp.model_set import ModelSet
+from edge_worker.runtimes.llama_cpp.slots import default_slots, machine_ram_bytes
 
 log = logging.getLogger("edge_worker.app")
 
@@ -29,7 +32,7 @@ def model_paths(config: WorkerConfig) -> list[Path]:
     return [Path(p).expanduser() for p in config.models] or [bundled_model_path()]
 
 
-async def load_models(config: WorkerConfig) -> list[ModelRuntime]:
+async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[ModelRuntime]:
     runtimes: list[ModelRuntime] = []
     paths = model_paths(config)
     for index, path in enumerate(paths, start=1):
@@ -44,15 +47,39 @@ async def load_models(config: WorkerConfig) -> list[ModelRuntime]:
             max_context=DEFAULT_MAX_CONTEXT,
         )
         offer = facts.offer
+        kv_per_token = kv_bytes_per_token(llm)
+        slots = config.parallel or default_slots(
+            cores=config.threads or os.cpu_count() or 1,
+            context_per_slot=offer.context_length,
+            kv_bytes_per_token=kv_per_token,
+            ram_bytes=machine_ram_bytes(),
+        )
+        stats = EngineStats(
+            batch_tokens=metrics.batch_tokens.labels(offer.model).observe,
+            cached_tokens=metrics.prefix_cache_tokens.labels(offer.model).inc,
+        )
+        model = await asyncio.to_thread(
+            LlamaCppModel,
+            llm,
+            facts,
+            slots=slots,
+            max_queue=config.max_queue,
+            threads=config.threads,
+            stats=stats,
+            queue_wait=metrics.queue_wait.labels(offer.model).observe,
+        )
         log.info(
-            "loaded %s (%s, %s, context %d) in %.1f s",
+            "loaded %s (%s, %s) in %.1f s: %d sequences at once (parallel%s), context %d each, KV cache %.0f MB",
             offer.model,
             offer.quantization.label,
             offer.architecture,
-            offer.context_length,
             time.monotonic() - started,
+            slots,
+            "" if config.parallel else ", automatic",
+            offer.context_length,
+            slots * offer.context_length * kv_per_token / 1e6,
         )
-        runtimes.append(LlamaCppModel(llm, facts, max_queue=config.max_queue))
+        runtimes.append(model)
     return runtimes
 
 
@@ -67,8 +94,8 @@ def install(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) 
     app[api.METRICS] = metrics
 
     async def models_ctx(app: web.Application) -> AsyncIterator[None]:
-        runtimes = await load_models(config)
-        models = ModelSet(runtimes)
+        runtimes = await load_models(config, metrics)
+        models = ModelSet(runtimes, capacity=max(r.slots for r in runtimes))
         app[api.MODELS] = models
         app[BACKEND] = models
         for runtime in runtimes:

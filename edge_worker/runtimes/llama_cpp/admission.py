@@ -1,7 +1,7 @@
-"""One generation at a time per model instance, with a bounded wait queue.
+"""As many generations at once as a model has slots, with a bounded wait queue.
 
-A llama.cpp context is not thread-safe, so a model runs one generation at a
-time; others wait here, up to ``max_queue``. Beyond that the worker says
+Each running generation holds one of the model's batch slots; others wait
+here, up to ``max_queue``. Beyond that the worker says
 ``503 Retry-After`` at once instead of letting latency grow without bound.
 """
 
@@ -14,8 +14,9 @@ from routing.errors import Busy
 
 
 class Admission:
-    def __init__(self, max_queue: int, *, model: str):
-        self._slot = asyncio.Semaphore(1)
+    def __init__(self, max_queue: int, *, model: str, slots: int = 1):
+        self._slot = asyncio.Semaphore(slots)
+        self._slots = slots
         self._max_queue = max_queue
         self._model = model
         self.waiting = 0
@@ -44,5 +45,6 @@ class Admission:
         self._slot.release()
 
     def retry_after_s(self) -> int:
-        expected = self._mean_duration_s * (self.waiting + 1)
+        # Each slot frees up after about a generation's time: the queue drains ``slots`` at a time.
+        expected = self._mean_duration_s * (self.waiting // self._slots + 1)
         return max(1, min(60, math.ceil(expected)))

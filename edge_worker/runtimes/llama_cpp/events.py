@@ -21,6 +21,7 @@ class Finished:
     reason: str  # "stop" | "length"
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt, read from the KV cache instead of computed
 
 
 GenerationEvent = TextDelta | Finished
@@ -38,6 +39,7 @@ class Generation(Protocol):
 
 class ModelRuntime(Protocol):
     offer: ModelOffer
+    slots: int  # sequences it generates at once
 
     @property
     def in_flight(self) -> int: ...

@@ -1,52 +1,58 @@
-"""The llama.cpp runtime (llama-cpp-python), for consumer devices and CPUs.
+"""One loaded GGUF model (llama-cpp-python), for consumer devices and CPUs.
 
-A ``Llama`` is not thread-safe, so each loaded model has one generation
-thread and an ``Admission`` queue in front of it. Tokens cross from that
-thread to the event loop one by one; a consumer that goes away sets a flag
-the thread checks between tokens, so a disconnected client stops its
-generation within a token or two.
+Requests are tokenized here, admitted (``Admission``: as many at once as the
+model has slots, then a bounded queue) and handed to the model's
+``BatchEngine``, which generates for all of them together. Tokens cross from
+its thread to the event loop one by one; a consumer that goes away sets a
+flag the engine checks between steps, so a disconnected client stops its
+sequence within a step, and the others go on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from edge_worker.runtimes.llama_cpp.admission import Admission
 from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, trained_context
-from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent, TextDelta
+from edge_worker.runtimes.llama_cpp.engine import BatchEngine, EngineStats, Job
+from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
-from edge_worker.runtimes.llama_cpp.stop_scanner import StopScanner
+from edge_worker.runtimes.llama_cpp.sampler import SequenceSampler
 from routing.errors import ContextLengthExceeded, InferCDNError, InvalidRequest
-from routing.openai_requests import GenerationRequest, Sampling
+from routing.openai_requests import GenerationRequest
 
 log = logging.getLogger(__name__)
 
-_RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a random seed"
+# The ``Llama`` object is kept for its model, vocabulary and chat template; generation runs in the
+# engine's own context, so this one is only as big as llama.cpp allows.
+_TOKENIZER_CONTEXT = 256
 
 
 def load_llama(path: Path, *, context_length: int, threads: int, max_context: int) -> tuple[Any, GgufFacts]:
-    """Load a GGUF file (blocking: call it from a thread)."""
+    """Load a GGUF file (blocking: call it from a thread); ``context_length`` is per sequence."""
     from llama_cpp import Llama
 
     metadata = read_metadata(path)
     n_ctx = context_length or min(trained_context(metadata) or max_context, max_context)
-    llm = Llama(
-        model_path=str(path),
-        n_ctx=n_ctx,
-        n_threads=threads or None,
-        n_batch=min(512, n_ctx),
-        verbose=False,
-    )
+    llm = Llama(model_path=str(path), n_ctx=_TOKENIZER_CONTEXT, n_threads=threads or None, verbose=False)
     return llm, facts_from_metadata(metadata, path, n_ctx)
+
+
+def kv_bytes_per_token(llm: Any) -> int:
+    """The KV cache one token of one sequence takes (f16 keys and values, every layer)."""
+    import llama_cpp as lc
+
+    model = llm._model.model
+    heads, kv_heads = lc.llama_model_n_head(model), lc.llama_model_n_head_kv(model)
+    head_dim = lc.llama_model_n_embd(model) // max(1, heads)
+    return int(lc.llama_model_n_layer(model) * kv_heads * head_dim * 2 * 2)
 
 
 class LlamaCppGeneration:
@@ -58,7 +64,7 @@ class LlamaCppGeneration:
     """
 
     def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop):
-        self.prompt_tokens = prompt_tokens
+        self.prompt_tokens = prompt_tokens  # the number of them
         self._loop = loop
         self._queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
         self.cancelled = threading.Event()
@@ -81,22 +87,37 @@ class LlamaCppGeneration:
                 if isinstance(item, Finished):
                     return
         finally:
-            # Finished, failed or the consumer went away: stop the thread.
+            # Finished, failed or the consumer went away: its sequence leaves the batch.
             self.cancel()
 
 
 class LlamaCppModel:
-    """One loaded GGUF model and the thread that runs it."""
+    """One loaded GGUF model and the engine that generates for all its requests at once."""
 
-    def __init__(self, llm: Any, facts: GgufFacts, *, max_queue: int, rng: random.Random | None = None):
+    def __init__(
+        self,
+        llm: Any,
+        facts: GgufFacts,
+        *,
+        slots: int,
+        max_queue: int,
+        threads: int = 0,
+        stats: EngineStats | None = None,
+        queue_wait: Callable[[float], None] = lambda s: None,
+        rng: random.Random | None = None,
+    ):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self._llm = llm
         self.facts = facts
         self.offer = facts.offer
+        self.slots = slots
         self._rng = rng or random.Random()
-        self._admission = Admission(max_queue, model=self.offer.model)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{self.offer.model}")
+        self._queue_wait = queue_wait
+        self._admission = Admission(max_queue, slots=slots, model=self.offer.model)
+        self._engine = BatchEngine(
+            llm, slots=slots, context_per_slot=self.offer.context_length, threads=threads, stats=stats
+        )
         self._eos = llm.token_eos()
         self._formatter = None
         if facts.chat_template:
@@ -118,21 +139,32 @@ class LlamaCppModel:
     async def start(self, request: GenerationRequest) -> LlamaCppGeneration:
         prompt_tokens = await asyncio.to_thread(self._tokenize, request)
         max_tokens = self._check_context(len(prompt_tokens), request.sampling.max_tokens)
+        arrived = time.monotonic()
         await self._admission.acquire()
+        started = time.monotonic()
+        self._queue_wait(started - arrived)
         loop = asyncio.get_running_loop()
         generation = LlamaCppGeneration(len(prompt_tokens), loop)
-        started = time.monotonic()
-        try:
-            job = self._executor.submit(self.generate_blocking, prompt_tokens, request.sampling, max_tokens, generation)
-        except BaseException:
-            self._admission.release(0.0)
-            raise
-        # The slot is held until the job returns, however its consumer fares.
-        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._admission.release, time.monotonic() - started))
+        sampling = request.sampling
+        seed = sampling.seed if sampling.seed is not None else self._rng.getrandbits(31)
+
+        def done() -> None:  # on the engine's thread: the slot is free again, however the job ended
+            loop.call_soon_threadsafe(self._admission.release, time.monotonic() - started)
+
+        job = Job(
+            prompt=prompt_tokens,
+            sampler=SequenceSampler(sampling, seed),
+            max_tokens=max_tokens,
+            stops=sampling.stop,
+            cancelled=generation.cancelled,
+            emit=generation.emit,
+            done=done,
+        )
+        self._engine.submit(job)
         return generation
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        await asyncio.to_thread(self._engine.close)
         self._llm.close()
 
     def _tokenize(self, request: GenerationRequest) -> list[int]:
@@ -167,65 +199,3 @@ class LlamaCppModel:
                 param="messages",
             )
         return max_tokens if max_tokens is not None else n_ctx - prompt_tokens
-
-    def generate_blocking(
-        self, prompt: list[int], sampling: Sampling, max_tokens: int, generation: LlamaCppGeneration
-    ) -> None:
-        """The generation loop, on the model's thread; a failure reaches the consumer as an error."""
-        try:
-            self._generate(prompt, sampling, max_tokens, generation.cancelled, generation.emit)
-        except Exception as exc:
-            log.exception("generation failed")
-            generation.emit(InferCDNError(f"generation failed: {type(exc).__name__}"))
-
-    def _generate(
-        self,
-        prompt: list[int],
-        sampling: Sampling,
-        max_tokens: int,
-        cancel: threading.Event,
-        emit: Callable[[GenerationEvent], None],
-    ) -> None:
-        import llama_cpp
-
-        llm = self._llm
-        vocab = llm._model.vocab
-        llm.set_seed(sampling.seed if sampling.seed is not None else self._rng.getrandbits(31))
-        text = StopScanner(sampling.stop)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        produced = 0
-        unreported = 0  # tokens whose text is still held back
-        reason = "length"
-        tokens = llm.generate(
-            prompt,
-            temp=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=0,
-            min_p=0.0,
-            repeat_penalty=1.0,
-            frequency_penalty=sampling.frequency_penalty,
-            presence_penalty=sampling.presence_penalty,
-        )
-        for token in tokens:
-            if cancel.is_set():
-                return
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                reason = "stop"
-                break
-            produced += 1
-            unreported += 1
-            piece, stopped = text.feed(decoder.decode(llm.detokenize([token])))
-            if piece:
-                emit(TextDelta(piece, tokens=unreported))
-                unreported = 0
-            if stopped:
-                reason = "stop"
-                break
-            if produced >= max_tokens:
-                break
-        if reason == "length":
-            piece, _ = text.feed(decoder.decode(b"", final=True))
-            tail = piece + text.flush()
-            if tail:
-                emit(TextDelta(tail, tokens=unreported))
-        emit(Finished(reason=reason, prompt_tokens=len(prompt), completion_tokens=produced))

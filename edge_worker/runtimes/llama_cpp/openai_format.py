@@ -18,11 +18,13 @@ def sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
-def usage(finished: Finished) -> dict[str, int]:
+def usage(finished: Finished) -> dict[str, Any]:
     return {
         "prompt_tokens": finished.prompt_tokens,
         "completion_tokens": finished.completion_tokens,
         "total_tokens": finished.prompt_tokens + finished.completion_tokens,
+        # As OpenAI reports prompt caching: the part of the prompt read from the KV cache.
+        "prompt_tokens_details": {"cached_tokens": finished.cached_tokens},
     }
 
 

@@ -54,13 +54,16 @@ async def test_client_disconnect_through_gateway_stops_generation(gateway: Serve
     assert stopped_at - tokens_before < 100
 
 
-async def test_full_queue_answers_503_with_retry_after() -> None:
-    with running("edge_worker", "--max-queue", "1", "--threads", "1") as small:
+async def test_a_full_batch_and_a_full_queue_answer_503_with_retry_after() -> None:
+    with running("edge_worker", "--parallel", "2", "--max-queue", "1", "--threads", "1") as small:
         async with aiohttp.ClientSession() as session:
             running_one = await session.post(f"{small.url}/v1/completions", json=LONG)
-            assert running_one.status == 200
+            running_two = await session.post(f"{small.url}/v1/completions", json=LONG)
+            assert running_one.status == running_two.status == 200
             await read_events(running_one, 1)
-            # The second waits for the slot; give it time to be queued.
+            await read_events(running_two, 1)
+            assert sample(small.url, "infercdn_worker_in_flight", model=MODEL) == 2  # both slots generating
+            # The third waits for a slot.
             waiting = asyncio.ensure_future(session.post(f"{small.url}/v1/completions", json=LONG))
             await wait_for(lambda: sample(small.url, "infercdn_worker_queue_depth", model=MODEL) == 1)
 
@@ -72,9 +75,10 @@ async def test_full_queue_answers_503_with_retry_after() -> None:
             assert set(error) == {"message", "type", "param", "code"}
 
             running_one.close()
-            second = await waiting
-            assert second.status == 200  # the queued one is served once the slot frees
-            second.close()
+            third = await waiting
+            assert third.status == 200  # the queued one is served once a slot frees
+            third.close()
+            running_two.close()
 
 
 async def test_worker_reports_model_info_and_counts_tokens(worker: Server) -> None:

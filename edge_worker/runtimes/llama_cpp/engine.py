@@ -1,0 +1,287 @@
+"""Continuous batching over one llama.cpp context: many sequences, one decode loop per model.
+
+Each admitted request gets a slot (a KV-cache sequence id). Every step builds
+one ``llama_batch``: the next token of every sequence that is generating,
+then chunks of prompts still being read, so a long prompt is fed over
+several steps instead of freezing everyone else's stream. One
+``llama_decode`` advances them all; each sequence then samples from its own
+logits with its own sampler. Finished or cancelled sequences leave between
+steps, and new ones join.
+
+A slot keeps the KV of what it last held. A new request takes the free slot
+whose cached tokens share the longest prefix with its prompt and reads only
+the rest (the second turn of a chat does not pay for the first again); the
+reused count is reported as ``cached_tokens``.
+
+The loop runs on its own thread (llama.cpp contexts are not thread-safe);
+events cross to the event loop through each job's ``emit``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent, TextDelta
+from edge_worker.runtimes.llama_cpp.sampler import SequenceSampler
+from edge_worker.runtimes.llama_cpp.stop_scanner import StopScanner
+from routing.errors import InferCDNError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Job:
+    """One request's generation, as the decode loop sees it."""
+
+    prompt: list[int]
+    sampler: SequenceSampler
+    max_tokens: int
+    stops: tuple[str, ...]
+    cancelled: threading.Event
+    emit: Callable[[GenerationEvent | BaseException], None]
+    done: Callable[[], None]  # told once when the job leaves its slot, however it ends
+    fed: int = 0  # tokens of this sequence in the KV cache
+    cached: int = 0  # of the prompt, reused from the slot's cache
+    next_token: int | None = None  # sampled, to be fed at the next step
+    produced: int = 0
+    unreported: int = 0  # produced tokens whose text is still held back
+    scanner: StopScanner = field(init=False)
+    decoder: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scanner = StopScanner(self.stops)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+@dataclass(slots=True)
+class _Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # the tokens its KV holds, positions 0..n-1
+    job: Job | None = None
+    last_used: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """Where the loop reports what it did (metrics); called from its thread."""
+
+    batch_tokens: Callable[[int], None] = lambda n: None
+    cached_tokens: Callable[[int], None] = lambda n: None
+
+
+class BatchEngine:
+    def __init__(
+        self,
+        llm: Any,
+        *,
+        slots: int,
+        context_per_slot: int,
+        threads: int,
+        batch_tokens: int = 512,
+        prefill_chunk: int = 128,
+        stats: EngineStats | None = None,
+    ):
+        import llama_cpp as lc
+
+        self._lc = lc
+        self._llm = llm
+        self.context_per_slot = context_per_slot
+        self._batch_tokens = batch_tokens
+        self._prefill_chunk = prefill_chunk
+        self._stats = stats or EngineStats()
+        params = lc.llama_context_default_params()
+        params.n_ctx = slots * context_per_slot
+        params.n_batch = params.n_ubatch = batch_tokens
+        params.n_seq_max = slots
+        # A cache stream per sequence: its attention spans its own cells only, so what it computes does
+        # not depend on what else is in the batch (one shared cache changed greedy text).
+        params.kv_unified = False
+        if threads:
+            params.n_threads = params.n_threads_batch = threads
+        params.no_perf = True
+        self._ctx = lc.llama_init_from_model(llm._model.model, params)
+        if not self._ctx:
+            raise InferCDNError("llama.cpp could not create a context for the batch engine")
+        self._memory = lc.llama_get_memory(self._ctx)
+        self._vocab = llm._model.vocab
+        self._batch = lc.llama_batch_init(batch_tokens, 0, 1)
+        self._slots = [_Slot(seq) for seq in range(slots)]
+        self._incoming: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        """Hand over an admitted job (never more than there are slots: admission sees to it)."""
+        self._incoming.put(job)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Something changed (a job was cancelled): look again now."""
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        self._lc.llama_batch_free(self._batch)
+        self._lc.llama_free(self._ctx)
+
+    # The loop, on its own thread.
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._take_incoming()
+            self._drop_cancelled()
+            active = [s for s in self._slots if s.job is not None]
+            if not active:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                self._step(active)
+            except Exception as exc:  # a failed decode: every job in it fails, the engine goes on
+                log.exception("decode step failed")
+                for slot in active:
+                    self._finish(slot, InferCDNError(f"generation failed: {type(exc).__name__}"))
+                    self._forget(slot)
+        for slot in self._slots:
+            if slot.job is not None:
+                self._finish(slot, InferCDNError("the worker is shutting down"))
+
+    def _take_incoming(self) -> None:
+        while True:
+            try:
+                job = self._incoming.get_nowait()
+            except queue.Empty:
+                return
+            self._place(job)
+
+    def _place(self, job: Job) -> None:
+        free = [s for s in self._slots if s.job is None]
+        # The free slot sharing the longest prefix with the prompt; else the one idle longest.
+        slot = max(free, key=lambda s: (_common_prefix(s.cached, job.prompt), -s.last_used))
+        # At least the prompt's last token is read again: its logits give the first new token.
+        reuse = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        self._lc.llama_memory_seq_rm(self._memory, slot.seq, reuse, -1)
+        slot.cached = job.prompt[:reuse]
+        job.fed = job.cached = reuse
+        slot.job = job
+        if reuse:
+            self._stats.cached_tokens(reuse)
+
+    def _drop_cancelled(self) -> None:
+        for slot in self._slots:
+            if slot.job is not None and slot.job.cancelled.is_set():
+                self._release(slot)
+
+    def _step(self, active: list[_Slot]) -> None:
+        batch = self._batch
+        batch.n_tokens = 0
+        sampled_at: list[tuple[_Slot, int]] = []
+        for slot in active:  # every generating sequence advances by one token
+            job = slot.job
+            if job is not None and job.next_token is not None:
+                sampled_at.append((slot, self._add(slot.seq, job.next_token, job.fed, logits=True)))
+                slot.cached.append(job.next_token)
+                job.fed += 1
+                job.next_token = None
+        generating = len(sampled_at)
+        room = self._batch_tokens - generating
+        chunk = self._prefill_chunk if generating else self._batch_tokens
+        for slot in active:  # then prompts, in chunks, so running streams keep flowing
+            job = slot.job
+            if job is None or job.fed >= len(job.prompt) or room <= 0:
+                continue
+            take = job.prompt[job.fed : job.fed + min(chunk, room)]
+            for offset, token in enumerate(take):
+                last = job.fed + offset == len(job.prompt) - 1
+                index = self._add(slot.seq, token, job.fed + offset, logits=last)
+                if last:
+                    sampled_at.append((slot, index))
+            slot.cached.extend(take)
+            job.fed += len(take)
+            room -= len(take)
+        if batch.n_tokens == 0:
+            return
+        self._stats.batch_tokens(batch.n_tokens)
+        status = self._lc.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status}")
+        for slot, index in sampled_at:
+            job = slot.job
+            if job is not None:
+                self._on_token(slot, job, job.sampler.sample(self._ctx, index))
+
+    def _add(self, seq: int, token: int, position: int, *, logits: bool) -> int:
+        batch = self._batch
+        i: int = batch.n_tokens
+        batch.token[i] = token
+        batch.pos[i] = position
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = logits
+        batch.n_tokens = i + 1
+        return i
+
+    def _on_token(self, slot: _Slot, job: Job, token: int) -> None:
+        if self._lc.llama_vocab_is_eog(self._vocab, token):
+            self._finish(slot, "stop")
+            return
+        job.produced += 1
+        job.unreported += 1
+        piece, stopped = job.scanner.feed(job.decoder.decode(self._llm.detokenize([token])))
+        if piece:
+            job.emit(TextDelta(piece, tokens=job.unreported))
+            job.unreported = 0
+        if stopped:
+            self._finish(slot, "stop")
+        elif job.produced >= job.max_tokens or job.fed + 1 >= self.context_per_slot:
+            self._finish(slot, "length")
+        else:
+            job.next_token = token
+
+    def _finish(self, slot: _Slot, end: str | BaseException) -> None:
+        job = slot.job
+        if job is None:
+            return
+        if isinstance(end, BaseException):
+            job.emit(end)
+        else:
+            if end == "length":
+                piece, _ = job.scanner.feed(job.decoder.decode(b"", final=True))
+                tail = piece + job.scanner.flush()
+                if tail:
+                    job.emit(TextDelta(tail, tokens=job.unreported))
+            job.emit(Finished(end, len(job.prompt), job.produced, cached_tokens=job.cached))
+        self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        job = slot.job
+        if job is None:
+            return
+        slot.job = None
+        slot.last_used = time.monotonic()
+        job.sampler.close()
+        job.done()
+
+    def _forget(self, slot: _Slot) -> None:
+        """Its KV is not trusted after a failed step: drop it."""
+        self._lc.llama_memory_seq_rm(self._memory, slot.seq, 0, -1)
+        slot.cached = []
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
