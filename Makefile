@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.decision_cost
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.worker_throughput
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

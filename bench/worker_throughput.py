@@ -1,0 +1,171 @@
+"""One edge worker under concurrent streams: continuous batching against one sequence at a time.
+
+    python -m bench.worker_throughput [--seconds S] [--llama-server PATH]
+
+Closed loop: C clients each stream greedy 64-token completions of distinct
+prompts, one after another, for S seconds, at C = 1, 4, 8. Targets, side by
+side in one run: the worker with ``--parallel 1``, with ``--parallel 8``, and
+llama.cpp's own ``llama-server -np 8`` when a binary is given. Then a
+multi-turn chat: the time to first token of turn 3 when its earlier turns
+are in the worker's KV cache, against the same length of conversation it has
+never seen. Prints medians and ratios; quote ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from bench.overhead import table, wait_healthy
+from bench.servers import free_port, running
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+
+MODEL = "smollm2-135m-instruct"
+MAX_TOKENS = 64
+CONCURRENCY = (1, 4, 8)
+_counter = itertools.count()
+
+
+@dataclass
+class Run:
+    tokens: int = 0
+    requests: int = 0
+    ttft_s: list[float] = field(default_factory=list)
+
+
+async def stream_once(session: aiohttp.ClientSession, url: str, prompt: str, run: Run) -> None:
+    body = {
+        "model": MODEL,
+        "prompt": prompt,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},  # tokens as the server counted them
+    }
+    started = time.perf_counter()
+    first = None
+    async with session.post(f"{url}/v1/completions", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        async for line in resp.content:
+            if not line.startswith(b"data: {"):
+                continue
+            first = first or time.perf_counter()
+            usage = json.loads(line[6:]).get("usage")
+            if usage:
+                run.tokens += int(usage["completion_tokens"])
+    if first is not None:
+        run.ttft_s.append(first - started)
+    run.requests += 1
+
+
+async def closed_loop(url: str, concurrency: int, seconds: float) -> tuple[Run, float]:
+    run = Run()
+    deadline = time.perf_counter() + seconds
+    numbers = itertools.count()  # every target gets the same prompts, in the same order
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < deadline:
+            n = next(numbers)  # distinct prompts: no two requests share more than a few tokens
+            await stream_once(session, url, f"Story {n}: {n * 7919 % 1000} dragons and {n} knights", run)
+
+    async with aiohttp.ClientSession() as session:
+        await stream_once(session, url, "warm up", Run())
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        return run, time.perf_counter() - started
+
+
+async def turn_three_ttft(url: str, warm: bool, repeats: int = 5) -> float:
+    """TTFT of a conversation's third turn: its first two turns served before (warm) or never (cold)."""
+    samples = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(repeats):
+            n = next(_counter)
+            turns = [f"User {n}: tell me about topic {n} in detail, please, with examples and history.\n"] * 3
+            history = ""
+            for turn in turns[:2]:
+                history += turn + "Assistant:"
+                if warm:
+                    run = Run()
+                    await stream_once(session, url, history, run)
+                history += " " + "Some earlier answer text about the topic. " * 20 + "\n"
+            run = Run()
+            await stream_once(session, url, history + turns[2] + "Assistant:", run)
+            samples.append(run.ttft_s[0])
+    return statistics.median(samples)
+
+
+@contextmanager
+def llama_server(binary: str, parallel: int) -> Iterator[str]:
+    port = free_port()
+    command = [binary, "-m", str(bundled_model_path()), "--port", str(port), "-np", str(parallel), "-c", "16384"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", timeout_s=120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def measure(url: str, seconds: float) -> dict[int, tuple[float, float, float, float]]:
+    out = {}
+    for c in CONCURRENCY:
+        run, elapsed = asyncio.run(closed_loop(url, c, seconds))
+        ttft = sorted(run.ttft_s)
+        p99 = ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))]
+        out[c] = (run.tokens / elapsed, run.requests / elapsed, statistics.median(ttft), p99)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    parser.add_argument("--llama-server", help="a llama-server binary, to compare with -np 8")
+    args = parser.parse_args()
+    results: dict[str, dict[int, tuple[float, float, float, float]]] = {}
+    turn3: dict[str, float] = {}
+    for label, parallel in (("worker --parallel 1", "1"), ("worker --parallel 8", "8")):
+        with running("edge_worker", "--parallel", parallel, "--log-level", "warning") as worker:
+            results[label] = measure(worker.url, args.seconds)
+            if parallel == "8":
+                turn3["cold"] = asyncio.run(turn_three_ttft(worker.url, warm=False))
+                turn3["warm"] = asyncio.run(turn_three_ttft(worker.url, warm=True))
+    if args.llama_server:
+        with llama_server(args.llama_server, 8) as url:
+            results["llama-server -np 8"] = measure(url, args.seconds)
+    base = results["worker --parallel 1"]
+    rows = [["target", "streams", "tokens/s", "req/s", "TTFT p50 ms", "TTFT p99 ms", "tokens/s vs --parallel 1"]]
+    for label, by_c in results.items():
+        for c, (tps, rps, p50, p99) in by_c.items():
+            ratio = tps / base[c][0]
+            rows.append(
+                [label, str(c), f"{tps:.1f}", f"{rps:.2f}", f"{p50 * 1000:.0f}", f"{p99 * 1000:.0f}", f"{ratio:.2f}"]
+            )
+    print(f"## Concurrent greedy {MAX_TOKENS}-token streams, closed loop, {args.seconds:g} s each\n")
+    print(table(rows))
+    print("\n## Multi-turn: TTFT of turn 3 (worker --parallel 8, median of 5)\n")
+    print(
+        table(
+            [
+                ["earlier turns", "TTFT ms", "vs never seen"],
+                ["never seen (no cache)", f"{turn3['cold'] * 1000:.0f}", "1.00"],
+                ["served before (prefix cache)", f"{turn3['warm'] * 1000:.0f}", f"{turn3['warm'] / turn3['cold']:.2f}"],
+            ]
+        )
+    )
+    print(json.dumps({"results": {k: {str(c): v for c, v in r.items()} for k, r in results.items()}, "turn3": turn3}))
+
+
+if __name__ == "__main__":
+    main()
