@@ -124,10 +124,6 @@ class BatchEngine:
         self._incoming.put(job)
         self._wake.set()
 
-    def wake(self) -> None:
-        """Something changed (a job was cancelled): look again now."""
-        self._wake.set()
-
     def close(self) -> None:
         self._stopping = True
         self._wake.set()
