@@ -60,10 +60,12 @@ def running(
     """Run ``python -m module args… --host 127.0.0.1 --port P`` until the block ends.
 
     ``env`` adds to this process's environment; ``fd_limit`` caps the child's open descriptors.
+    Its state (keys, enrollments) goes to a directory of its own, removed at the end, unless ``env`` says where.
     """
     port = port or free_port()
     log = Path(tempfile.mkstemp(prefix=f"infercdn-{module}-", suffix=".log")[1])
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    state = tempfile.TemporaryDirectory(prefix="infercdn-state-")
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_STATE_HOME": state.name, **(env or {})}
 
     def limit_descriptors() -> None:
         if fd_limit is not None:
@@ -88,3 +90,4 @@ def running(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        state.cleanup()

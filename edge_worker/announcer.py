@@ -18,6 +18,7 @@ from functools import partial
 
 import aiohttp
 
+from routing.access_tokens import public_key_from_text
 from routing.announce import (
     CONTENT_TYPE,
     REGISTER_PATH,
@@ -44,6 +45,7 @@ class Announcer:
         registration: Registration,
         load: Callable[[], Heartbeat],
         *,
+        trust: Callable[[bytes], None],
         interval_s: float = 2.0,
     ):
         self._gateways = tuple(g.rstrip("/") for g in gateways)
@@ -51,6 +53,7 @@ class Announcer:
         self._session = session
         self._registration = registration
         self._load = load
+        self._trust = trust  # told each gateway's public key: its tokens are then accepted
         self._interval_s = interval_s
         self._timeout = aiohttp.ClientTimeout(total=5)
         self._tasks: list[asyncio.Task[None]] = []
@@ -98,7 +101,7 @@ class Announcer:
                 await asyncio.sleep(interval)
             except (aiohttp.ClientError, TimeoutError, InvalidRequest) as exc:
                 if _refused(exc) and not complained:
-                    log.error("gateway %s refused this worker: %s (is the join token the same?)", gateway, exc)
+                    log.error("gateway %s refused this worker: %s", gateway, exc)
                     complained = True
                 elif registered:
                     log.warning("gateway %s unreachable (%s); registering again when it is back", gateway, exc)
@@ -113,6 +116,10 @@ class Announcer:
                     resp.request_info, (), status=resp.status, message=await _reason(resp)
                 )
             welcome = unpack_welcome(await resp.read())
+        gateway_key = public_key_from_text(welcome.gateway_key)
+        if gateway_key is None:
+            raise InvalidRequest(f"gateway {gateway} sent no usable public key")
+        self._trust(gateway_key)
         log.info("registered with %s as %s", gateway, self._registration.worker_id)
         return welcome.heartbeat_interval_s
 
@@ -130,7 +137,8 @@ class Announcer:
             return True
 
     def _send(self, method: str, gateway: str, path: str, body: bytes) -> aiohttp.client._RequestContextManager:
-        headers = {"Content-Type": CONTENT_TYPE, **self._signer.headers(method, path, body, time.time())}
+        enroll = path == REGISTER_PATH  # only a registration may enroll a new key with the join token
+        headers = {"Content-Type": CONTENT_TYPE, **self._signer.headers(method, path, body, time.time(), enroll=enroll)}
         return self._session.request(method, gateway + path, data=body, headers=headers, timeout=self._timeout)
 
 

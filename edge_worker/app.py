@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -24,8 +26,10 @@ from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.base import BACKEND, Backend
 from edge_worker.status_routes import STARTED_AT, add_status_routes
+from routing.access_tokens import TokenChecker, public_key_from_text
 from routing.announce import Heartbeat, Registration
 from routing.consul_client import consul_client
+from routing.identity import Identity, load_or_create
 from routing.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -50,9 +54,9 @@ async def leave(app: web.Application) -> None:
     await asyncio.gather(*(a.deregister() for a in announcers))
 
 
-async def registration_of(config: WorkerConfig, backend: Backend) -> Registration:
+async def registration_of(config: WorkerConfig, worker_id: str, backend: Backend) -> Registration:
     return Registration(
-        worker_id=config.identity(),
+        worker_id=worker_id,
         url=config.advertised(),
         region=config.region,
         runtime=backend.runtime,
@@ -62,11 +66,11 @@ async def registration_of(config: WorkerConfig, backend: Backend) -> Registratio
     )
 
 
-def heartbeat_of(config: WorkerConfig, backend: Backend, metrics: WorkerMetrics) -> Heartbeat:
+def heartbeat_of(worker_id: str, backend: Backend, metrics: WorkerMetrics) -> Heartbeat:
     load = backend.load()
     speeds = list(metrics.last_tokens_per_second.values())
     return Heartbeat(
-        worker_id=config.identity(),
+        worker_id=worker_id,
         in_flight=load.in_flight,
         queued=load.queued,
         tokens_per_second=sum(speeds) / len(speeds) if speeds else 0.0,
@@ -75,11 +79,18 @@ def heartbeat_of(config: WorkerConfig, backend: Backend, metrics: WorkerMetrics)
 
 
 def create_app(config: WorkerConfig) -> web.Application:
+    # Read (or made) once, before the app serves anything: a worker that registers speaks with its own key.
+    identity = load_or_create(config.key_path(os.environ)) if config.announces else None
+    worker_id = config.id_for(identity)
+    trusted = (key for key in map(public_key_from_text, config.gateway_keys) if key is not None)
+    tokens = TokenChecker(worker_id, time.time, trusted)
     middlewares: list[Middleware] = [openai_errors]
-    if config.join_token:
-        middlewares.append(gateway_only(config.join_token, open_health_and_metrics=config.open_health_and_metrics))
+    if config.announces or config.access_token or config.gateway_keys:
+        middlewares.append(
+            gateway_only(tokens, config.access_token, open_health_and_metrics=config.open_health_and_metrics)
+        )
     else:
-        log.warning("no join token: anyone who can reach this port can use this worker")
+        log.warning("no gateways, Consul or access token: anyone who can reach this port can use this worker")
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     metrics = WorkerMetrics()
     app[STARTED_AT] = int(time.time())
@@ -94,7 +105,9 @@ def create_app(config: WorkerConfig) -> web.Application:
             return
         async with contextlib.AsyncExitStack() as stack:
             # Announce only once the backend can serve (vLLM takes minutes to load).
-            starting = asyncio.create_task(_announce_when_ready(app, config, metrics, stack))
+            assert identity is not None  # made above for every worker that announces
+            me = Me(worker_id, identity, tokens)
+            starting = asyncio.create_task(_announce_when_ready(app, config, me, metrics, stack))
             yield
             starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -116,22 +129,35 @@ def create_app(config: WorkerConfig) -> web.Application:
     return app
 
 
+@dataclass(frozen=True, slots=True)
+class Me:
+    """Who this worker is to gateways: its id, its key, and the gateway tokens it accepts."""
+
+    worker_id: str
+    identity: Identity
+    tokens: TokenChecker
+
+
 async def _announce_when_ready(
-    app: web.Application, config: WorkerConfig, metrics: WorkerMetrics, stack: contextlib.AsyncExitStack
+    app: web.Application, config: WorkerConfig, me: Me, metrics: WorkerMetrics, stack: contextlib.AsyncExitStack
 ) -> None:
     backend = app[BACKEND]
     await backend.ready.wait()
-    registration = await registration_of(config, backend)
+    registration = await registration_of(config, me.worker_id, backend)
+    log.info("this worker is %s (key %s)", me.worker_id, me.identity.fingerprint)
     announcers: list[Leaving] = []
     if config.gateways:
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        load = partial(heartbeat_of, config, backend, metrics)
-        announcers.append(Announcer(config.gateways, Signer(config.join_token), session, registration, load))
+        load = partial(heartbeat_of, me.worker_id, backend, metrics)
+        signer = Signer(me.identity, me.worker_id, config.join_token)
+        announcers.append(Announcer(config.gateways, signer, session, registration, load, trust=me.tokens.trust))
     if config.consul_url:
         client = consul_client(config.consul_url)
         stack.push_async_callback(client.close)
         interval = config.consul_heartbeat_s
-        consul = ConsulAnnouncer(client, config.consul_service, registration, config.join_token, interval_s=interval)
+        consul = ConsulAnnouncer(
+            client, config.consul_service, registration, me.identity, config.join_token, interval_s=interval
+        )
         announcers.append(consul)
     app[ANNOUNCERS].extend(announcers)
     for announcer in announcers:

@@ -22,7 +22,8 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Run an edge worker: serve GGUF models through llama.cpp, or a model through a supervised "
-        "vLLM server, over an OpenAI-compatible API.",
+        "vLLM server, over an OpenAI-compatible API. Secrets (join_token, access_token) come from the "
+        "config file or the environment ($INFERCDN_WORKER_JOIN_TOKEN, …), never flags: argv is visible in ps.",
     )
     p.add_argument("--config", type=Path, help="TOML config file (the [worker] table); also $INFERCDN_CONFIG")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -46,9 +47,9 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
         metavar="URL",
         help="a gateway to register with (embedded registry); repeat for more",
     )
-    p.add_argument("--join-token", help="the fleet's join token (better: $INFERCDN_WORKER_JOIN_TOKEN)")
+    p.add_argument("--key-file", help="this worker's Ed25519 key (made 0600 on first start)")
     p.add_argument("--advertise-url", help="where gateways reach this worker (default http://HOST:PORT)")
-    p.add_argument("--worker-id", help="how gateways name this worker (default HOSTNAME-PORT)")
+    p.add_argument("--worker-id", help="how gateways name this worker (default HOSTNAME-FINGERPRINT of its key)")
     p.add_argument("--consul-url", help="register in this Consul agent instead (e.g. http://127.0.0.1:8500)")
     p.add_argument("--runtime", choices=RUNTIMES, help="llama.cpp (default; GGUF files) or vllm (DIR_OR_ID)")
     p.add_argument("--vllm-url", help="vllm: attach to a running vLLM server instead of starting one")
@@ -91,7 +92,16 @@ async def serve(config: WorkerConfig) -> None:
         await runner.cleanup()
 
 
+SECRET_FLAGS = ("--join-token", "--access-token")
+
+
 def main(argv: list[str] | None = None, prog: str = "infercdn worker") -> int:
+    given = sys.argv[1:] if argv is None else argv
+    for flag in SECRET_FLAGS:
+        if any(a == flag or a.startswith(flag + "=") for a in given):
+            env = "INFERCDN_WORKER_" + flag.removeprefix("--").replace("-", "_").upper()
+            print(f"{prog}: {flag} is not a flag (argv shows in ps): set ${env} or the config file", file=sys.stderr)
+            return 2
     args = build_parser(prog).parse_args(argv)
     try:
         config = load_config(args)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from routing.access_tokens import public_key_from_text
 from routing.announce import WORKER_ID
-from routing.settings import require
+from routing.identity import Identity
+from routing.settings import require, state_dir
 from routing.telemetry import LOG_FORMATS
 
 DEFAULT_MAX_CONTEXT = 8192
@@ -38,13 +41,22 @@ class WorkerConfig:
     log_level: str = "info"
     # "text", or "json": one JSON object per line, request lines with their fields.
     log_format: str = "text"
-    # Gateways to register with (embedded registry), and the token that signs it.
+    # Gateways to register with (embedded registry), and the fleet's join token, which
+    # enrolls this worker's key the first time (environment or config file only).
     gateways: tuple[str, ...] = ()
     join_token: str = field(default="", repr=False)
+    # This worker's own Ed25519 key (made on first start, mode 0600); empty:
+    # $XDG_STATE_HOME/infercdn/worker-PORT.key.
+    key_file: str = ""
     # Where gateways reach this worker; default http://HOST:PORT.
     advertise_url: str = ""
-    # How gateways name it; default HOSTNAME-PORT.
+    # How gateways name it; default HOSTNAME-FINGERPRINT (of its key). Bound to the key at enrollment.
     worker_id: str = ""
+    # A static worker (listed in a gateway's config, not registering): the secret that gateway
+    # presents (its "URL key_env=VAR" entry); at least 16 characters, this worker's alone.
+    access_token: str = field(default="", repr=False)
+    # Public keys of gateways whose tokens to accept besides those registered with (Consul fleets).
+    gateway_keys: tuple[str, ...] = ()
     # Register in a Consul catalog instead (e.g. http://127.0.0.1:8500); empty = off.
     consul_url: str = ""
     consul_service: str = "infercdn-worker"
@@ -73,8 +85,19 @@ class WorkerConfig:
         host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
         return (self.advertise_url or f"http://{host}:{self.port}").rstrip("/")
 
-    def identity(self) -> str:
-        return self.worker_id or f"{socket.gethostname()}-{self.port}"
+    @property
+    def announces(self) -> bool:
+        return bool(self.gateways or self.consul_url)
+
+    def key_path(self, env: Mapping[str, str]) -> Path:
+        return Path(self.key_file).expanduser() if self.key_file else state_dir(env) / f"worker-{self.port}.key"
+
+    def id_for(self, identity: Identity | None) -> str:
+        """The configured id, or HOSTNAME-FINGERPRINT: never the same for two keys (HOSTNAME-PORT without one)."""
+        if self.worker_id:
+            return self.worker_id
+        host = "".join(c if c.isalnum() or c in ".-" else "-" for c in socket.gethostname())[:100] or "worker"
+        return f"{host}-{identity.fingerprint[:12]}" if identity is not None else f"{host}-{self.port}"
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "worker.port", f"must be 0-65535, got {self.port}")
@@ -104,11 +127,21 @@ class WorkerConfig:
             is_http = not url or url.startswith(("http://", "https://"))
             require(is_http, "worker.gateways", f"not an http(s) URL: {url!r}")
         require(
-            not (self.gateways or self.consul_url) or bool(self.join_token),
+            not self.announces or bool(self.join_token),
             "worker.join_token",
             "is needed to register with a gateway or Consul (the same token the gateways have)",
         )
+        require(
+            not self.join_token or self.announces,
+            "worker.join_token",
+            "only enrolls a worker that registers (gateways or consul_url); a static worker uses access_token",
+        )
         require(not self.join_token or len(self.join_token) >= 16, "worker.join_token", "must be >= 16 characters")
+        require(
+            not self.access_token or len(self.access_token) >= 16, "worker.access_token", "must be >= 16 characters"
+        )
+        for key in self.gateway_keys:
+            require(public_key_from_text(key) is not None, "worker.gateway_keys", f"not an Ed25519 public key: {key!r}")
         require(
             not self.worker_id or WORKER_ID.fullmatch(self.worker_id) is not None,
             "worker.worker_id",

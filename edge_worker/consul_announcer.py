@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from urllib.parse import urlsplit
 
 import consul
@@ -22,7 +23,8 @@ import consul.aio
 
 from routing.announce import Registration
 from routing.consul_client import CONSUL_ERRORS
-from routing.consul_wire import registration_to_meta
+from routing.consul_wire import LIFETIME_S, registration_to_meta
+from routing.identity import Identity
 from routing.supervise import start_supervised
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class ConsulAnnouncer:
         client: consul.aio.Consul,
         service: str,
         registration: Registration,
+        identity: Identity,
         join_token: str,
         *,
         interval_s: float = 2.0,
@@ -41,8 +44,10 @@ class ConsulAnnouncer:
         self._client = client
         self._service = service
         self._registration = registration
-        self._meta = registration_to_meta(registration, join_token)
+        self._identity = identity
+        self._join_token = join_token
         self._interval_s = interval_s
+        self._renew_at = 0.0  # when the signed Meta is half way to its expiry
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -67,12 +72,15 @@ class ConsulAnnouncer:
     async def _register(self) -> None:
         url = urlsplit(self._registration.url)
         ttl = self._interval_s * 3
+        now = time.time()
+        meta = registration_to_meta(self._registration, self._identity, self._join_token, now)
+        self._renew_at = now + LIFETIME_S / 2
         await self._client.agent.service.register(
             self._service,
             service_id=self._registration.worker_id,
             address=url.hostname,
             port=url.port,
-            meta=self._meta,
+            meta=meta,
             check={
                 "CheckID": self.check_id,
                 "TTL": f"{ttl:g}s",
@@ -85,7 +93,7 @@ class ConsulAnnouncer:
         registered = False
         while True:
             try:
-                if not registered:
+                if not registered or time.time() >= self._renew_at:  # signed Meta expires: renew it
                     await self._register()
                     registered = True
                     log.info("registered in Consul as %s/%s", self._service, self._registration.worker_id)

@@ -1,15 +1,23 @@
-"""Admin endpoints (admin key): the live fleet as JSON, for ``infercdn fleet`` and ops."""
+"""Admin endpoints (admin key): the live fleet and worker enrollments, for ``infercdn fleet`` and ops."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
 
 from gateway.api import STATE
+from gateway.enrollment_store import Enrollment, EnrollmentState
+from gateway.registry import Registry
+from routing.announce import check_worker_id
+from routing.errors import Forbidden
 from routing.fleet import WorkerState
 from routing.health import Status
+from routing.identity import fingerprint, to_text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +65,76 @@ async def fleet(request: web.Request) -> web.Response:
                 reported_in_flight=s.load.in_flight,
                 queued=s.load.queued,
                 tokens_per_second=s.load.tokens_per_second,
-                last_heartbeat_s=state.registry.last_heartbeat_age_s(w.id),
+                last_heartbeat_s=state.registry.last_heartbeat_age_s(w.id) if state.registry else None,
                 ejections=s.health.total_ejections,
             )
         )
     return web.json_response({"workers": [asdict(r) for r in rows], "panics": state.balancer.panics})
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentRow:
+    worker_id: str
+    key: str  # the public key, base64url
+    fingerprint: str
+    state: str  # approved, pending, revoked
+    enrolled_at: float
+    source: str  # the address it enrolled from
+
+    @classmethod
+    def of(cls, row: Enrollment) -> EnrollmentRow:
+        return cls(
+            row.worker_id,
+            to_text(row.public_key),
+            fingerprint(row.public_key),
+            row.state.value,
+            row.enrolled_at,
+            row.source,
+        )
+
+
+def _registry(request: web.Request) -> Registry:
+    registry = request.app[STATE].registry
+    if registry is None:
+        raise Forbidden("Registration is off: this gateway has no join token, so no worker is enrolled.")
+    return registry
+
+
+async def enrollments(request: web.Request) -> web.Response:
+    rows = [asdict(EnrollmentRow.of(row)) for row in _registry(request).enrollments.listed()]
+    return web.json_response({"enrollments": rows})
+
+
+async def approve(request: web.Request) -> web.Response:
+    row = await _registry(request).enrollments.set_state(_worker_id(request), EnrollmentState.APPROVED)
+    log.info("worker %s approved by an operator", row.worker_id)
+    return web.json_response(asdict(EnrollmentRow.of(row)))
+
+
+async def revoke(request: web.Request) -> web.Response:
+    registry = _registry(request)
+    row = await registry.enrollments.set_state(_worker_id(request), EnrollmentState.REVOKED)
+    registry.evict(row.worker_id)
+    log.warning("worker %s (key %s) revoked by an operator", row.worker_id, fingerprint(row.public_key))
+    return web.json_response(asdict(EnrollmentRow.of(row)))
+
+
+async def forget(request: web.Request) -> web.Response:
+    registry = _registry(request)
+    worker_id = _worker_id(request)
+    await registry.enrollments.forget(worker_id)
+    registry.evict(worker_id)
+    log.info("worker %s forgotten by an operator: its id may enroll again", worker_id)
+    return web.Response(status=204)
+
+
+def _worker_id(request: web.Request) -> str:
+    return check_worker_id(request.match_info["worker_id"])
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/v1/fleet", fleet)
+    app.router.add_get("/admin/v1/enrollments", enrollments)
+    app.router.add_post("/admin/v1/enrollments/{worker_id}/approve", approve)
+    app.router.add_post("/admin/v1/enrollments/{worker_id}/revoke", revoke)
+    app.router.add_delete("/admin/v1/enrollments/{worker_id}", forget)

@@ -45,7 +45,7 @@ class GatewayState:
     balancer: Balancer
     proxy: Proxy
     static_workers: StaticWorkers
-    registry: Registry
+    registry: Registry | None  # None without a join token: registration is off
     access: Access
     limiter: RateLimiter
     metrics: GatewayMetrics

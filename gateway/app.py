@@ -17,21 +17,26 @@ from gateway import admin, api
 from gateway.auth import Access, authenticate
 from gateway.config import GatewayConfig
 from gateway.consul_watch import ConsulWatch
+from gateway.enrollment_store import EnrollmentStore
+from gateway.enrollments import Enrollments
 from gateway.errors import openai_errors
 from gateway.keys import KeyStore, single_key
 from gateway.metrics import GatewayMetrics
 from gateway.prober import Prober
 from gateway.proxy import Proxy, ProxyLimits
-from gateway.registry import Registry
+from gateway.registry import Registry, RegistryLimits
 from gateway.static_workers import StaticWorkers
 from gateway.warm_up import WarmUp
+from routing.access_tokens import TokenMinter
+from routing.advertise import AddressPolicy
 from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
 from routing.consul_client import consul_client
+from routing.errors import Forbidden
 from routing.fleet import Fleet
 from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
-from routing.signing import Verifier, worker_access_token
+from routing.signing import Verifier
 from routing.supervise import start_supervised, stop_all
 from routing.upstreams import parse_upstream
 
@@ -69,24 +74,15 @@ def create_app(
     access = Access(keys_of(config), config.admin_key, config.loopback)
     middlewares = [openai_errors, authenticate(access, metrics)]
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
-    # What the gateway shows workers: derived from the join token, never the token itself.
-    bearer = worker_access_token(config.join_token) if config.join_token else ""
-    registry = Registry(
-        balancer,
-        Verifier(config.join_token) if config.join_token else None,
-        ttl_s=config.worker_ttl_s,
-        heartbeat_interval_s=config.heartbeat_interval_s,
-        worker_bearer=bearer,
-        clock=clock,
-    )
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         # One pooled session for every upstream call, for the app's lifetime.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
         session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         static_workers = StaticWorkers(
-            config.workers, balancer, session, timeout_s=config.connect_timeout_s, bearer=bearer
+            config.workers, balancer, session, timeout_s=config.connect_timeout_s, env=os.environ
         )
+        registry = await registry_of(config, balancer, clock) if config.join_token else None
         limits = ProxyLimits(
             connect_s=config.connect_timeout_s,
             first_byte_s=config.first_byte_timeout_s,
@@ -123,29 +119,62 @@ def create_app(
         tasks = [
             start_supervised("static worker refresh", lambda: static_workers.run(config.refresh_interval_s)),
             start_supervised("prober", prober.run),
-            start_supervised("registry expiry", registry.run),
         ]
-        if consul is not None:
+        if registry is not None:
+            tasks.append(start_supervised("registry expiry", registry.run))
+        if consul is not None and registry is not None:  # the config check: Consul needs the join token
             watch = ConsulWatch(
                 balancer,
                 consul,
                 config.consul_service,
                 config.join_token,
-                worker_bearer=bearer,
+                registry.enrollments,
+                bearer_for=registry.minter.token_for,
+                policy=registry.policy,
                 answered=lambda: warm_up.answered("consul"),
             )
             tasks.append(start_supervised("Consul watch", watch.run))
         yield
         await stop_all(tasks)
+        if registry is not None:
+            await registry.enrollments.store.close()
         if consul is not None:
             await consul.close()
         await session.close()
 
     app.cleanup_ctx.append(state_ctx)
     api.add_routes(app)
-    app.router.add_get("/admin/v1/fleet", admin.fleet)
     app.router.add_get("/metrics", _metrics_handler(metrics))
-    app.router.add_post(REGISTER_PATH, registry.register)
-    app.router.add_post(REGISTER_PATH + "/{worker_id}/heartbeat", registry.heartbeat)
-    app.router.add_delete(REGISTER_PATH + "/{worker_id}", registry.deregister)
+    admin.add_routes(app)
+    app.router.add_post(REGISTER_PATH, _registry_route(Registry.register))
+    app.router.add_post(REGISTER_PATH + "/{worker_id}/heartbeat", _registry_route(Registry.heartbeat))
+    app.router.add_delete(REGISTER_PATH + "/{worker_id}", _registry_route(Registry.deregister))
     return app
+
+
+async def registry_of(config: GatewayConfig, balancer: Balancer, clock: Callable[[], float] | None) -> Registry:
+    store = await EnrollmentStore.open(config.state_path(os.environ))
+    enrollments = Enrollments(
+        store, manual=config.enrollment == "manual", enrollments_per_minute=config.enrollments_per_minute
+    )
+    return Registry(
+        balancer,
+        Verifier(config.join_token),
+        enrollments,
+        TokenMinter(store.identity, time.time),
+        AddressPolicy.of(allow_loopback=config.loopback, networks=config.worker_networks),
+        RegistryLimits(config.worker_ttl_s, config.heartbeat_interval_s, config.max_workers_per_address),
+        clock=clock,
+    )
+
+
+def _registry_route(
+    method: Callable[[Registry, web.Request], Awaitable[web.Response]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        registry = request.app[api.STATE].registry
+        if registry is None:
+            raise Forbidden("Registration is disabled: this gateway has no join token configured.")
+        return await method(registry, request)
+
+    return handler

@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_fleet.add_argument("--gateway", default="http://127.0.0.1:8080", help="the gateway's base URL")
     p_fleet.add_argument("--json", action="store_true", help="print the JSON as the gateway gives it")
+    fleet_sub = p_fleet.add_subparsers(dest="fleet_command", metavar="ACTION")
+    fleet_sub.add_parser("enrollments", help="every enrolled worker key (approved, pending, revoked)")
+    fleet_sub.add_parser("pending", help="worker keys waiting for approval (enrollment = manual)")
+    for action, text in (
+        ("approve", "let a pending worker in"),
+        ("revoke", "refuse a worker's key from now on (kept across restarts) and drop it from the fleet"),
+        ("forget", "drop a worker's binding so its id may enroll again (e.g. a replaced key)"),
+    ):
+        fleet_sub.add_parser(action, help=text).add_argument("worker_id", metavar="ID")
 
     sub.add_parser("worker", help="run an edge worker (see 'infercdn worker --help')", add_help=False)
     return parser
@@ -123,7 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "keys":
         return keys_command(args)
     if args.command == "fleet":
-        return run_fleet_command(args.gateway, os.environ.get("INFERCDN_ADMIN_KEY", ""), as_json=args.json)
+        return run_fleet_command(
+            args.gateway,
+            os.environ.get("INFERCDN_ADMIN_KEY", ""),
+            as_json=args.json,
+            action=args.fleet_command,
+            worker_id=getattr(args, "worker_id", ""),
+        )
     settable = {f.name for f in dataclasses.fields(GatewayConfig)}
     flags = {k: v for k, v in vars(args).items() if k in settable}
     try:

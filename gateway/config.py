@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.enrollments import ENROLLMENT_MODES
+from gateway.static_workers import parse_static_worker
 from routing.health import HealthPolicy
 from routing.policies import POLICIES
-from routing.settings import require
+from routing.settings import require, state_dir
 from routing.telemetry import LOG_FORMATS
 from routing.upstreams import parse_upstream
 
@@ -16,7 +20,8 @@ from routing.upstreams import parse_upstream
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    # Static upstream workers (base URLs, e.g. http://10.0.0.5:8081).
+    # Static workers: "URL [key_env=VAR]" (e.g. http://10.0.0.5:8081); VAR holds the
+    # access_token that worker was given, if it has one.
     workers: tuple[str, ...] = ()
     # Any OpenAI-compatible server, with what it serves: "URL model=NAME:QUANT
     # [context=N] [key_env=VAR] [health=/PATH]" (see routing/upstreams.py).
@@ -62,6 +67,19 @@ class GatewayConfig:
     # The control plane. Workers sign their announcements with the join token;
     # empty means registration is off (static workers only).
     join_token: str = field(default="", repr=False)
+    # Worker enrollments (id ↔ key) and the gateway's own key live in this SQLite file;
+    # empty: $XDG_STATE_HOME/infercdn/gateway.sqlite3; ":memory:" forgets them at exit.
+    state_file: str = ""
+    # "auto": a worker with the join token enrolls at once; "manual": it waits for
+    # "infercdn fleet approve ID".
+    enrollment: str = "auto"
+    # New enrollments accepted per minute from one address.
+    enrollments_per_minute: int = 10
+    # Networks registered workers may advertise (e.g. ["10.0.0.0/8"]); empty: any
+    # address but loopback (unless this gateway is on loopback), link-local and metadata.
+    worker_networks: tuple[str, ...] = ()
+    # Registered workers that may share one address.
+    max_workers_per_address: int = 16
     # A registered worker silent for this long is dropped from the fleet.
     worker_ttl_s: float = 10.0
     # How often registered workers are asked to heartbeat.
@@ -82,8 +100,8 @@ class GatewayConfig:
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "gateway.port", f"must be 0-65535, got {self.port}")
-        for url in self.workers:
-            require(url.startswith(("http://", "https://")), "gateway.workers", f"not an http(s) URL: {url!r}")
+        for spec in self.workers:
+            parse_static_worker(spec, os.environ)  # raises ConfigError naming what is wrong
         for spec in self.upstreams:
             parse_upstream(spec, os.environ)  # raises ConfigError naming what is wrong
         require(self.max_body_bytes >= 1024, "gateway.max_body_bytes", "must be >= 1024")
@@ -125,6 +143,14 @@ class GatewayConfig:
         if self.consul_url:
             require(bool(self.join_token), "gateway.join_token", "is needed to check workers found in Consul")
             require(self.consul_url.startswith(("http://", "https://")), "gateway.consul_url", "not an http(s) URL")
+        require(self.enrollment in ENROLLMENT_MODES, "gateway.enrollment", "must be auto or manual")
+        for key in ("enrollments_per_minute", "max_workers_per_address"):
+            require(getattr(self, key) >= 1, f"gateway.{key}", "must be >= 1")
+        for network in self.worker_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                require(False, "gateway.worker_networks", f"not a network: {network!r}")
         for key in ("max_ejected_share", "panic_below_share"):
             require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")
         require(self.log_format in LOG_FORMATS, "gateway.log_format", "must be text or json")
@@ -133,6 +159,9 @@ class GatewayConfig:
             "gateway.log_level",
             "must be one of debug, info, warning, error",
         )
+
+    def state_path(self, env: Mapping[str, str]) -> str:
+        return self.state_file or str(state_dir(env) / "gateway.sqlite3")
 
     def health_policy(self) -> HealthPolicy:
         return HealthPolicy(

@@ -1,8 +1,10 @@
 """Workers from a Consul catalog: a blocking query on ``/v1/health/service/<name>?passing``.
 
 Each answer is the whole set of passing instances; it becomes the changes
-(``Upsert`` / ``Remove``) that make the fleet's Consul workers match it. Only entries signed
-with the join token are accepted. While Consul is unreachable the gateway
+(``Upsert`` / ``Remove``) that make the fleet's Consul workers match it. Only
+entries signed by the worker's own key, unexpired, whose key is enrolled for
+that id (or enrolls now, proving the join token) are accepted; any other is
+skipped with one warning, and never stops the watch. While Consul is unreachable the gateway
 keeps routing on the last set it saw, and catches up when Consul answers.
 """
 
@@ -10,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import consul.aio
 
+from gateway.enrollments import Enrollments
+from routing.advertise import AddressPolicy, checked_addresses
 from routing.balancer import Balancer
 from routing.consul_client import CONSUL_ERRORS
-from routing.consul_wire import registration_from_service
+from routing.consul_wire import entry_from_service
 from routing.discovery import Change, Remove, Upsert
-from routing.errors import InvalidRequest
+from routing.errors import InferCDNError
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,11 @@ class ConsulWatch:
         client: consul.aio.Consul,
         service: str,
         join_token: str,
+        enrollments: Enrollments,
         *,
-        worker_bearer: str,
+        bearer_for: Callable[[str], str],
+        policy: AddressPolicy,
+        wall_clock: Callable[[], float] = time.time,
         wait_s: float = 30.0,
         answered: Callable[[], None] = lambda: None,
     ):
@@ -40,7 +48,10 @@ class ConsulWatch:
         self._client = client
         self._service = service
         self._join_token = join_token
-        self._worker_bearer = worker_bearer
+        self._enrollments = enrollments
+        self._policy = policy
+        self._wall_clock = wall_clock
+        self._bearer_for = bearer_for  # the access token for a worker id
         self._wait_s = wait_s
         self._answered = answered  # told after each answer applied: the fleet is known
         self._refused: set[str] = set()  # ids already warned about
@@ -67,11 +78,11 @@ class ConsulWatch:
                 log.info("Consul is reachable again")
                 unreachable, backoff = False, 0.5
             index = next_index(index, new_index)
-            self.apply(entries or [])
+            await self.apply(entries or [])
             self._answered()
 
-    def apply(self, entries: list[dict[str, Any]]) -> None:
-        for change in self.changes(entries):
+    async def apply(self, entries: list[dict[str, Any]]) -> None:
+        for change in await self.changes(entries):
             if not self._balancer.apply(change):
                 continue
             if isinstance(change, Upsert):
@@ -79,20 +90,28 @@ class ConsulWatch:
             else:
                 log.info("worker %s is no longer passing in Consul: dropped from the fleet", change.worker_id)
 
-    def changes(self, entries: list[dict[str, Any]]) -> list[Change]:
-        """What makes the fleet's Consul workers match this answer: every signed entry, and who left."""
+    async def changes(self, entries: list[dict[str, Any]]) -> list[Change]:
+        """What makes the fleet's Consul workers match this answer: every accepted entry, and who left."""
         listed: dict[str, Change] = {}
         for entry in entries:
-            service = entry.get("Service") or {}
+            service = entry.get("Service") if isinstance(entry, dict) else None
+            service = service if isinstance(service, dict) else {}
             try:
-                reg = registration_from_service(service, self._join_token)
-            except InvalidRequest as exc:
+                accepted = entry_from_service(service, self._join_token, self._wall_clock())
+                await self._enrollments.admit(accepted.signed, registering=True, source="consul")
+                reg = accepted.registration
+                await checked_addresses(reg.url, self._policy)
+            except InferCDNError as exc:
                 service_id = str(service.get("ID", "?"))
+                if len(self._refused) > 4096:  # bounded: entries are anyone's who can write to Consul
+                    self._refused.clear()
                 if service_id not in self._refused:
                     log.warning("ignoring Consul service %s: %s", service_id, exc.message)
                     self._refused.add(service_id)
                 continue
-            listed[reg.worker_id] = Upsert(reg.worker(source="consul", bearer=self._worker_bearer), reg.offers)
+            listed[reg.worker_id] = Upsert(
+                reg.worker(source="consul", bearer=self._bearer_for(reg.worker_id)), reg.offers
+            )
         gone = [Remove(worker_id) for worker_id in sorted(self._known - listed.keys())]
         self._known = set(listed)
         return [*listed.values(), *gone]

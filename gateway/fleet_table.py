@@ -1,4 +1,9 @@
-"""``infercdn fleet``: the live fleet from a gateway's admin endpoint, as a table."""
+"""``infercdn fleet``: the live fleet and worker enrollments, through a gateway's admin endpoints.
+
+``infercdn fleet`` prints the live fleet; ``fleet enrollments`` every
+enrolled key, ``fleet pending`` those waiting for approval; ``fleet approve
+ID``, ``fleet revoke ID`` and ``fleet forget ID`` change one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
 COLUMNS = (
     ("WORKER", "id"),
@@ -21,13 +27,24 @@ COLUMNS = (
 )
 
 
-def fetch_fleet(gateway: str, admin_key: str) -> dict[str, Any]:
-    request = urllib.request.Request(gateway.rstrip("/") + "/admin/v1/fleet")
+ENROLLMENT_ACTIONS = {"approve": ("POST", "/approve"), "revoke": ("POST", "/revoke"), "forget": ("DELETE", "")}
+
+
+def call_admin(gateway: str, admin_key: str, path: str, method: str = "GET") -> dict[str, Any]:
+    request = urllib.request.Request(gateway.rstrip("/") + path, method=method)
     if admin_key:
         request.add_header("Authorization", f"Bearer {admin_key}")
     with urllib.request.urlopen(request, timeout=10) as resp:
-        data: dict[str, Any] = json.load(resp)
+        body = resp.read()
+        data: dict[str, Any] = json.loads(body) if body else {}
         return data
+
+
+def render_enrollments(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'WORKER':<40}  {'STATE':<8}  {'KEY':<16}  SOURCE"]
+    lines += [f"{r['worker_id']:<40}  {r['state']:<8}  {r['fingerprint']:<16}  {r['source']}" for r in rows]
+    lines.append(f"{len(rows)} enrollment(s)")
+    return "\n".join(lines)
 
 
 def render(fleet: dict[str, Any]) -> str:
@@ -50,9 +67,21 @@ def render(fleet: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_fleet_command(gateway: str, admin_key: str, *, as_json: bool) -> int:
+def run_fleet_command(
+    gateway: str, admin_key: str, *, as_json: bool, action: str | None = None, worker_id: str = ""
+) -> int:
     try:
-        fleet = fetch_fleet(gateway, admin_key)
+        if action in ENROLLMENT_ACTIONS:
+            method, suffix = ENROLLMENT_ACTIONS[action]
+            call_admin(gateway, admin_key, f"/admin/v1/enrollments/{quote(worker_id, safe='')}{suffix}", method)
+            print(f"worker {worker_id}: {action} done")
+            return 0
+        if action in ("enrollments", "pending"):
+            rows = call_admin(gateway, admin_key, "/admin/v1/enrollments")["enrollments"]
+            rows = [r for r in rows if action == "enrollments" or r["state"] == "pending"]
+            print(json.dumps(rows, indent=2) if as_json else render_enrollments(rows))
+            return 0
+        fleet = call_admin(gateway, admin_key, "/admin/v1/fleet")
     except urllib.error.HTTPError as exc:
         try:
             message = json.load(exc)["error"]["message"]

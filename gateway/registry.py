@@ -1,23 +1,36 @@
 """The embedded registry: workers register, heartbeat and deregister here.
 
-Every message is msgpack, signed with the join token (``routing.signing``);
-an unsigned, forged, stale or replayed one gets 401 and changes nothing. A
-worker whose heartbeats stop is dropped from the fleet after ``ttl_s``. A
+Every message is msgpack, signed with the worker's own key
+(``routing.signing``); a new key enrolls with the join token
+(``gateway.enrollments``). The order of the checks is the point: the body's
+size before reading it, the signature before parsing it, the key's binding
+before remembering its nonce, and the advertised URL's addresses
+(``routing.advertise``) before the worker joins the fleet. An unsigned,
+forged, stale, replayed or foreign message gets 401/403 and changes nothing.
+
+A worker whose heartbeats stop is dropped from the fleet after ``ttl_s``. A
 heartbeat from a worker this gateway does not know (it restarted) gets 404,
-which tells the worker to register again at once.
+which tells the worker to register again at once. The answer to a
+registration carries the gateway's public key: the worker then accepts the
+gateway's tokens (``routing.access_tokens``), each good for that worker only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 
+from gateway.enrollments import Enrollments
+from routing.access_tokens import TokenMinter
+from routing.advertise import AddressPolicy, IPAddress, checked_addresses
 from routing.announce import (
     CONTENT_TYPE,
+    MAX_MESSAGE_BYTES,
     Welcome,
     check_worker_id,
     pack,
@@ -26,35 +39,56 @@ from routing.announce import (
 )
 from routing.balancer import Balancer
 from routing.discovery import Remove, Upsert
-from routing.errors import Forbidden, InvalidRequest, NotFound
+from routing.errors import Forbidden, InvalidRequest, NotFound, RequestTooLarge
 from routing.fleet import Load, describe_offers
-from routing.signing import Verifier
+from routing.signing import SignedMessage, Verifier
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RegistryLimits:
+    ttl_s: float
+    heartbeat_interval_s: float
+    max_workers_per_address: int = 16
 
 
 class Registry:
     def __init__(
         self,
         balancer: Balancer,
-        verifier: Verifier | None,
+        verifier: Verifier,
+        enrollments: Enrollments,
+        minter: TokenMinter,
+        policy: AddressPolicy,
+        limits: RegistryLimits,
         *,
-        ttl_s: float,
-        heartbeat_interval_s: float,
-        worker_bearer: str,
         clock: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self._balancer = balancer
         self._verifier = verifier
-        self._ttl_s = ttl_s
-        self._heartbeat_interval_s = heartbeat_interval_s
-        self._worker_bearer = worker_bearer
+        self.enrollments = enrollments
+        self.minter = minter
+        self.policy = policy
+        self._limits = limits
         self._last_seen: dict[str, float] = {}
+        self._addresses: dict[str, tuple[IPAddress, ...]] = {}
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._wall_clock = wall_clock
 
     async def register(self, request: web.Request) -> web.Response:
-        registration = unpack_registration(await self._verified(request))
-        worker = registration.worker(source="registry", bearer=self._worker_bearer)
+        message, body, enrolling = await self._authenticated(request, registering=True)
+        registration = unpack_registration(body)
+        if registration.worker_id != message.worker_id:
+            raise Forbidden("A worker may only register itself (the body names another id).", code="foreign_worker")
+        addresses = await checked_addresses(registration.url, self.policy)
+        self._check_crowding(registration.worker_id, addresses)
+        if enrolling:  # only a registration that would be accepted takes a place in the store
+            await self.enrollments.enroll(message, source=request.remote or "?")
+        self._verifier.remember(message, self._wall_clock())
+        worker = registration.worker(source="registry", bearer=self.minter.token_for(registration.worker_id))
+        self._addresses[worker.id] = addresses
         self._last_seen[worker.id] = self._clock()
         if self._balancer.apply(Upsert(worker, registration.offers)):
             log.info(
@@ -65,31 +99,46 @@ class Registry:
                 worker.hardware or "?",
                 describe_offers(registration.offers),
             )
-        welcome = Welcome(heartbeat_interval_s=self._heartbeat_interval_s, ttl_s=self._ttl_s)
+        welcome = Welcome(
+            heartbeat_interval_s=self._limits.heartbeat_interval_s,
+            ttl_s=self._limits.ttl_s,
+            gateway_key=self.minter.public_text,
+        )
         return web.Response(body=pack(welcome), content_type=CONTENT_TYPE)
 
     async def heartbeat(self, request: web.Request) -> web.Response:
-        body = await self._verified(request)
-        worker_id = check_worker_id(request.match_info["worker_id"])
+        message, body, _ = await self._authenticated(request, registering=False)
+        self._verifier.remember(message, self._wall_clock())
         beat = unpack_heartbeat(body)
-        if beat.worker_id != worker_id:
+        if beat.worker_id != message.worker_id:
             raise InvalidRequest("the heartbeat's worker_id does not match the path", param="worker_id")
-        state = self._balancer.fleet.get(worker_id)
-        if state is None or worker_id not in self._last_seen:
-            raise NotFound(f"Worker {worker_id} is not registered here; register again.", code="unknown_worker")
+        state = self._balancer.fleet.get(message.worker_id)
+        if state is None or message.worker_id not in self._last_seen:
+            raise NotFound(f"Worker {message.worker_id} is not registered here; register again.", code="unknown_worker")
         now = self._clock()
         load = Load(beat.in_flight, beat.queued, beat.kv_cache_usage, beat.tokens_per_second)
         self._balancer.report_load(state, load, now)
-        self._last_seen[worker_id] = now
+        self._last_seen[message.worker_id] = now
+        token = self.minter.token_for(message.worker_id)
+        if token != state.worker.bearer:  # renewed at half its life
+            self._balancer.apply(Upsert(dataclasses.replace(state.worker, bearer=token), state.offers))
         return web.Response(status=204)
 
     async def deregister(self, request: web.Request) -> web.Response:
-        await self._verified(request)
-        worker_id = check_worker_id(request.match_info["worker_id"])
-        if self._last_seen.pop(worker_id, None) is not None:
-            self._balancer.apply(Remove(worker_id))
-            log.info("worker %s deregistered", worker_id)
+        message, _, _ = await self._authenticated(request, registering=False)
+        self._verifier.remember(message, self._wall_clock())
+        if self.evict(message.worker_id):
+            log.info("worker %s deregistered", message.worker_id)
         return web.Response(status=204)
+
+    def evict(self, worker_id: str) -> bool:
+        """Drop a registered worker from the fleet (it left, went silent, or was revoked)."""
+        self._addresses.pop(worker_id, None)
+        self.minter.forget(worker_id)
+        if self._last_seen.pop(worker_id, None) is None:
+            return False
+        self._balancer.apply(Remove(worker_id))
+        return True
 
     def last_heartbeat_age_s(self, worker_id: str) -> float | None:
         seen = self._last_seen.get(worker_id)
@@ -97,21 +146,41 @@ class Registry:
 
     def expire(self, now: float) -> list[str]:
         """Drop workers whose last heartbeat is older than the TTL; returns their ids."""
-        gone = [w for w, seen in self._last_seen.items() if now - seen > self._ttl_s]
+        gone = [w for w, seen in self._last_seen.items() if now - seen > self._limits.ttl_s]
         for worker_id in gone:
-            del self._last_seen[worker_id]
-            self._balancer.apply(Remove(worker_id))
-            log.warning("worker %s missed its heartbeats for %.0f s: dropped from the fleet", worker_id, self._ttl_s)
+            self.evict(worker_id)
+            log.warning(
+                "worker %s missed its heartbeats for %.0f s: dropped from the fleet", worker_id, self._limits.ttl_s
+            )
         return gone
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(min(1.0, self._ttl_s / 4))
+            await asyncio.sleep(min(1.0, self._limits.ttl_s / 4))
             self.expire(self._clock())
 
-    async def _verified(self, request: web.Request) -> bytes:
-        if self._verifier is None:
-            raise Forbidden("Registration is disabled: this gateway has no join token configured.")
+    def _check_crowding(self, worker_id: str, addresses: tuple[IPAddress, ...]) -> None:
+        """A cap on workers per address: thousands of registrations must not aim the probes at one host."""
+        for address in addresses:
+            sharing = sum(1 for w, a in self._addresses.items() if w != worker_id and address in a)
+            if sharing >= self._limits.max_workers_per_address:
+                raise Forbidden(
+                    f"{sharing} workers are registered at {address} already (max_workers_per_address).",
+                    code="too_many_workers_at_address",
+                )
+
+    async def _authenticated(self, request: web.Request, *, registering: bool) -> tuple[SignedMessage, bytes, bool]:
+        """The message, its body, and whether it enrolls a new key; raise unless its key may speak for its id.
+
+        Its nonce is remembered by the caller, once the message is accepted."""
+        length = request.content_length
+        if length is None or length > MAX_MESSAGE_BYTES:
+            raise RequestTooLarge(f"A control message needs a Content-Length of at most {MAX_MESSAGE_BYTES} bytes.")
         body = await request.read()
-        self._verifier.verify(request.method, request.path, request.headers, body, time.time())
-        return body
+        now = self._wall_clock()
+        message = self._verifier.authenticate(request.method, request.path, request.headers, body, now)
+        check_worker_id(message.worker_id)
+        if not registering and check_worker_id(request.match_info["worker_id"]) != message.worker_id:
+            raise Forbidden("A worker may only speak for itself (the path names another id).", code="foreign_worker")
+        enrolling = self.enrollments.check(message, registering=registering)
+        return message, body, enrolling

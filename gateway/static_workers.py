@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -16,27 +17,45 @@ from routing.balancer import Balancer
 from routing.discovery import Upsert
 from routing.errors import InvalidRequest
 from routing.fleet import Worker, authorization, describe_offers
+from routing.settings import ConfigError
 from routing.upstreams import UpstreamSpec
 from routing.wire import offers_from_models_list
 
 log = logging.getLogger(__name__)
 
 
+def parse_static_worker(spec: str, env: Mapping[str, str]) -> tuple[str, str]:
+    """``URL [key_env=VAR]``: the worker's base URL, and the access token it was given (its
+    ``access_token`` setting), read from the environment variable VAR; ConfigError if unusable."""
+    url, *options = spec.split()
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"gateway.workers: not an http(s) URL: {url!r}")
+    bearer = ""
+    for option in options:
+        name, _, value = option.partition("=")
+        if name != "key_env" or not value:
+            raise ConfigError(f"gateway.workers: unknown option {option!r} (only key_env=VAR)")
+        bearer = env.get(value, "")
+        if not bearer:
+            raise ConfigError(f"gateway.workers: environment variable {value} is empty or unset")
+    return url.rstrip("/"), bearer
+
+
 class StaticWorkers:
     def __init__(
         self,
-        urls: tuple[str, ...],
+        specs: tuple[str, ...],
         balancer: Balancer,
         session: aiohttp.ClientSession,
         *,
         timeout_s: float,
-        bearer: str,
+        env: Mapping[str, str],
     ):
-        self._urls = tuple(u.rstrip("/") for u in urls)
+        self._bearers = dict(parse_static_worker(spec, env) for spec in specs)
+        self._urls = tuple(self._bearers)
         self._balancer = balancer
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._bearer = bearer
         self.unreached: set[str] = set(self._urls)  # never answered yet
 
     def add_upstreams(self, specs: tuple[UpstreamSpec, ...]) -> None:
@@ -62,7 +81,7 @@ class StaticWorkers:
             await self.refresh()
 
     async def _refresh_one(self, url: str) -> None:
-        worker = Worker(id=url, url=url, bearer=self._bearer)
+        worker = Worker(id=url, url=url, bearer=self._bearers[url])
         try:
             headers = authorization(worker)
             async with self._session.get(f"{url}/v1/models", timeout=self._timeout, headers=headers) as resp:

@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway import api
 from gateway.config import GatewayConfig
 from gateway.serve import serve
+from routing.settings import state_dir
 
 WORKER_START_TIMEOUT_S = 600
 
@@ -73,7 +74,12 @@ async def up(gateway: GatewayConfig, worker_args: list[str], worker_port: int) -
         "--gateway",
         gateway_url,
         *worker_args,
-        env={**os.environ, "INFERCDN_WORKER_JOIN_TOKEN": config.join_token},
+        env={
+            **os.environ,
+            "INFERCDN_WORKER_JOIN_TOKEN": config.join_token,
+            # One key for the local worker across runs: the same id, enrolled once.
+            "INFERCDN_WORKER_KEY_FILE": str(state_dir(os.environ) / "up-worker.key"),
+        },
     )
 
     async def ready(app: web.Application) -> str:

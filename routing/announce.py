@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from routing.advertise import url_parts
 from routing.bounds import bounded_float, bounded_int, bounded_list, printable
 from routing.errors import InvalidRequest
 from routing.fleet import ModelOffer, Worker
@@ -24,6 +25,9 @@ MAX_CAPACITY = 4096
 MAX_OFFERS = 64
 MAX_QUEUE_REPORTED = 1_000_000
 MAX_TOKENS_PER_SECOND = 10_000_000.0
+
+# A registration with MAX_OFFERS offers and every alias is well under this; checked before reading a body.
+MAX_MESSAGE_BYTES = 256 * 1024
 
 CONTENT_TYPE = "application/msgpack"
 REGISTER_PATH = "/internal/v1/workers"
@@ -91,6 +95,7 @@ class Welcome:
 
     heartbeat_interval_s: float
     ttl_s: float
+    gateway_key: str = ""  # the gateway's public key: the worker accepts tokens it signs
 
 
 def pack(record: Registration | Heartbeat | Welcome) -> bytes:
@@ -127,8 +132,7 @@ def registration_from_map(obj: dict[str, Any]) -> Registration:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidRequest(f"malformed registration: {exc!r}") from None
-    if not registration.url.startswith(("http://", "https://")):
-        raise InvalidRequest("a registration's url must be http(s)", param="url")
+    url_parts(registration.url)  # scheme, host and port only
     return registration
 
 
@@ -152,7 +156,11 @@ def unpack_heartbeat(data: bytes) -> Heartbeat:
 def unpack_welcome(data: bytes) -> Welcome:
     obj = _map(data)
     try:
-        return Welcome(heartbeat_interval_s=float(obj["heartbeat_interval_s"]), ttl_s=float(obj["ttl_s"]))
+        return Welcome(
+            heartbeat_interval_s=bounded_float(obj["heartbeat_interval_s"], "heartbeat_interval_s", 0.05, 3600),
+            ttl_s=bounded_float(obj["ttl_s"], "ttl_s", 0.1, 86400),
+            gateway_key=printable(obj.get("gateway_key", ""), "gateway_key", 64),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"malformed welcome: {exc!r}") from None
 

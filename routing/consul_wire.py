@@ -1,80 +1,100 @@
-"""A worker's registration as Consul service ``Meta``, signed with the join token.
+"""A worker's registration as Consul service ``Meta``, signed with the worker's own key.
 
-Consul meta values are short strings (≤ 512 characters, ≤ 64 keys), so each
-offer gets its own key. The whole set is signed (HMAC with a key derived
-from the join token), so a gateway accepts only workers that hold the
-token, even if someone else can write to the Consul catalog.
+The whole registration, with when it was issued and when it expires, is one
+msgpack blob; its base64url text is split over ``infercdn_reg_N`` keys (Consul
+meta values are ≤ 512 characters, ≤ 64 keys). The signature (Ed25519, the
+worker's key) covers the service id, the key and the blob: one canonical
+encoding, so no value can forge another key, and the service id is bound to
+the key as in the embedded registry. ``infercdn_enroll`` proves the join
+token, for a key gateways have not seen yet. Gateways refuse an expired
+blob, so an old capture cannot be registered again for long; the worker
+renews it at half its life.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+from dataclasses import asdict, dataclass
 from typing import Any
+
+import msgpack
 
 from routing.announce import Registration, check_worker_id, registration_from_map
 from routing.errors import InvalidRequest
-from routing.json_limits import loads_bounded
-from routing.signing import derive_key
+from routing.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, from_text, to_text, verify
+from routing.signing import SignedMessage, derive_key
 from routing.wire import offer_to_json
 
-CONSUL_META = "infercdn consul meta v1"
-SIGNATURE_KEY = "infercdn_sig"
-MAX_OFFERS = 48  # Consul allows 64 meta keys; the rest are ours
+CONSUL_ENROLLMENT = "infercdn consul enroll v2"
+KEY = "infercdn_key"
+SIGNATURE = "infercdn_sig"
+ENROLL = "infercdn_enroll"
+CHUNK = "infercdn_reg_"
+CHUNK_CHARS = 500
+MAX_CHUNKS = 60  # Consul allows 64 meta keys; three are the key, signature and proof
+LIFETIME_S = 3600
+MAX_SKEW_S = 60
 
 
-def _sign(join_token: str, service_id: str, meta: dict[str, str]) -> str:
-    canonical = service_id + "\n" + "\n".join(f"{k}={meta[k]}" for k in sorted(meta) if k != SIGNATURE_KEY)
-    return hmac.new(derive_key(join_token, CONSUL_META), canonical.encode(), hashlib.sha256).hexdigest()
+@dataclass(frozen=True, slots=True)
+class ConsulEntry:
+    registration: Registration
+    signed: SignedMessage  # who signed it, for the enrollment check
 
 
-def registration_to_meta(reg: Registration, join_token: str) -> dict[str, str]:
-    hw = reg.hardware
-    meta = {
-        "infercdn_url": reg.url,
-        "infercdn_region": reg.region,
-        "infercdn_runtime": reg.runtime,
-        "infercdn_capacity": str(reg.capacity),
-        "infercdn_hardware": json.dumps([hw.cpu[:200], hw.cores, hw.memory_bytes, hw.gpu[:200], hw.gpu_memory_bytes]),
-    }
-    for i, offer in enumerate(reg.offers[:MAX_OFFERS]):
-        entry = {k: v for k, v in offer_to_json(offer, 0).items() if k not in ("object", "created", "owned_by")}
-        meta[f"infercdn_offer_{i}"] = json.dumps(entry, separators=(",", ":"))[:512]
-    meta[SIGNATURE_KEY] = _sign(join_token, reg.worker_id, meta)
+def _signed_bytes(service_id: str, key: str, blob: bytes) -> bytes:
+    return f"infercdn consul v2\n{service_id}\n{key}\n".encode() + blob
+
+
+def registration_to_meta(reg: Registration, identity: Identity, join_token: str, now: float) -> dict[str, str]:
+    offers = list(reg.offers)
+    while True:
+        body = {**asdict(reg), "offers": [offer_to_json(o, 0) for o in offers]}
+        blob: bytes = msgpack.packb(
+            {"registration": body, "issued_at": int(now), "expires_at": int(now + LIFETIME_S)}, use_bin_type=True
+        )
+        text = to_text(blob)
+        if len(text) <= CHUNK_CHARS * MAX_CHUNKS or not offers:
+            break
+        offers.pop()  # too many offers for Consul's meta: the rest stay unannounced there
+    key = identity.public_text
+    signed = _signed_bytes(reg.worker_id, key, blob)
+    meta = {f"{CHUNK}{i}": text[at : at + CHUNK_CHARS] for i, at in enumerate(range(0, len(text), CHUNK_CHARS))}
+    meta[KEY] = key
+    meta[SIGNATURE] = to_text(identity.sign(signed))
+    meta[ENROLL] = hmac.new(derive_key(join_token, CONSUL_ENROLLMENT), signed, hashlib.sha256).hexdigest()
     return meta
 
 
-def registration_from_service(service: dict[str, Any], join_token: str) -> Registration:
-    """Read a Consul health entry's ``Service``; InvalidRequest if unsigned, forged or malformed."""
+def entry_from_service(service: dict[str, Any], join_token: str, now: float) -> ConsulEntry:
+    """Read a Consul health entry's ``Service``; InvalidRequest if unsigned, forged, expired or malformed."""
     try:
         service_id = check_worker_id(str(service["ID"]))
-        meta: dict[str, str] = dict(service.get("Meta") or {})
-        given = meta.get(SIGNATURE_KEY, "")
-        if not hmac.compare_digest(given.encode(), _sign(join_token, service_id, meta).encode()):
-            raise InvalidRequest(f"Consul service {service_id} is not signed with this fleet's join token")
-        cpu, cores, memory, gpu, gpu_memory = loads_bounded(meta["infercdn_hardware"])
-        offer_keys = sorted((k for k in meta if k.startswith("infercdn_offer_")), key=_offer_number)
-        return registration_from_map(
-            {
-                "worker_id": service_id,
-                "url": meta["infercdn_url"],
-                "region": meta.get("infercdn_region", ""),
-                "runtime": meta.get("infercdn_runtime", ""),
-                "hardware": {
-                    "cpu": cpu,
-                    "cores": cores,
-                    "memory_bytes": memory,
-                    "gpu": gpu,
-                    "gpu_memory_bytes": gpu_memory,
-                },
-                "capacity": int(meta.get("infercdn_capacity", "1")),
-                "offers": [loads_bounded(meta[k]) for k in offer_keys],
-            }
-        )
-    except (KeyError, TypeError, ValueError) as exc:
+        meta = service.get("Meta") or {}
+        if not isinstance(meta, dict):
+            raise InvalidRequest("Meta is not a map")
+        chunks = [meta.get(f"{CHUNK}{i}") for i in range(MAX_CHUNKS + 1)]
+        count = chunks.index(None) if None in chunks else len(chunks)
+        text = "".join(str(c) for c in chunks[:count])
+        blob = from_text(text, len(text) * 3 // 4) if 0 < count <= MAX_CHUNKS else None
+        key_text, signature_text = str(meta.get(KEY, "")), str(meta.get(SIGNATURE, ""))
+        public_key, signature = from_text(key_text, PUBLIC_KEY_BYTES), from_text(signature_text, SIGNATURE_BYTES)
+        if blob is None or public_key is None or signature is None:
+            raise InvalidRequest(f"Consul service {service_id} carries no signed registration")
+        signed = _signed_bytes(service_id, key_text, blob)
+        if not verify(public_key, signature, signed):
+            raise InvalidRequest(f"Consul service {service_id}'s registration is not signed by the key it names")
+        payload = msgpack.unpackb(blob, raw=False, strict_map_key=True)
+        issued, expires = int(payload["issued_at"]), int(payload["expires_at"])
+        if not (issued - MAX_SKEW_S <= now <= expires and expires - issued <= LIFETIME_S):
+            raise InvalidRequest(f"Consul service {service_id}'s registration has expired (or is from the future)")
+        registration = registration_from_map(payload["registration"])
+        if registration.worker_id != service_id:
+            raise InvalidRequest(f"Consul service {service_id} carries another worker's registration")
+        proof = str(meta.get(ENROLL, ""))
+        expected = hmac.new(derive_key(join_token, CONSUL_ENROLLMENT), signed, hashlib.sha256).hexdigest()
+        proven = hmac.compare_digest(proof.encode(), expected.encode())
+        return ConsulEntry(registration, SignedMessage(service_id, public_key, "", float(expires), proven))
+    except (KeyError, TypeError, ValueError, AttributeError, msgpack.UnpackException) as exc:
         raise InvalidRequest(f"malformed Consul service entry: {exc!r}") from None
-
-
-def _offer_number(key: str) -> int:
-    return int(key.rsplit("_", 1)[1])

@@ -140,3 +140,8 @@ def load_process_settings(
     """The usual sources for a process: ``--config`` (else ``$INFERCDN_CONFIG``), env, flags."""
     path = config_file or (Path(env["INFERCDN_CONFIG"]) if env.get("INFERCDN_CONFIG") else None)
     return load_settings(cls, section=section, toml=read_toml(path) if path else {}, env=env, flags=flags)
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """Where a process keeps what outlives it (keys, enrollments): ``$XDG_STATE_HOME/infercdn``."""
+    return Path(env.get("XDG_STATE_HOME") or "~/.local/state").expanduser() / "infercdn"

@@ -1,13 +1,20 @@
-"""Signed control-plane messages: HMAC-SHA256 with a key derived from the join token.
+"""Signed control-plane messages: each worker signs with its own Ed25519 key.
 
-A worker signs each registration, heartbeat and deregistration over the
-method, path, a timestamp, a one-time nonce and the body. The gateway
-checks the signature in constant time, refuses a timestamp more than
-``max_skew_s`` away from its clock (stale), and a nonce it has already seen
-within that window (replayed). The join token itself never travels.
+Every registration, heartbeat and deregistration carries, in headers, the
+worker's id, its public key, a timestamp, a one-time nonce and an Ed25519
+signature over all of them plus the method, path and body. A registration
+from a key the gateway does not know yet also carries an *enrollment proof*:
+an HMAC of the same bytes with a key derived from the join token. So the join
+token only lets a new key enroll; from then on the gateway knows the worker by
+its key (``gateway.enrollments``), and nothing the other token holders have
+lets them speak for it.
 
-Each purpose gets its own key (``derive_key``), so the credential the gateway
-shows a worker cannot be used to sign an announcement, and vice versa.
+The checks come in two steps so that nothing unauthenticated takes memory:
+``authenticate`` is stateless (shape, freshness, signature); the caller then
+checks the key is the one bound to the id, and only then ``remember`` records
+the nonce (refusing replays) and spends the identity's message allowance.
+Every nonce is kept for the whole freshness window; memory is bounded by each
+identity's allowance, never by forgetting a fresh nonce.
 """
 
 from __future__ import annotations
@@ -17,70 +24,138 @@ import hmac
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from routing.errors import Busy, Unauthorized
+from routing.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, from_text, to_text, verify
 
 TIMESTAMP = "x-infercdn-timestamp"
 NONCE = "x-infercdn-nonce"
+WORKER = "x-infercdn-worker"
+KEY = "x-infercdn-key"
 SIGNATURE = "x-infercdn-signature"
+ENROLL = "x-infercdn-enroll"
 
-ANNOUNCE = "infercdn announce v1"
-GATEWAY_TO_WORKER = "infercdn gateway-to-worker v1"
+ENROLLMENT = "infercdn enroll v1"
+MAX_NONCE_LENGTH = 64
+MAX_WORKER_ID_LENGTH = 128
 
 
 def derive_key(join_token: str, purpose: str) -> bytes:
     return hmac.new(join_token.encode(), purpose.encode(), hashlib.sha256).digest()
 
 
-def worker_access_token(join_token: str) -> str:
-    """What a gateway shows a worker (``Authorization: Bearer``): proof it holds the join token."""
-    return derive_key(join_token, GATEWAY_TO_WORKER).hex()
+def _canonical(method: str, path: str, timestamp: str, nonce: str, worker_id: str, key: str, body: bytes) -> bytes:
+    # Every field is header-safe text without newlines (checked before this is built), so the join is unambiguous.
+    return f"infercdn v2\n{method.upper()}\n{path}\n{timestamp}\n{nonce}\n{worker_id}\n{key}\n".encode() + body
 
 
-def _mac(key: bytes, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
-    head = f"{method.upper()}\n{path}\n{timestamp}\n{nonce}\n".encode()
-    return hmac.new(key, head + body, hashlib.sha256).hexdigest()
+def _proof(join_key: bytes, canonical: bytes) -> str:
+    return hmac.new(join_key, canonical, hashlib.sha256).hexdigest()
 
 
 class Signer:
-    def __init__(self, join_token: str):
-        self._key = derive_key(join_token, ANNOUNCE)
+    """A worker's side: its identity signs; the join token proves enrollment where asked."""
 
-    def headers(self, method: str, path: str, body: bytes, now: float) -> dict[str, str]:
-        timestamp, nonce = str(int(now)), secrets.token_hex(16)
-        return {TIMESTAMP: timestamp, NONCE: nonce, SIGNATURE: _mac(self._key, method, path, timestamp, nonce, body)}
+    def __init__(self, identity: Identity, worker_id: str, join_token: str):
+        self._identity = identity
+        self._worker_id = worker_id
+        self._join_key = derive_key(join_token, ENROLLMENT) if join_token else b""
+
+    def headers(self, method: str, path: str, body: bytes, now: float, *, enroll: bool = False) -> dict[str, str]:
+        timestamp, nonce, key = str(int(now)), secrets.token_hex(16), self._identity.public_text
+        canonical = _canonical(method, path, timestamp, nonce, self._worker_id, key, body)
+        headers = {
+            TIMESTAMP: timestamp,
+            NONCE: nonce,
+            WORKER: self._worker_id,
+            KEY: key,
+            SIGNATURE: to_text(self._identity.sign(canonical)),
+        }
+        if enroll and self._join_key:
+            headers[ENROLL] = _proof(self._join_key, canonical)
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class SignedMessage:
+    """A message whose signature checked out: who signed it, and whether it proved the join token."""
+
+    worker_id: str
+    public_key: bytes
+    nonce: str
+    expires_at: float  # when its nonce stops mattering
+    enrollment_proven: bool = field(default=False)
+
+
+@dataclass(slots=True)
+class _Allowance:
+    level: float
+    stamp: float
 
 
 class Verifier:
-    def __init__(self, join_token: str, *, max_skew_s: float = 30.0, max_nonces: int = 100_000):
-        self._key = derive_key(join_token, ANNOUNCE)
+    def __init__(
+        self,
+        join_token: str,
+        *,
+        max_skew_s: float = 30.0,
+        messages_per_second: float = 5.0,
+        burst: int = 20,
+        max_nonces: int = 1_000_000,
+    ):
+        self._join_key = derive_key(join_token, ENROLLMENT)
         self._max_skew_s = max_skew_s
-        self._max_nonces = max_nonces
-        self._seen: OrderedDict[str, float] = OrderedDict()  # nonce → when it stops mattering
+        self._rate = messages_per_second
+        self._burst = burst
+        self._max_nonces = max_nonces  # a last fuse; the allowances keep far below it
+        self._seen: OrderedDict[tuple[bytes, str], float] = OrderedDict()  # (key, nonce) → when it stops mattering
+        self._allowances: dict[bytes, _Allowance] = {}
 
-    def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes, now: float) -> None:
-        """Raise Unauthorized unless the message is signed with the join token, fresh and new."""
-        timestamp, nonce, signature = headers.get(TIMESTAMP), headers.get(NONCE), headers.get(SIGNATURE)
-        if not timestamp or not nonce or not signature:
-            raise Unauthorized("This endpoint needs a signed message (join token).", code="unsigned")
-        expected = _mac(self._key, method, path, timestamp, nonce, body)
-        if not hmac.compare_digest(expected.encode(), signature.encode()):
-            raise Unauthorized("The signature does not match (wrong join token?).", code="bad_signature")
+    def authenticate(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes, now: float
+    ) -> SignedMessage:
+        """Raise Unauthorized unless the message is well formed, fresh and signed by the key it names."""
+        timestamp, nonce = headers.get(TIMESTAMP, ""), headers.get(NONCE, "")
+        worker_id, key_text, signature_text = headers.get(WORKER, ""), headers.get(KEY, ""), headers.get(SIGNATURE, "")
+        if not (timestamp and nonce and worker_id and key_text and signature_text):
+            raise Unauthorized("This endpoint needs a message signed with the worker's key.", code="unsigned")
+        public_key = from_text(key_text, PUBLIC_KEY_BYTES)
+        signature = from_text(signature_text, SIGNATURE_BYTES)
+        if public_key is None or signature is None:
+            raise Unauthorized("The worker key or signature is malformed.", code="bad_signature")
+        if not (_plain(nonce, MAX_NONCE_LENGTH) and _plain(worker_id, MAX_WORKER_ID_LENGTH)):
+            raise Unauthorized("The nonce or worker id is malformed.", code="bad_signature")
         # Whole seconds only: "nan" or "inf" would pass any window check and expire at once (replayable).
         if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
             raise Unauthorized("The timestamp must be whole seconds.", code="bad_signature")
+        canonical = _canonical(method, path, timestamp, nonce, worker_id, key_text, body)
+        if not verify(public_key, signature, canonical):
+            raise Unauthorized("The signature does not match the worker key.", code="bad_signature")
         sent = float(timestamp)
         if abs(now - sent) > self._max_skew_s:
             raise Unauthorized("The message is stale (check the clocks).", code="stale_message")
+        proof = headers.get(ENROLL, "")
+        proven = bool(proof) and hmac.compare_digest(proof.encode(), _proof(self._join_key, canonical).encode())
+        return SignedMessage(worker_id, public_key, nonce, sent + self._max_skew_s, proven)
+
+    def remember(self, message: SignedMessage, now: float) -> None:
+        """Refuse a replay, and an identity past its allowance; else keep the nonce for its window."""
         self._forget_expired(now)
-        if nonce in self._seen:
+        seen = (message.public_key, message.nonce)
+        if seen in self._seen:
             raise Unauthorized("This message was already received (replay).", code="replayed_message")
-        if len(self._seen) >= self._max_nonces:
-            # Forgetting a nonce still inside its window would let it be replayed: refuse new ones instead.
-            raise Busy("Too many signed messages in the last minute; retry shortly.", retry_after_s=1)
-        # Kept while its timestamp is fresh. Senders' clocks differ, so insertion order is expiry order
-        # only roughly: the sweep stops at the first fresh one, and never drops a fresh one.
-        self._seen[nonce] = sent + self._max_skew_s
+        allowance = self._allowances.get(message.public_key)
+        if allowance is None:
+            allowance = self._allowances[message.public_key] = _Allowance(float(self._burst), now)
+        allowance.level = min(float(self._burst), allowance.level + (now - allowance.stamp) * self._rate)
+        allowance.stamp = now
+        if allowance.level < 1 or len(self._seen) >= self._max_nonces:
+            raise Busy("Too many signed messages from this worker; slow down.", retry_after_s=1)
+        allowance.level -= 1
+        # Senders' clocks differ, so insertion order is expiry order only roughly: the sweep stops at
+        # the first fresh one, and never drops a fresh one.
+        self._seen[seen] = message.expires_at
 
     def _forget_expired(self, now: float) -> None:
         while self._seen:
@@ -88,3 +163,11 @@ class Verifier:
             if until >= now:
                 return
             del self._seen[nonce]
+        # Allowances refill fully within burst / rate seconds; a full one carries no information.
+        if len(self._allowances) > 1024:
+            full = now - self._burst / self._rate
+            self._allowances = {k: a for k, a in self._allowances.items() if a.stamp > full}
+
+
+def _plain(text: str, max_length: int) -> bool:
+    return 0 < len(text) <= max_length and text.isascii() and text.isprintable() and "\n" not in text

@@ -192,6 +192,7 @@ DISTRIBUTIONS = {
     "uvloop": "uvloop",
     "prometheus_client": "prometheus-client",
     "msgpack": "msgpack",
+    "cryptography": "cryptography",
     "orjson": "orjson",
     "consul": "py-consul",
     "llama_cpp": "llama-cpp-python",

@@ -8,27 +8,33 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from bench.servers import free_port, running
+from gateway import api
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.consul_watch import ConsulWatch, next_index
+from gateway.enrollment_store import EnrollmentStore
+from gateway.enrollments import Enrollments
+from routing.advertise import AddressPolicy
 from routing.announce import Hardware, Registration
 from routing.balancer import Balancer
 from routing.consul_client import consul_client
-from routing.consul_wire import registration_to_meta
+from routing.consul_wire import LIFETIME_S, registration_to_meta
 from routing.discovery import Remove, Upsert
 from routing.fleet import Fleet
+from routing.identity import Identity
 from routing.quantization import Quantization
 from tests.conftest import MODEL
 from tests.gateway.consul_standin import ConsulStandIn
 from tests.gateway.standin import MODEL as STANDIN_MODEL
 from tests.gateway.standin import OFFER, StandIn
-from tests.gateway.test_registry import TOKEN
+from tests.gateway.test_registry import TOKEN, key_of
 from tests.waiting import wait_until
 
 SERVICE = "infercdn-worker"
@@ -42,6 +48,7 @@ async def consul_agent() -> AsyncIterator[ConsulStandIn]:
 
 
 async def start_gateway(gateways: list[TestServer], consul_url: str, **settings: object) -> str:
+    settings = {"state_file": ":memory:", **settings}
     config = GatewayConfig(join_token=TOKEN, consul_url=consul_url, **settings)  # type: ignore[arg-type]
     server = TestServer(create_app(config, rng=random.Random(5)), host="127.0.0.1")
     await server.start_server()
@@ -54,6 +61,12 @@ async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:
         return sorted(w["id"] for w in (await resp.json())["workers"])
 
 
+def gateway_key(server: TestServer) -> str:
+    registry = server.app[api.STATE].registry
+    assert registry is not None
+    return registry.minter.public_text
+
+
 async def register_service(consul_url: str, worker_id: str, url: str, *, token: str = TOKEN, ttl: str = "30s") -> None:
     """What a worker's ConsulAnnouncer does, done by hand for a stand-in upstream."""
     registration = Registration(worker_id, url, "eu", "llama.cpp", Hardware(cpu="test", cores=2), 1, (OFFER,))
@@ -62,7 +75,7 @@ async def register_service(consul_url: str, worker_id: str, url: str, *, token: 
         await client.agent.service.register(
             SERVICE,
             service_id=worker_id,
-            meta=registration_to_meta(registration, token),
+            meta=registration_to_meta(registration, key_of(worker_id), token, time.time()),
             check={"TTL": ttl, "DeregisterCriticalServiceAfter": "1m"},
         )
         await client.agent.check.ttl_pass(f"service:{worker_id}")
@@ -70,16 +83,23 @@ async def register_service(consul_url: str, worker_id: str, url: str, *, token: 
         await client.close()
 
 
-CONSUL_WORKER_ENV = {"INFERCDN_WORKER_JOIN_TOKEN": TOKEN, "INFERCDN_WORKER_CONSUL_HEARTBEAT_S": "0.3"}
+def consul_worker_env(gateways: list[TestServer], key_file: Path) -> dict[str, str]:
+    """A Consul worker trusts the gateways' keys it is given (it never registers with them)."""
+    return {
+        "INFERCDN_WORKER_JOIN_TOKEN": TOKEN,
+        "INFERCDN_WORKER_CONSUL_HEARTBEAT_S": "0.3",
+        "INFERCDN_WORKER_KEY_FILE": str(key_file),
+        "INFERCDN_WORKER_GATEWAY_KEYS": ",".join(gateway_key(g) for g in gateways),
+    }
 
 
 async def test_a_real_worker_in_consul_is_seen_and_routed_by_two_gateways(
-    consul_agent: ConsulStandIn, gateways: list[TestServer], session: aiohttp.ClientSession
+    consul_agent: ConsulStandIn, gateways: list[TestServer], session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     first = await start_gateway(gateways, consul_agent.url)
     second = await start_gateway(gateways, consul_agent.url)
     args = ("--threads", "1", "--consul-url", consul_agent.url, "--worker-id", "c-1")
-    with running("edge_worker", *args, env=CONSUL_WORKER_ENV) as worker:
+    with running("edge_worker", *args, env=consul_worker_env(gateways, tmp_path / "worker.key")) as worker:
         for gw in (first, second):
             await wait_until(lambda gw=gw: fleet_ids(session, gw))  # type: ignore[misc]
             assert await fleet_ids(session, gw) == ["c-1"]
@@ -202,41 +222,74 @@ async def test_an_unknown_model_is_warming_up_until_consul_has_answered(consul_a
     assert await status(dead) == (503, "warming_up")  # never heard from Consul: not known to be missing
 
 
+async def watch_of(balancer: Balancer, bearer: str = "", **settings: object) -> ConsulWatch:
+    client = consul_client("http://127.0.0.1:9")  # never called: answers are handed in
+    await client.close()
+    enrollments = Enrollments(await EnrollmentStore.open(":memory:"), manual=False, enrollments_per_minute=100)
+    policy = AddressPolicy()
+    return ConsulWatch(
+        balancer, client, SERVICE, TOKEN, enrollments, bearer_for=lambda _: bearer, policy=policy, **settings
+    )  # type: ignore[arg-type]
+
+
 async def test_a_signed_entry_with_hostile_numbers_is_skipped_and_the_rest_applied() -> None:
     balancer = Balancer(Fleet(), random.Random(1))
-    client = consul_client("http://127.0.0.1:9")  # never called: entries are applied by hand
-    watch = ConsulWatch(balancer, client, SERVICE, TOKEN, worker_bearer="")
+    watch = await watch_of(balancer)
     hostile_offer = replace(OFFER, quantization=Quantization("Q8_0", float("inf"), "int8"))
     entries = []
     for worker_id, offer in (("hostile", hostile_offer), ("honest", OFFER)):
         reg = Registration(
             worker_id, "http://10.0.0.7:8081", "eu", "llama.cpp", Hardware(cpu="x", cores=2), 1, (offer,)
         )
-        entries.append({"Service": {"ID": worker_id, "Meta": registration_to_meta(reg, TOKEN)}})
-    watch.apply(entries)  # signed with the join token, so only the bounds can refuse it
-    await client.close()
+        entries.append({"Service": {"ID": worker_id, "Meta": registration_to_meta(reg, key_of(worker_id), TOKEN, NOW)}})
+    entries.append({"Service": "not a map"})
+    await watch.apply(entries)  # signed, so only the bounds can refuse it
     assert [s.worker.id for s in balancer.fleet.workers()] == ["honest"]
 
 
-def signed_entry(worker_id: str, url: str = "http://10.0.0.7:8081", token: str = TOKEN) -> dict[str, object]:
+NOW = time.time()
+
+
+def signed_entry(
+    worker_id: str,
+    url: str = "http://10.0.0.7:8081",
+    token: str = TOKEN,
+    *,
+    key: Identity | None = None,
+    at: float = NOW,
+) -> dict[str, object]:
     reg = Registration(worker_id, url, "eu", "llama.cpp", Hardware(cpu="x", cores=2), 1, (OFFER,))
-    return {"Service": {"ID": worker_id, "Meta": registration_to_meta(reg, token)}}
+    return {"Service": {"ID": worker_id, "Meta": registration_to_meta(reg, key or key_of(worker_id), token, at)}}
 
 
 async def test_each_answer_becomes_the_changes_that_make_the_fleet_match_it() -> None:
-    client = consul_client("http://127.0.0.1:9")  # never called: answers are handed in
-    watch = ConsulWatch(Balancer(Fleet(), random.Random(1)), client, SERVICE, TOKEN, worker_bearer="b")
-    await client.close()
-    first = watch.changes([signed_entry("a"), signed_entry("b"), signed_entry("x", token="another-fleets-token-99")])
+    watch = await watch_of(Balancer(Fleet(), random.Random(1)), bearer="b")
+    first = await watch.changes(
+        [signed_entry("a"), signed_entry("b"), signed_entry("x", token="another-fleets-token-99")]
+    )
     assert [(type(c).__name__, c.worker.id) for c in first if isinstance(c, Upsert)] == [
         ("Upsert", "a"),
         ("Upsert", "b"),
     ]
     assert all(isinstance(c, Upsert) and c.worker.source == "consul" and c.worker.bearer == "b" for c in first)
-    second = watch.changes([signed_entry("b", url="http://10.0.0.8:8081")])
+    second = await watch.changes([signed_entry("b", url="http://10.0.0.8:8081")])
     assert second[0] == Upsert(replace(first[1].worker, url="http://10.0.0.8:8081"), (OFFER,))  # type: ignore[union-attr]
     assert second[1:] == [Remove("a")]
-    assert watch.changes([]) == [Remove("b")]
+    assert await watch.changes([]) == [Remove("b")]
+
+
+async def test_consul_entries_are_bound_to_their_key_and_expire() -> None:
+    """A token holder re-registered another worker's service id with its own URL; an old capture worked forever."""
+    watch = await watch_of(Balancer(Fleet(), random.Random(1)))
+    assert [c.worker.id for c in await watch.changes([signed_entry("victim")]) if isinstance(c, Upsert)] == ["victim"]
+    hijack = signed_entry("victim", url="http://10.6.6.6:8081", key=Identity.generate())
+    old = signed_entry("old", at=NOW - 2 * LIFETIME_S)
+    future = signed_entry("future", at=NOW + 3600)
+    meta = signed_entry("forged-meta")["Service"]["Meta"]  # type: ignore[index]
+    forged = {"Service": {"ID": "forged-meta", "Meta": {**meta, "infercdn_reg_0": meta["infercdn_reg_0"][::-1]}}}
+    ssrf = signed_entry("ssrf", url="http://169.254.169.254")
+    changes = await watch.changes([hijack, old, future, forged, ssrf])
+    assert changes == [Remove("victim")]  # nothing accepted, and the real victim is not listed in this answer
 
 
 def test_the_blocking_query_index_starts_over_when_consul_goes_backwards() -> None:

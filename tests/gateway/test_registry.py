@@ -6,12 +6,15 @@ import asyncio
 import json
 import logging
 import random
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import aiohttp
+import msgpack
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -20,6 +23,7 @@ from gateway import api
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from routing.announce import CONTENT_TYPE, REGISTER_PATH, Hardware, Heartbeat, Registration, heartbeat_path, pack
+from routing.identity import Identity
 from routing.signing import Signer
 from tests.conftest import MODEL
 from tests.gateway.standin import OFFER
@@ -31,6 +35,7 @@ TOKEN = "join-token-for-tests-0123456789"
 async def start_gateway(
     port: int = 0, clock: Callable[[], float] | None = None, **settings: object
 ) -> tuple[TestServer, str]:
+    settings = {"state_file": ":memory:", **settings}
     config = GatewayConfig(join_token=TOKEN, heartbeat_interval_s=0.3, worker_ttl_s=1.5, **settings)  # type: ignore[arg-type]
     server = TestServer(create_app(config, rng=random.Random(3), clock=clock), host="127.0.0.1", port=port)
     await server.start_server()
@@ -44,25 +49,54 @@ async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:
 
 
 @contextmanager
-def registered_worker(gateway_url: str, worker_id: str) -> Iterator[Server]:
-    with running(
-        "edge_worker",
-        *("--threads", "1", "--gateway", gateway_url, "--worker-id", worker_id, "--region", "eu"),
-        env={"INFERCDN_WORKER_JOIN_TOKEN": TOKEN},
-    ) as server:
-        yield server
+def registered_worker(gateway_url: str, worker_id: str, key_file: Path | None = None) -> Iterator[Server]:
+    with tempfile.TemporaryDirectory() as state:
+        key = str(key_file or Path(state) / "worker.key")
+        with running(
+            "edge_worker",
+            *("--threads", "1", "--gateway", gateway_url, "--worker-id", worker_id, "--region", "eu"),
+            env={"INFERCDN_WORKER_JOIN_TOKEN": TOKEN, "INFERCDN_WORKER_KEY_FILE": key},
+        ) as server:
+            yield server
 
 
 def registration(worker_id: str = "w1", url: str = "http://127.0.0.1:9") -> Registration:
     return Registration(worker_id, url, "eu", "llama.cpp", Hardware(cpu="test", cores=2), 1, (OFFER,))
 
 
+# One key per worker id in these tests, as each real worker has its own.
+KEYS: dict[str, Identity] = {}
+
+
+def key_of(worker_id: str) -> Identity:
+    return KEYS.setdefault(worker_id, Identity.generate())
+
+
 async def post_signed(
-    session: aiohttp.ClientSession, gw: str, path: str, body: bytes, token: str = TOKEN, *, at: float | None = None
+    session: aiohttp.ClientSession,
+    gw: str,
+    path: str,
+    body: bytes,
+    token: str = TOKEN,
+    *,
+    at: float | None = None,
+    worker_id: str | None = None,
+    key: Identity | None = None,
+    method: str = "POST",
 ) -> tuple[int, dict[str, str]]:
-    headers = {"Content-Type": CONTENT_TYPE, **Signer(token).headers("POST", path, body, at or time.time())}
-    async with session.post(gw + path, data=body, headers=headers) as resp:
+    """A control message as a worker sends it: signed by ``key`` (default: the id's own), enrolling with ``token``."""
+    worker_id = worker_id or _id_in(body, path)
+    signer = Signer(key or key_of(worker_id), worker_id, token)
+    signed = signer.headers(method, path, body, at or time.time(), enroll=path == REGISTER_PATH)
+    headers = {"Content-Type": CONTENT_TYPE, **signed}
+    async with session.request(method, gw + path, data=body, headers=headers) as resp:
         return resp.status, headers
+
+
+def _id_in(body: bytes, path: str) -> str:
+    if body:
+        return str(msgpack.unpackb(body)["worker_id"])
+    return path.removeprefix(REGISTER_PATH + "/").split("/")[0]
 
 
 async def test_a_real_worker_registers_serves_and_cannot_be_used_directly(session: aiohttp.ClientSession) -> None:
@@ -88,7 +122,7 @@ async def test_a_real_worker_registers_serves_and_cannot_be_used_directly(sessio
             async with session.post(
                 f"{worker.url}/v1/completions", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
             ) as resp:
-                assert resp.status == 401  # not even with the join token itself: only the derived credential
+                assert resp.status == 401  # not even with the join token itself: only a gateway's token for it
             async with session.get(f"{worker.url}/health") as resp:
                 assert resp.status == 200  # probes and scrapers may look
 
@@ -147,7 +181,8 @@ async def test_unsigned_forged_stale_and_replayed_messages_are_refused(
     gateway, gw = await start_gateway()
     body = pack(registration("intruder"))
     try:
-        async with session.post(gw + REGISTER_PATH, data=body, headers={"Content-Type": CONTENT_TYPE}) as resp:
+        unsigned = {"Content-Type": CONTENT_TYPE}
+        async with session.post(gw + REGISTER_PATH, data=body, headers=unsigned) as resp:
             assert resp.status == 401
             assert set((await resp.json())["error"]) == {"message", "type", "param", "code"}
         assert (await post_signed(session, gw, REGISTER_PATH, body, token="a-different-token-0123456789"))[0] == 401

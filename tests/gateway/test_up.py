@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import openai
 
@@ -13,13 +15,14 @@ from bench.servers import free_port
 from tests.conftest import MODEL
 
 
-def test_up_serves_openai_requests_and_stops_cleanly_on_ctrl_c() -> None:
+def test_up_serves_openai_requests_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "up", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},  # its keys and enrollments, not the user's
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -49,3 +52,6 @@ def test_up_serves_openai_requests_and_stops_cleanly_on_ctrl_c() -> None:
             process.wait()
     rest = process.stdout.read()
     assert "Traceback" not in "".join(lines) + rest
+    # The local worker's own key and the gateway's enrollments, kept for the next run, readable by this user only.
+    for name in ("up-worker.key", "gateway.sqlite3"):
+        assert (tmp_path / "infercdn" / name).stat().st_mode & 0o777 == 0o600

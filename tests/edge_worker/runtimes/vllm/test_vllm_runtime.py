@@ -20,11 +20,11 @@ from aiohttp.test_utils import TestServer
 from bench.servers import Server, free_port, running
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from routing.signing import worker_access_token
 from tests.metrics_text import sample
 from tests.waiting import wait_until
 
 TOKEN = "join-token-for-tests-0123456789"
+ACCESS = "access-token-for-this-worker-only"
 FAKE = Path(__file__).with_name("fake_vllm.py")
 AWQ_CONFIG = {
     "architectures": ["LlamaForCausalLM"],
@@ -56,6 +56,8 @@ def vllm_worker(tmp_path: Path, state_dir: Path, gateway_port: int) -> Iterator[
         "FAKE_VLLM_CHUNKS": "20",
         "INFERCDN_WORKER_VLLM_LAUNCHER": f"{sys.executable},{FAKE}",
         "INFERCDN_WORKER_JOIN_TOKEN": TOKEN,
+        "INFERCDN_WORKER_ACCESS_TOKEN": ACCESS,  # for the test to call it directly
+        "INFERCDN_WORKER_KEY_FILE": str(tmp_path / "worker.key"),
         "INFERCDN_WORKER_VLLM_HUNG_RESTART_S": "3",
     }
     args = ["--runtime", "vllm", "--model", str(model), "--gateway", f"http://127.0.0.1:{gateway_port}"]
@@ -65,7 +67,7 @@ def vllm_worker(tmp_path: Path, state_dir: Path, gateway_port: int) -> Iterator[
 
 @pytest.fixture
 async def gateway(gateway_port: int) -> AsyncIterator[str]:
-    config = GatewayConfig(join_token=TOKEN, heartbeat_interval_s=0.3, worker_ttl_s=3.0)
+    config = GatewayConfig(join_token=TOKEN, heartbeat_interval_s=0.3, worker_ttl_s=3.0, state_file=":memory:")
     server = TestServer(create_app(config, rng=random.Random(1)), host="127.0.0.1", port=gateway_port)
     await server.start_server()
     yield str(server.make_url("")).rstrip("/")
@@ -134,7 +136,7 @@ async def test_a_vllm_worker_joins_and_serves_through_the_gateway(
 async def test_a_client_going_away_aborts_the_generation_in_vllm(vllm_worker: Server, state_dir: Path) -> None:
     before = int((state_dir / "aborted").read_text()) if (state_dir / "aborted").exists() else 0
     body = {"model": "tiny-llama-awq", "prompt": "hi", "stream": True}
-    headers = {"Authorization": f"Bearer {worker_access_token(TOKEN)}"}
+    headers = {"Authorization": f"Bearer {ACCESS}"}
     async with aiohttp.ClientSession() as session:
         resp = await session.post(f"{vllm_worker.url}/v1/completions", json=body, headers=headers)
         assert resp.status == 200
