@@ -101,8 +101,9 @@ def _registry(request: web.Request) -> Registry:
 
 
 async def enrollments(request: web.Request) -> web.Response:
-    rows = [asdict(EnrollmentRow.of(row)) for row in _registry(request).enrollments.listed()]
-    return web.json_response({"enrollments": rows})
+    registry = _registry(request)
+    rows = [asdict(EnrollmentRow.of(row)) for row in registry.enrollments.listed()]
+    return web.json_response({"gateway_key": registry.minter.public_text, "enrollments": rows})
 
 
 async def approve(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import time
@@ -39,6 +40,8 @@ from routing.ratelimit import Limits, RateLimiter
 from routing.signing import Verifier
 from routing.supervise import start_supervised, stop_all
 from routing.upstreams import parse_upstream
+
+log = logging.getLogger(__name__)
 
 # After a restart, a registered worker rejoins on its next heartbeat: this much slack for it to get through.
 WORKER_REJOIN_S = 2.0
@@ -154,6 +157,7 @@ def create_app(
 
 async def registry_of(config: GatewayConfig, balancer: Balancer, clock: Callable[[], float] | None) -> Registry:
     store = await EnrollmentStore.open(config.state_path(os.environ))
+    log.info("gateway key %s (workers found through Consul list it in gateway_keys)", store.identity.public_text)
     enrollments = Enrollments(
         store, manual=config.enrollment == "manual", enrollments_per_minute=config.enrollments_per_minute
     )
