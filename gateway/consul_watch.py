@@ -19,7 +19,7 @@ from typing import Any
 import consul.aio
 
 from gateway.enrollments import Enrollments
-from routing.advertise import AddressPolicy, checked_addresses
+from routing.advertise import AddressPolicy, checked_addresses, url_parts
 from routing.balancer import Balancer
 from routing.consul_client import CONSUL_ERRORS
 from routing.consul_wire import entry_from_service
@@ -98,9 +98,13 @@ class ConsulWatch:
             service = service if isinstance(service, dict) else {}
             try:
                 accepted = entry_from_service(service, self._join_token, self._wall_clock())
-                await self._enrollments.admit(accepted.signed, registering=True, source="consul")
                 reg = accepted.registration
-                await checked_addresses(reg.url, self._policy)
+                enrolling = self._enrollments.check(accepted.signed, registering=True)
+                known = self._balancer.fleet.get(reg.worker_id)
+                if known is None or known.worker.url != reg.url:  # resolved on arrival and on change only
+                    await checked_addresses(reg.url, self._policy)
+                if enrolling:  # rate limited per advertised host, as the registry limits per source address
+                    await self._enrollments.enroll(accepted.signed, source=f"consul {url_parts(reg.url)[0]}")
             except InferCDNError as exc:
                 service_id = str(service.get("ID", "?"))
                 if len(self._refused) > 4096:  # bounded: entries are anyone's who can write to Consul
@@ -109,6 +113,7 @@ class ConsulWatch:
                     log.warning("ignoring Consul service %s: %s", service_id, exc.message)
                     self._refused.add(service_id)
                 continue
+            self._refused.discard(reg.worker_id)  # a later refusal is worth a warning again
             listed[reg.worker_id] = Upsert(
                 reg.worker(source="consul", bearer=self._bearer_for(reg.worker_id)), reg.offers
             )

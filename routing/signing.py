@@ -24,7 +24,7 @@ import hmac
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from routing.errors import Busy, Unauthorized
 from routing.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, from_text, to_text, verify
@@ -85,7 +85,7 @@ class SignedMessage:
     public_key: bytes
     nonce: str
     expires_at: float  # when its nonce stops mattering
-    enrollment_proven: bool = field(default=False)
+    enrollment_proven: bool = False
 
 
 @dataclass(slots=True)

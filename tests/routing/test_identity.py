@@ -37,6 +37,7 @@ def test_a_key_file_others_can_read_or_that_is_not_a_key_is_refused(tmp_path: Pa
 def test_two_workers_on_hosts_with_the_same_name_and_port_get_different_ids() -> None:
     """Honest workers on two machines with the same hostname and port used to overwrite each other."""
     config = WorkerConfig(port=8081)
-    first, second = config.id_for(Identity.generate()), config.id_for(Identity.generate())
-    assert first != second and first.endswith(first[-12:])
+    key = Identity.generate()
+    first, second = config.id_for(key), config.id_for(Identity.generate())
+    assert first != second and first.endswith("-" + key.fingerprint[:12])
     assert WorkerConfig(worker_id="chosen").id_for(Identity.generate()) == "chosen"
