@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
 from gateway.warm_up import WarmUp
 from routing.balancer import Balancer
+from routing.capabilities import PLAIN, Capabilities, capabilities_to_json
 from routing.errors import ModelNotFound, NoSuitableWorker, RequestTimeout, WarmingUp
 from routing.fleet import Candidate, Fleet
 from routing.http_errors import reported_status
@@ -162,6 +164,7 @@ async def list_models(request: web.Request) -> web.Response:
     data = []
     for model, candidates in sorted(state.fleet.models().items()):
         quantizations = {c.offer.quantization.label: c.offer.quantization for c in candidates}
+        capabilities = functools.reduce(Capabilities.union, (c.offer.capabilities for c in candidates), PLAIN)
         data.append(
             {
                 "id": model,
@@ -171,6 +174,7 @@ async def list_models(request: web.Request) -> web.Response:
                 "quantizations": [quantization_to_json(q) for _, q in sorted(quantizations.items())],
                 "context_length": max(c.offer.context_length for c in candidates),
                 "workers": sum(1 for c in candidates if c.state.health.serving),
+                "capabilities": capabilities_to_json(capabilities),
             }
         )
     return web.json_response({"object": "list", "data": data})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 import aiohttp
 
@@ -19,7 +20,7 @@ from routing.errors import InvalidRequest
 from routing.fleet import Worker, authorization, describe_offers
 from routing.settings import ConfigError
 from routing.upstreams import UpstreamSpec
-from routing.wire import offers_from_models_list
+from routing.wire import PLAIN_RUNTIME, offers_from_models_list
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,18 @@ class StaticWorkers:
             if url in self.unreached:
                 log.warning("worker %s has not answered yet: %s", url, exc or type(exc).__name__)
             return
+        plain = bool(offers) and all(o.runtime == PLAIN_RUNTIME for o in offers)
+        if plain:
+            # Not every OpenAI server has /health (Ollama has not); every one lists its models.
+            worker = replace(worker, runtime=PLAIN_RUNTIME, health_path="/v1/models")
         if self._balancer.apply(Upsert(worker, offers)):
-            log.info("worker %s serves %s", url, describe_offers(offers))
+            if plain:
+                log.info(
+                    "worker %s is a plain OpenAI-compatible server (no InferCDN fields): serves %s "
+                    "(quantization read from the model names; it refuses what it cannot do itself)",
+                    url,
+                    describe_offers(offers),
+                )
+            else:
+                log.info("worker %s serves %s", url, describe_offers(offers))
         self.unreached.discard(url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from routing.capabilities import PLAIN, Capabilities
 from routing.health import Health
 from routing.latency import Ewma, PeakEwma
 from routing.quantization import Quantization
@@ -32,6 +33,7 @@ class ModelOffer:
     runtime: str  # "llama.cpp", "vllm", …
     architecture: str = ""
     aliases: tuple[str, ...] = ()
+    capabilities: Capabilities = PLAIN
 
     @property
     def names(self) -> tuple[str, ...]:

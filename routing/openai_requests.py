@@ -9,39 +9,56 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from routing.capabilities import MAX_N, Needs
 from routing.errors import InvalidRequest
 from routing.json_limits import MAX_DEPTH, JsonTooDeep, loads_bounded
+from routing.openai_tools import (
+    NO_TOOLS,
+    TEXT,
+    FunctionTool,
+    ResponseFormat,
+    ToolCall,
+    ToolChoice,
+    parse_response_format,
+    parse_tool_calls,
+    parse_tool_choice,
+    parse_tools,
+    tool_call_id,
+)
 
 MAX_STOP_SEQUENCES = 4
 # Far beyond any context window; bigger numbers are mistakes, and would overflow float arithmetic.
 MAX_TOKENS_LIMIT = 1_000_000_000
 _SEED_RANGE = (-(2**63), 2**64 - 1)
+# OpenAI's limits: top_logprobs on chat, logprobs on (legacy) completions.
+MAX_TOP_LOGPROBS = 20
+MAX_COMPLETION_LOGPROBS = 5
 
 # Fields we cannot honour yet. Ignoring them would hand back an answer the
-# client did not ask for (plain text instead of a tool call, no logprobs), so
-# they are refused by name; the value each may safely have is allowed.
+# client did not ask for, so they are refused by name; the value each may
+# safely have is allowed.
 _UNSUPPORTED: dict[str, object] = {
-    "tools": None,
-    "tool_choice": None,
-    "functions": None,
+    "functions": None,  # the deprecated form of tools
     "function_call": None,
-    "logprobs": False,
-    "top_logprobs": None,
     "logit_bias": None,
-    "response_format": None,
     "best_of": 1,
     "echo": False,
     "suffix": None,
 }
+# Chat-only fields, refused on /v1/completions (OpenAI has no such thing there).
+_CHAT_ONLY: dict[str, object] = {"tools": None, "tool_choice": None, "response_format": None, "top_logprobs": None}
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn's calls
+    tool_call_id: str = ""  # a tool turn: the call it answers
+    images: int = 0  # image parts, which only a vision model can read
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +82,29 @@ class GenerationRequest:
     include_usage: bool = False
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | None = None
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0  # alternatives per token, with logprobs
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = NO_TOOLS
+    # Several calls in one answer only when asked: small models told they may repeat a call do, until
+    # max_tokens (llama.cpp's server defaults to one call too).
+    parallel_tool_calls: bool = False
+    response_format: ResponseFormat = TEXT
 
     @property
     def is_chat(self) -> bool:
         return self.messages is not None
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(
+            tools=self.tool_choice.mode != "none",
+            structured_output=self.response_format.structured,
+            logprobs=self.logprobs,
+            vision=any(m.images for m in self.messages or ()),
+            n=self.n,
+        )
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
@@ -91,7 +127,22 @@ def parse_chat_request(obj: dict[str, Any]) -> GenerationRequest:
     if not isinstance(raw, list) or not raw:
         raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
     messages = tuple(_parse_message(m, i) for i, m in enumerate(raw))
-    return _parse_common(obj, messages=messages)
+    logprobs = _optional(obj, "logprobs", bool, False)
+    top_logprobs = _optional(obj, "top_logprobs", int, 0)
+    if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+        raise InvalidRequest(f"'top_logprobs' must be between 0 and {MAX_TOP_LOGPROBS}.", param="top_logprobs")
+    if top_logprobs and not logprobs:
+        raise InvalidRequest("'top_logprobs' needs 'logprobs' set to true.", param="top_logprobs")
+    tools = parse_tools(obj.get("tools"))
+    return replace(
+        _parse_common(obj, messages=messages),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        tools=tools,
+        tool_choice=parse_tool_choice(obj.get("tool_choice"), tools),
+        parallel_tool_calls=_optional(obj, "parallel_tool_calls", bool, False),
+        response_format=parse_response_format(obj.get("response_format")),
+    )
 
 
 def parse_completion_request(obj: dict[str, Any]) -> GenerationRequest:
@@ -102,7 +153,14 @@ def parse_completion_request(obj: dict[str, Any]) -> GenerationRequest:
         raw = raw[0]
     if not isinstance(raw, str):
         raise InvalidRequest("'prompt' must be a string (one prompt per request).", param="prompt")
-    return _parse_common(obj, prompt=raw)
+    for key in _CHAT_ONLY:
+        if obj.get(key) is not None:
+            raise InvalidRequest(f"'{key}' is for /v1/chat/completions only.", param=key)
+    # Legacy completions: logprobs is how many alternatives to return per token (0: the chosen one only).
+    logprobs = _optional(obj, "logprobs", int, None)
+    if logprobs is not None and not 0 <= logprobs <= MAX_COMPLETION_LOGPROBS:
+        raise InvalidRequest(f"'logprobs' must be between 0 and {MAX_COMPLETION_LOGPROBS}.", param="logprobs")
+    return replace(_parse_common(obj, prompt=raw), logprobs=logprobs is not None, top_logprobs=logprobs or 0)
 
 
 def _parse_message(m: Any, index: int) -> ChatMessage:
@@ -115,23 +173,30 @@ def _parse_message(m: Any, index: int) -> ChatMessage:
             f"{where}.role must be one of 'system', 'developer', 'user', 'assistant', 'tool'.",
             param=f"{where}.role",
         )
-    content = m.get("content")
+    content, images = m.get("content"), 0
     if content is None:
         content = ""
     elif isinstance(content, list):
-        content = _text_of_parts(content, where)
+        content, images = _text_of_parts(content, where)
     elif not isinstance(content, str):
         raise InvalidRequest(f"{where}.content must be a string or an array of parts.", param=f"{where}.content")
-    return ChatMessage(role="system" if role == "developer" else role, content=content)
+    calls = parse_tool_calls(m.get("tool_calls"), where) if role == "assistant" else ()
+    call_id = tool_call_id(m.get("tool_call_id"), f"{where}.tool_call_id") if role == "tool" else ""
+    return ChatMessage("system" if role == "developer" else role, content, calls, call_id, images)
 
 
-def _text_of_parts(parts: list[Any], where: str) -> str:
-    texts = []
+def _text_of_parts(parts: list[Any], where: str) -> tuple[str, int]:
+    """The text of a message's parts, and how many images it has (their bytes are a vision model's business)."""
+    texts, images = [], 0
     for part in parts:
-        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-            raise InvalidRequest(f"{where}.content: only text parts are supported.", param=f"{where}.content")
-        texts.append(part["text"])
-    return "".join(texts)
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url" and isinstance(part.get("image_url"), dict):
+            images += 1
+        else:
+            raise InvalidRequest(f"{where}.content: parts must be text or image_url parts.", param=f"{where}.content")
+    return "".join(texts), images
 
 
 def _parse_common(
@@ -152,8 +217,8 @@ def _parse_common(
         if not isinstance(include_usage, bool):
             raise InvalidRequest("'stream_options.include_usage' must be a boolean.", param="stream_options")
     n = _optional(obj, "n", int, 1)
-    if n != 1:
-        raise InvalidRequest("Only n=1 is supported.", param="n")
+    if not 1 <= n <= MAX_N:
+        raise InvalidRequest(f"'n' must be between 1 and {MAX_N}.", param="n")
     return GenerationRequest(
         model=model,
         sampling=_parse_sampling(obj),
@@ -161,6 +226,7 @@ def _parse_common(
         include_usage=include_usage,
         messages=messages,
         prompt=prompt,
+        n=n,
     )
 
 

@@ -8,6 +8,7 @@ clients filter on (the classes OpenRouter's ``quantizations`` filter uses).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 QUANT_CLASSES = ("int4", "int8", "fp4", "fp8", "fp16", "bf16", "fp32", "unknown")
@@ -116,3 +117,33 @@ def from_label(label: str) -> Quantization:
         return Quantization(label, 0, "unknown")
     bits, quant_class = known
     return Quantization(name, bits, quant_class)
+
+
+# A GGUF label inside a longer name ("qwen2.5:7b-instruct-q4_K_M", "Llama-3-8B.Q8_0").
+_GGUF_IN_NAME = re.compile(r"(?<![a-z0-9])(i?q\d(?:_[a-z0-9]+)*|tq\d_\d|bf16|f16|f32)(?![a-z0-9])", re.I)
+_WORDS = re.compile(r"[^a-z0-9]+")
+# Other labels as model names carry them ("Qwen2.5-7B-Instruct-AWQ", "…-FP8-dynamic", "…-bnb-4bit").
+_NAME_WORDS = {
+    "awq": "awq",
+    "gptq": "gptq",
+    "fp8": "fp8",
+    "int4": "int4",
+    "int8": "int8",
+    "w8a8": "w8a8",
+    "bnb": "bitsandbytes",
+    "fp16": "fp16",
+    "nvfp4": "fp4",
+    "mxfp4": "fp4",
+}
+
+
+def from_model_name(name: str) -> Quantization:
+    """What a model's name says of its quantization (a plain OpenAI server says nothing else);
+    ``unknown`` where it says nothing: an Ollama tag such as ``llama3.2:3b`` names a size, not one."""
+    found = _GGUF_IN_NAME.findall(name)
+    if found:
+        return from_label(found[-1].upper())
+    for word in reversed(_WORDS.split(name.lower())):
+        if word in _NAME_WORDS:
+            return from_label(_NAME_WORDS[word])
+    return Quantization("unknown", 0, "unknown")

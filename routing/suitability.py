@@ -1,6 +1,8 @@
 """Suitability: which offers can serve a request at all.
 
-A request fits an offer when the model id (or alias) matches, the
+A request fits an offer when the model id (or alias) matches, the offer can
+do what the request asks (tools, structured output, logprobs, vision, ``n``;
+if no offer of the model can, a 400 names what is missing), the
 quantization satisfies the client's constraints (a ``model:LABEL`` suffix
 and/or a ``quantizations`` list of classes or labels, as OpenRouter's filter),
 and the context holds the prompt plus ``max_tokens``. Region is a preference,
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from routing.capabilities import NO_NEEDS, Needs
 from routing.errors import ContextLengthExceeded, InvalidRequest, NoSuitableWorker
 from routing.fleet import Candidate
 from routing.model_ref import parse_model_ref
@@ -23,6 +26,9 @@ from routing.openai_requests import GenerationRequest
 
 # Fields that steer routing and mean nothing to a worker: stripped before forwarding.
 ROUTING_FIELDS = ("quantizations", "region")
+
+# The request field that asks for each capability.
+_PARAM_OF = {"tools": "tools", "structured_output": "response_format", "logprobs": "logprobs", "vision": "messages"}
 
 # A deliberately low token estimate (≈ 4 characters a token in English, fewer
 # elsewhere): the worker enforces the exact limit, so the gateway only rules
@@ -37,6 +43,7 @@ class Requirements:
     quantizations: tuple[str, ...] = ()  # any of these classes or labels; empty = any
     min_context: int = 0  # estimated prompt tokens + max_tokens
     region: str = ""  # preferred region; empty = no preference
+    needs: Needs = NO_NEEDS
 
 
 def requirements_of(body: dict[str, Any], request: GenerationRequest, region_header: str = "") -> Requirements:
@@ -50,6 +57,7 @@ def requirements_of(body: dict[str, Any], request: GenerationRequest, region_hea
         quantizations=_quantizations(body.get("quantizations")),
         min_context=estimate_prompt_tokens(request) + (request.sampling.max_tokens or 1),
         region=region,
+        needs=request.needs,
     )
 
 
@@ -60,9 +68,18 @@ def estimate_prompt_tokens(request: GenerationRequest) -> int:
 
 def suitable(candidates: Sequence[Candidate], req: Requirements) -> list[Candidate]:
     """The candidates that fit; NoSuitableWorker naming the failed constraint if none does."""
-    fit_quant = [c for c in candidates if _quant_fits(c, req)]
+    able = [c for c in candidates if c.offer.capabilities.missing(req.needs) is None]
+    if not able and candidates:
+        missing = candidates[0].offer.capabilities.missing(req.needs)
+        # Certain for the fleet as it is: a client error, not a 503 inviting the same request again.
+        raise InvalidRequest(
+            f"model '{req.model}' has no worker that supports {missing}.",
+            param=_PARAM_OF.get(missing or "n", "n"),
+            code="unsupported_capability",
+        )
+    fit_quant = [c for c in able if _quant_fits(c, req)]
     if not fit_quant:
-        have = sorted({c.offer.quantization.label for c in candidates})
+        have = sorted({c.offer.quantization.label for c in able})
         wanted = " and ".join(filter(None, [req.suffix, " or ".join(req.quantizations)]))
         raise NoSuitableWorker(
             f"No worker serves '{req.model}' at quantization {wanted} (available: {', '.join(have)}).",

@@ -3,19 +3,23 @@
 One spec per server, as a line:
 
     URL model=NAME[:QUANT] [model=NAME2[:QUANT]] [context=N] [key_env=VAR] [health=/PATH]
+        [capabilities=tools,structured_output,logprobs,embeddings,vision|none] [max_n=N]
 
 e.g. ``http://10.0.0.9:8000 model=llama-3.1-8b-instruct:awq context=8192
 key_env=VLLM_API_KEY`` for ``vllm serve … --api-key``, or
 ``http://127.0.0.1:11434 model=llama3.2:Q4_K_M health=/`` for Ollama. The API
 key is read from the environment variable named, so it never sits in a
-config file.
+config file. Without ``capabilities=`` the server is assumed able to do
+whatever it is asked (it refuses the rest itself); with it, requests needing
+anything else go to other workers, or get a 400 naming what is missing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from routing.capabilities import ASSUMED, MAX_N, parse_capability_list
 from routing.fleet import ModelOffer
 from routing.model_ref import parse_model_ref
 from routing.quantization import from_label
@@ -38,6 +42,7 @@ def parse_upstream(spec: str, env: Mapping[str, str]) -> UpstreamSpec:
         raise ConfigError(f"gateway.upstreams: {url!r} is not an http(s) URL")
     models: list[str] = []
     context, api_key, health = DEFAULT_CONTEXT, "", "/health"
+    capability_list, max_n = "", ASSUMED.max_n
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not value:
@@ -54,12 +59,28 @@ def parse_upstream(spec: str, env: Mapping[str, str]) -> UpstreamSpec:
             api_key = env[value]
         elif key == "health":
             health = value if value.startswith("/") else "/" + value
+        elif key == "capabilities":
+            capability_list = value
+        elif key == "max_n":
+            if not value.isdigit() or not 1 <= int(value) <= MAX_N:
+                raise ConfigError(f"gateway.upstreams: max_n must be an integer from 1 to {MAX_N} in {url}")
+            max_n = int(value)
         else:
-            raise ConfigError(f"gateway.upstreams: unknown key {key!r} in {url} (model, context, key_env, health)")
+            raise ConfigError(
+                f"gateway.upstreams: unknown key {key!r} in {url} "
+                "(model, context, key_env, health, capabilities, max_n)"
+            )
     if not models:
         raise ConfigError(f"gateway.upstreams: {url} needs at least one model=NAME[:QUANT]")
+    try:
+        capabilities = (
+            parse_capability_list(capability_list, max_n) if capability_list else replace(ASSUMED, max_n=max_n)
+        )
+    except ValueError as exc:
+        raise ConfigError(f"gateway.upstreams: {exc} in {url}") from None
     offers = []
     for model in models:
         ref = parse_model_ref(model)
-        offers.append(ModelOffer(ref.name, from_label(ref.quantization or "unknown"), context, "openai-compatible"))
+        quantization = from_label(ref.quantization or "unknown")
+        offers.append(ModelOffer(ref.name, quantization, context, "openai-compatible", capabilities=capabilities))
     return UpstreamSpec(url.rstrip("/"), tuple(offers), api_key, health)

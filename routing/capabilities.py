@@ -1,0 +1,103 @@
+"""What an offer can do beyond plain text generation, and what a request needs of it.
+
+Each offer announces its capabilities (a worker derives them from its runtime
+and model; a static upstream declares them in its config line). A request's
+needs come from its fields (``tools`` needs tools, ``n=4`` needs ``max_n`` of
+at least 4); suitability routes it only to offers whose capabilities cover
+them, and when none do, the error names the first thing missing.
+
+A plain OpenAI server that says nothing about itself is assumed able to do
+everything: it refuses what it cannot do with its own 4xx, which reaches the
+client as it is, instead of the gateway guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from routing.bounds import bounded_int
+from routing.errors import InvalidRequest
+
+# OpenAI's own limit on ``n``.
+MAX_N = 128
+FLAGS = ("tools", "structured_output", "logprobs", "embeddings", "vision")
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    tools: bool = False
+    structured_output: bool = False
+    logprobs: bool = False
+    embeddings: bool = False
+    vision: bool = False
+    max_n: int = 1
+
+    def missing(self, needs: Needs) -> str | None:
+        """The first thing ``needs`` asks that this cannot do, as a capability name; None if nothing."""
+        for name in FLAGS:
+            if getattr(needs, name) and not getattr(self, name):
+                return name
+        if needs.n > self.max_n:
+            return f"n={needs.n}"
+        return None
+
+    def union(self, other: Capabilities) -> Capabilities:
+        return Capabilities(
+            **{name: getattr(self, name) or getattr(other, name) for name in FLAGS},
+            max_n=max(self.max_n, other.max_n),
+        )
+
+    def names(self) -> list[str]:
+        return [name for name in FLAGS if getattr(self, name)]
+
+
+# What a server that does not say is assumed to do (see the module docstring).
+ASSUMED = Capabilities(**dict.fromkeys(FLAGS, True), max_n=MAX_N)
+# Text generation only: what nothing in a request can be refused by.
+PLAIN = Capabilities()
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What one request asks of an offer beyond generating text."""
+
+    tools: bool = False
+    structured_output: bool = False
+    logprobs: bool = False
+    embeddings: bool = False
+    vision: bool = False
+    n: int = 1
+
+
+def capabilities_to_json(c: Capabilities) -> dict[str, Any]:
+    return {f.name: getattr(c, f.name) for f in fields(c)}
+
+
+def capabilities_from_json(obj: Any) -> Capabilities:
+    """A worker's claim, checked: booleans for the flags, a bounded ``max_n``; unknown keys ignored
+    (a newer worker may announce more)."""
+    if obj is None:
+        return ASSUMED
+    if not isinstance(obj, dict):
+        raise InvalidRequest("'capabilities' must be an object", param="capabilities")
+    flags: dict[str, bool] = {}
+    for name in FLAGS:
+        value = obj.get(name, False)
+        if not isinstance(value, bool):
+            raise InvalidRequest(f"'capabilities.{name}' must be a boolean", param="capabilities")
+        flags[name] = value
+    return Capabilities(**flags, max_n=bounded_int(obj.get("max_n", 1), "capabilities.max_n", 1, MAX_N))
+
+
+def parse_capability_list(text: str, max_n: int) -> Capabilities:
+    """A config line's ``capabilities=tools,logprobs`` (``none`` for plain generation)."""
+    names = [] if text == "none" else [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FLAGS]
+    if unknown:
+        raise ValueError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(FLAGS)}, or none)")
+    return Capabilities(**{name: name in names for name in FLAGS}, max_n=max_n)
+
+
+# A plain request: text out, one choice.
+NO_NEEDS = Needs()
