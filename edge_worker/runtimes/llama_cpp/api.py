@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from edge_worker.accounting import RequestAccount
 from edge_worker.metrics import WorkerMetrics
-from edge_worker.runtimes.llama_cpp.events import ModelRuntime, TextDelta
+from edge_worker.runtimes.llama_cpp.choice_output import ChoiceOutput
+from edge_worker.runtimes.llama_cpp.events import Finished, Generation, GenerationEvent, ModelRuntime, TextDelta
 from edge_worker.runtimes.llama_cpp.model_set import ModelSet
 from edge_worker.runtimes.llama_cpp.openai_format import DONE, ResponseShaper, sse
 from routing.errors import InferCDNError
@@ -41,69 +43,118 @@ async def _generate(
     runtime = request.app[MODELS].lookup(generation_request.model)
     account = RequestAccount(request.app[METRICS], runtime.offer.model, endpoint, request.headers.get(REQUEST_ID, "-"))
     with reported_status(account.close) as status:
-        if generation_request.stream:
-            response = await _stream(request, runtime, generation_request, account)
-        else:
-            response = await _complete(runtime, generation_request, account)
+        generations = await runtime.start(generation_request)
+        account.admitted()
+        try:
+            if generation_request.stream:
+                response = await _stream(request, runtime, generation_request, generations, account)
+            else:
+                response = await _complete(runtime, generation_request, generations, account)
+        finally:
+            for generation in generations:
+                generation.cancel()
         status.code = response.status
         return response
 
 
-async def _complete(runtime: ModelRuntime, request: GenerationRequest, account: RequestAccount) -> web.Response:
-    generation = await runtime.start(request)
-    account.admitted()
-    parts: list[str] = []
-    events = generation.events()
-    try:
-        async for event in events:
-            if isinstance(event, TextDelta):
-                account.generated(event.tokens)
-                parts.append(event.text)
-            else:
-                account.finished(event.prompt_tokens, event.completion_tokens)
-                body = ResponseShaper(request, runtime.offer.model).complete("".join(parts), event)
-                return web.json_response(body)
-    finally:
-        generation.cancel()
-        await events.aclose()
-    raise InferCDNError("generation ended without finishing")
+async def _complete(
+    runtime: ModelRuntime, request: GenerationRequest, generations: Sequence[Generation], account: RequestAccount
+) -> web.Response:
+    outputs = [ChoiceOutput(g.plan, request.tools) for g in generations]
+    reasons = [""] * len(generations)
+    total = Finished("stop", 0, 0)
+    async for index, event in _events_of(generations):
+        if isinstance(event, TextDelta):
+            account.generated(event.tokens)
+            outputs[index].take(event.text, event.logprobs)
+        else:
+            _, reasons[index] = outputs[index].finish(event.reason)
+            total = _add(total, event)
+    account.finished(total.prompt_tokens, total.completion_tokens)
+    return web.json_response(ResponseShaper(request, runtime.offer.model).complete(outputs, reasons, total))
 
 
 async def _stream(
-    request: web.Request, runtime: ModelRuntime, generation_request: GenerationRequest, account: RequestAccount
+    request: web.Request,
+    runtime: ModelRuntime,
+    generation_request: GenerationRequest,
+    generations: Sequence[Generation],
+    account: RequestAccount,
 ) -> web.StreamResponse:
-    generation = await runtime.start(generation_request)
-    account.admitted()
     shaper = ResponseShaper(generation_request, runtime.offer.model)
+    outputs = [ChoiceOutput(g.plan, generation_request.tools) for g in generations]
+    total = Finished("stop", 0, 0)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
-    events = generation.events()
     try:
-        async for event in events:
+        async for index, event in _events_of(generations):
             if not response.prepared:
                 # Headers go out with the first token, so a failure before it
                 # is still a plain HTTP error the gateway can fail over on.
                 await response.prepare(request)
-                opening = shaper.first_chunk()
+                opening = shaper.opening(len(generations))
                 if opening:
                     await response.write(opening)
             if isinstance(event, TextDelta):
                 account.generated(event.tokens)
-                await response.write(shaper.delta_chunk(event.text))
+                piece = outputs[index].take(event.text, event.logprobs)
+                if piece is not None:
+                    await response.write(shaper.piece_chunk(index, piece))
             else:
-                account.finished(event.prompt_tokens, event.completion_tokens)
-                await response.write(shaper.final_chunks(event))
+                pieces, reason = outputs[index].finish(event.reason)
+                total = _add(total, event)
+                out = b"".join(shaper.piece_chunk(index, p) for p in pieces) + shaper.finish_chunk(index, reason)
+                await response.write(out)
+        account.finished(total.prompt_tokens, total.completion_tokens)
+        await response.write(shaper.closing(total))
     except InferCDNError as exc:
         if not response.prepared:
             raise
         # Mid-stream: the status is already sent; end the stream with an error event.
         await response.write(sse(exc.body()) + DONE)
-    finally:
-        generation.cancel()
-        await events.aclose()
     await response.write_eof()
     return response
+
+
+async def _events_of(generations: Sequence[Generation]) -> AsyncIterator[tuple[int, GenerationEvent]]:
+    """Every choice's events, tagged with its index, as they come (interleaved across choices)."""
+    if len(generations) == 1:  # the common case pays for no tasks
+        async for event in generations[0].events():
+            yield 0, event
+        return
+    merged: asyncio.Queue[tuple[int, GenerationEvent | Exception]] = asyncio.Queue()
+
+    async def pump(index: int, generation: Generation) -> None:
+        try:
+            async for event in generation.events():
+                merged.put_nowait((index, event))
+        except Exception as exc:
+            merged.put_nowait((index, exc))
+
+    pumps = [asyncio.create_task(pump(i, g)) for i, g in enumerate(generations)]
+    try:
+        unfinished = len(generations)
+        while unfinished:
+            index, item = await merged.get()
+            if isinstance(item, Exception):
+                raise item
+            yield index, item
+            unfinished -= isinstance(item, Finished)
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _add(total: Finished, choice: Finished) -> Finished:
+    """Usage over all choices: the prompt is read once; completions add up."""
+    return Finished(
+        choice.reason,
+        choice.prompt_tokens,
+        total.completion_tokens + choice.completion_tokens,
+        cached_tokens=max(total.cached_tokens, choice.cached_tokens),
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent, TextDelta
+from edge_worker.runtimes.llama_cpp.logprobs import TokenLogprob
 from edge_worker.runtimes.llama_cpp.sampler import SequenceSampler
 from edge_worker.runtimes.llama_cpp.stop_scanner import StopScanner
 from routing.errors import InferCDNError
@@ -47,11 +48,14 @@ class Job:
     cancelled: threading.Event
     emit: Callable[[GenerationEvent | BaseException], None]
     done: Callable[[], None]  # told once when the job leaves its slot, however it ends
+    # Where the request asked for logprobs: reads them for (context, logits index, token).
+    logprobs: Callable[[Any, int, int], TokenLogprob] | None = None
     fed: int = 0  # tokens of this sequence in the KV cache
     cached: int = 0  # of the prompt, reused from the slot's cache
     next_token: int | None = None  # sampled, to be fed at the next step
     produced: int = 0
     unreported: int = 0  # produced tokens whose text is still held back
+    unreported_logprobs: list[TokenLogprob] = field(default_factory=list)
     scanner: StopScanner = field(init=False)
     decoder: Any = field(init=False)
 
@@ -215,7 +219,10 @@ class BatchEngine:
         for slot, index in sampled_at:
             job = slot.job
             if job is not None:
-                self._on_token(slot, job, job.sampler.sample(self._ctx, index))
+                token = job.sampler.sample(self._ctx, index)
+                # Now or never: the next decode overwrites these logits.
+                logprob = job.logprobs(self._ctx, index, token) if job.logprobs is not None else None
+                self._on_token(slot, job, token, logprob)
 
     def _add(self, seq: int, token: int, position: int, *, logits: bool) -> int:
         batch = self._batch
@@ -228,16 +235,17 @@ class BatchEngine:
         batch.n_tokens = i + 1
         return i
 
-    def _on_token(self, slot: _Slot, job: Job, token: int) -> None:
+    def _on_token(self, slot: _Slot, job: Job, token: int, logprob: TokenLogprob | None) -> None:
         if self._lc.llama_vocab_is_eog(self._vocab, token):
             self._finish(slot, "stop")
             return
         job.produced += 1
         job.unreported += 1
+        if logprob is not None:
+            job.unreported_logprobs.append(logprob)
         piece, stopped = job.scanner.feed(job.decoder.decode(self._llm.detokenize([token])))
         if piece:
-            job.emit(TextDelta(piece, tokens=job.unreported))
-            job.unreported = 0
+            self._emit_text(job, piece)
         if stopped:
             self._finish(slot, "stop")
         elif job.produced >= job.max_tokens or job.fed + 1 >= self.context_per_slot:
@@ -256,9 +264,14 @@ class BatchEngine:
                 piece, _ = job.scanner.feed(job.decoder.decode(b"", final=True))
                 tail = piece + job.scanner.flush()
                 if tail:
-                    job.emit(TextDelta(tail, tokens=job.unreported))
+                    self._emit_text(job, tail)
             job.emit(Finished(end, len(job.prompt), job.produced, cached_tokens=job.cached))
         self._release(slot)
+
+    def _emit_text(self, job: Job, text: str) -> None:
+        job.emit(TextDelta(text, tokens=job.unreported, logprobs=tuple(job.unreported_logprobs)))
+        job.unreported = 0
+        job.unreported_logprobs.clear()
 
     def _release(self, slot: _Slot) -> None:
         job = slot.job

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from edge_worker.runtimes.llama_cpp.logprobs import TokenLogprob
+from edge_worker.runtimes.llama_cpp.output_plan import OutputPlan
 from routing.fleet import ModelOffer
 from routing.openai_requests import GenerationRequest
 
@@ -14,6 +16,7 @@ from routing.openai_requests import GenerationRequest
 class TextDelta:
     text: str
     tokens: int = 1  # tokens generated since the previous delta
+    logprobs: tuple[TokenLogprob, ...] = ()  # of those tokens, where the request asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class Generation(Protocol):
     """One admitted generation: iterate its events; closing it stops it."""
 
     prompt_tokens: int
+    plan: OutputPlan  # what the output must look like, and how to read it back
 
     def cancel(self) -> None: ...
 
@@ -47,8 +51,9 @@ class ModelRuntime(Protocol):
     @property
     def queued(self) -> int: ...
 
-    async def start(self, request: GenerationRequest) -> Generation:
-        """Admit and prepare a request; raises Busy or ContextLengthExceeded before any output."""
+    async def start(self, request: GenerationRequest) -> Sequence[Generation]:
+        """Admit and prepare a request, one generation per choice (``n``); raises Busy or
+        ContextLengthExceeded before any output."""
         ...
 
     async def close(self) -> None: ...

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,11 @@ from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadat
 from edge_worker.runtimes.llama_cpp.engine import BatchEngine, EngineStats, Job
 from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
+from edge_worker.runtimes.llama_cpp.logprobs import LogprobReader, TokenLogprob
+from edge_worker.runtimes.llama_cpp.output_plan import PLAIN_TEXT, OutputPlan, plan_output
 from edge_worker.runtimes.llama_cpp.sampler import SequenceSampler
+from edge_worker.runtimes.llama_cpp.tool_calls import template_messages, template_takes_tools, template_tools
+from routing.capabilities import Capabilities
 from routing.errors import ContextLengthExceeded, InferCDNError, InvalidRequest
 from routing.openai_requests import GenerationRequest
 
@@ -63,8 +68,9 @@ class LlamaCppGeneration:
     even if nobody reads the events.
     """
 
-    def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop):
+    def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop, plan: OutputPlan = PLAIN_TEXT):
         self.prompt_tokens = prompt_tokens  # the number of them
+        self.plan = plan
         self._loop = loop
         self._queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
         self.cancelled = threading.Event()
@@ -110,8 +116,10 @@ class LlamaCppModel:
 
         self._llm = llm
         self.facts = facts
-        self.offer = facts.offer
         self.slots = slots
+        self._native_tools = template_takes_tools(facts.chat_template)
+        self.offer = replace(facts.offer, capabilities=_capabilities(facts, slots))
+        self._logprobs = LogprobReader(llm, lambda token: bytes(llm.detokenize([token])))
         self._rng = rng or random.Random()
         self._queue_wait = queue_wait
         self._admission = Admission(max_queue, slots=slots, model=self.offer.model)
@@ -136,32 +144,75 @@ class LlamaCppModel:
     def queued(self) -> int:
         return self._admission.waiting
 
-    async def start(self, request: GenerationRequest) -> LlamaCppGeneration:
+    async def start(self, request: GenerationRequest) -> list[LlamaCppGeneration]:
+        """One generation per choice; each holds a slot of its own and starts as soon as it has one."""
+        missing = self.offer.capabilities.missing(request.needs)
+        if missing is not None:
+            raise InvalidRequest(f"model '{self.offer.model}' has no worker that supports {missing}.", param="model")
+        plan = plan_output(request, self._native_tools) if request.is_chat else PLAIN_TEXT
         prompt_tokens = await asyncio.to_thread(self._tokenize, request)
         max_tokens = self._check_context(len(prompt_tokens), request.sampling.max_tokens)
+        sampling = request.sampling
+        seed = sampling.seed if sampling.seed is not None else self._rng.getrandbits(31)
+        logprobs = self._logprob_reader(request.top_logprobs) if request.logprobs else None
+        generations: list[LlamaCppGeneration] = []
+        try:
+            for choice in range(request.n):
+                # Grammars compile on a thread: a large schema takes a while.
+                sampler = await asyncio.to_thread(
+                    SequenceSampler, sampling, seed + choice, grammar=plan.grammar, vocab=self._llm._model.vocab
+                )
+                generation = await self._submit(prompt_tokens, max_tokens, sampler, plan, sampling.stop, logprobs)
+                generations.append(generation)
+        except BaseException:
+            for generation in generations:
+                generation.cancel()
+            raise
+        return generations
+
+    async def _submit(
+        self,
+        prompt_tokens: list[int],
+        max_tokens: int,
+        sampler: SequenceSampler,
+        plan: OutputPlan,
+        stops: tuple[str, ...],
+        logprobs: Callable[[Any, int, int], TokenLogprob] | None,
+    ) -> LlamaCppGeneration:
         arrived = time.monotonic()
-        await self._admission.acquire()
+        try:
+            await self._admission.acquire()
+        except BaseException:
+            sampler.close()
+            raise
         started = time.monotonic()
         self._queue_wait(started - arrived)
         loop = asyncio.get_running_loop()
-        generation = LlamaCppGeneration(len(prompt_tokens), loop)
-        sampling = request.sampling
-        seed = sampling.seed if sampling.seed is not None else self._rng.getrandbits(31)
+        generation = LlamaCppGeneration(len(prompt_tokens), loop, plan)
 
         def done() -> None:  # on the engine's thread: the slot is free again, however the job ended
             loop.call_soon_threadsafe(self._admission.release, time.monotonic() - started)
 
         job = Job(
             prompt=prompt_tokens,
-            sampler=SequenceSampler(sampling, seed),
+            sampler=sampler,
             max_tokens=max_tokens,
-            stops=sampling.stop,
+            stops=stops,
             cancelled=generation.cancelled,
             emit=generation.emit,
             done=done,
+            logprobs=logprobs,
         )
         self._engine.submit(job)
         return generation
+
+    def _logprob_reader(self, top: int) -> Callable[[Any, int, int], TokenLogprob]:
+        reader = self._logprobs
+
+        def read(ctx: Any, index: int, token: int) -> TokenLogprob:
+            return reader.read(ctx, index, token, top)
+
+        return read
 
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.close)
@@ -173,8 +224,12 @@ class LlamaCppModel:
         if request.messages is not None:
             if self._formatter is None:
                 raise InferCDNError(f"The model '{self.offer.model}' has no chat template; use /v1/completions.")
-            messages: Any = [{"role": m.role, "content": m.content} for m in request.messages]
-            formatted = self._formatter(messages=messages)
+            messages: Any = template_messages(request, self._native_tools)
+            tools: Any = template_tools(request) if self._native_tools else None
+            try:
+                formatted = self._formatter(messages=messages, tools=tools)
+            except Exception as exc:  # the template's own raise_exception, or a Jinja error on odd input
+                raise InvalidRequest(f"The model's chat template refused these messages: {exc}") from None
             tokens: list[int] = self._llm.tokenize(
                 formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
             )
@@ -199,3 +254,9 @@ class LlamaCppModel:
                 param="messages",
             )
         return max_tokens if max_tokens is not None else n_ctx - prompt_tokens
+
+
+def _capabilities(facts: GgufFacts, slots: int) -> Capabilities:
+    """Grammars and logits are always there; tools need a chat template (any: a grammar forces the shape)."""
+    chat = facts.chat_template is not None
+    return Capabilities(tools=chat, structured_output=chat, logprobs=True, max_n=slots)
