@@ -42,7 +42,7 @@ def parse_upstream(spec: str, env: Mapping[str, str]) -> UpstreamSpec:
         raise ConfigError(f"gateway.upstreams: {url!r} is not an http(s) URL")
     models: list[str] = []
     context, api_key, health = DEFAULT_CONTEXT, "", "/health"
-    capability_list, max_n = "", ASSUMED.max_n
+    capability_list, max_n = "", 0
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not value:
@@ -74,7 +74,9 @@ def parse_upstream(spec: str, env: Mapping[str, str]) -> UpstreamSpec:
         raise ConfigError(f"gateway.upstreams: {url} needs at least one model=NAME[:QUANT]")
     try:
         capabilities = (
-            parse_capability_list(capability_list, max_n) if capability_list else replace(ASSUMED, max_n=max_n)
+            parse_capability_list(capability_list, max_n or 1)
+            if capability_list
+            else replace(ASSUMED, max_n=max_n or ASSUMED.max_n)
         )
     except ValueError as exc:
         raise ConfigError(f"gateway.upstreams: {exc} in {url}") from None

@@ -139,7 +139,7 @@ def test_unsupported_features_are_refused_not_ignored(gateway: Server) -> None:
         client(gateway).chat.completions.create(
             model=MODEL,
             messages=[{"role": "user", "content": "weather?"}],
-            tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+            logit_bias={"1": 5},
         )
-    assert caught.value.param == "tools"
+    assert caught.value.param == "logit_bias"
     assert caught.value.code == "unsupported_parameter"

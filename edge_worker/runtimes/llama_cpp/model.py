@@ -149,7 +149,10 @@ class LlamaCppModel:
         missing = self.offer.capabilities.missing(request.needs)
         if missing is not None:
             raise InvalidRequest(f"model '{self.offer.model}' has no worker that supports {missing}.", param="model")
-        plan = plan_output(request, self._native_tools) if request.is_chat else PLAIN_TEXT
+        plan = PLAIN_TEXT
+        if request.tool_choice.mode != "none" or request.response_format.structured:
+            # Off the event loop: a large schema takes a while to turn into a grammar.
+            plan = await asyncio.to_thread(plan_output, request, self._native_tools)
         prompt_tokens = await asyncio.to_thread(self._tokenize, request)
         max_tokens = self._check_context(len(prompt_tokens), request.sampling.max_tokens)
         sampling = request.sampling
@@ -158,10 +161,13 @@ class LlamaCppModel:
         generations: list[LlamaCppGeneration] = []
         try:
             for choice in range(request.n):
-                # Grammars compile on a thread: a large schema takes a while.
-                sampler = await asyncio.to_thread(
-                    SequenceSampler, sampling, seed + choice, grammar=plan.grammar, vocab=self._llm._model.vocab
-                )
+                if plan.grammar is None:
+                    sampler = SequenceSampler(sampling, seed + choice)
+                else:  # grammars compile on a thread: a large schema takes a while
+                    vocab = self._llm._model.vocab
+                    sampler = await asyncio.to_thread(
+                        SequenceSampler, sampling, seed + choice, grammar=plan.grammar, vocab=vocab
+                    )
                 generation = await self._submit(prompt_tokens, max_tokens, sampler, plan, sampling.stop, logprobs)
                 generations.append(generation)
         except BaseException:

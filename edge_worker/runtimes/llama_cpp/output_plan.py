@@ -27,6 +27,10 @@ from routing.openai_tools import FunctionTool
 
 # The most calls one forced answer may make at once.
 MAX_PARALLEL_CALLS = 8
+# Lengths and counts a schema may ask for: the converter writes a repetition out in full, so a
+# minLength of a billion would be gigabytes of grammar. Far beyond what one answer holds anyway.
+MAX_SCHEMA_REPEAT = 4096
+_REPEATS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 _ROOT = re.compile(r'(?<![\w"-])root(?![\w"-])')
 
 
@@ -85,8 +89,20 @@ def _calls_schema(tools: tuple[FunctionTool, ...], parallel: bool) -> dict[str, 
 def _grammar(schema: dict[str, Any], param: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+    _check_repeats(schema, param)
     try:
         grammar: str = json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises whatever it meets; the schema is the client's
         raise InvalidRequest(f"The JSON schema is not one this worker can enforce: {exc}", param=param) from None
     return grammar
+
+
+def _check_repeats(node: Any, param: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _REPEATS and isinstance(value, int) and value > MAX_SCHEMA_REPEAT:
+                raise InvalidRequest(f"'{key}' in the JSON schema is over {MAX_SCHEMA_REPEAT}.", param=param)
+            _check_repeats(value, param)
+    elif isinstance(node, list):
+        for item in node:
+            _check_repeats(item, param)

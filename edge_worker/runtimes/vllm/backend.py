@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -24,6 +25,7 @@ from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.vllm.hf_model import context_from_config, find_config, quantization_from_config, read_config
 from edge_worker.runtimes.vllm.load import VllmLoad, parse_vllm_metrics
 from edge_worker.runtimes.vllm.process import VllmProcess
+from routing.capabilities import MAX_N, Capabilities
 from routing.fleet import Load, ModelOffer
 
 log = logging.getLogger("edge_worker.vllm")
@@ -140,6 +142,7 @@ class VllmBackend:
             context_length=context,
             runtime="vllm",
             architecture=str(architectures[0]),
+            capabilities=vllm_capabilities(hf),
         )
         q = self.offer.quantization
         log.info("vLLM serves %s (%s, %s, context %d)", self._name, q.label, q.quant_class, context)
@@ -154,3 +157,16 @@ class VllmBackend:
                 self.vllm_load = parse_vllm_metrics(await resp.text())
         except (aiohttp.ClientError, TimeoutError, ValueError):
             pass
+
+
+def vllm_capabilities(hf_config: dict[str, Any]) -> Capabilities:
+    """What vLLM does for any model it serves (guided decoding forces tools and schemas; logprobs and n
+    are native), and images where the model has a vision tower. ``tool_choice: auto`` also needs vLLM
+    started with ``--enable-auto-tool-choice`` (in ``vllm_args``); without it vLLM's own 400 says so."""
+    return Capabilities(
+        tools=True,
+        structured_output=True,
+        logprobs=True,
+        vision="vision_config" in hf_config,
+        max_n=MAX_N,
+    )
