@@ -8,6 +8,7 @@ pass over the vocabulary per token.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,16 +41,16 @@ class LogprobReader:
 
     def read(self, ctx: Any, index: int, token: int, top: int) -> TokenLogprob:
         """For the token sampled from the logits at ``index`` of the last batch; ``top`` alternatives."""
-        pointer = self._lc.llama_get_logits_ith(ctx, index)
-        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
-        peak = logits.max()
-        logprobs = logits - (peak + np.log(np.exp(logits - peak).sum()))
+        logits = np.ctypeslib.as_array(self._lc.llama_get_logits_ith(ctx, index), shape=(self._n_vocab,))
+        # log-softmax of the few tokens reported only: float32 over the vocabulary, no copies.
+        peak = float(logits.max())
+        log_total = peak + math.log(float(np.exp(logits - peak).sum()))
         best: list[int] = []
         if top:
-            candidates = np.argpartition(-logprobs, top - 1)[:top]
-            best = sorted(candidates.tolist(), key=lambda t: -logprobs[t])
-        return TokenLogprob(self._alternative(token, logprobs), tuple(self._alternative(t, logprobs) for t in best))
+            best = sorted(np.argpartition(logits, -top)[-top:].tolist(), key=lambda t: -logits[t])
+        chosen = self._alternative(token, float(logits[token]) - log_total)
+        return TokenLogprob(chosen, tuple(self._alternative(t, float(logits[t]) - log_total) for t in best))
 
-    def _alternative(self, token: int, logprobs: Any) -> Alternative:
+    def _alternative(self, token: int, logprob: float) -> Alternative:
         raw = self._piece_of(token)
-        return Alternative(raw.decode("utf-8", errors="replace"), raw, float(logprobs[token]))
+        return Alternative(raw.decode("utf-8", errors="replace"), raw, logprob)
