@@ -257,16 +257,20 @@ class BatchEngine:
         job = slot.job
         if job is None:
             return
-        if isinstance(end, BaseException):
-            job.emit(end)
-        else:
-            if end == "length":
-                piece, _ = job.scanner.feed(job.decoder.decode(b"", final=True))
-                tail = piece + job.scanner.flush()
-                if tail:
-                    self._emit_text(job, tail)
-            job.emit(Finished(end, len(job.prompt), job.produced, cached_tokens=job.cached))
+        last: GenerationEvent | BaseException = (
+            end
+            if isinstance(end, BaseException)
+            else Finished(end, len(job.prompt), job.produced, cached_tokens=job.cached)
+        )
+        if end == "length":
+            piece, _ = job.scanner.feed(job.decoder.decode(b"", final=True))
+            tail = piece + job.scanner.flush()
+            if tail:
+                self._emit_text(job, tail)
+        # The slot is given back before the last event goes out: once a client has its answer, the
+        # worker's load no longer counts it (a probe right after must not see it in flight).
         self._release(slot)
+        job.emit(last)
 
     def _emit_text(self, job: Job, text: str) -> None:
         job.emit(TextDelta(text, tokens=job.unreported, logprobs=tuple(job.unreported_logprobs)))
