@@ -22,6 +22,8 @@ from routing.errors import InvalidRequest
 # OpenAI's own limit on ``n``.
 MAX_N = 128
 FLAGS = ("tools", "structured_output", "logprobs", "embeddings", "vision")
+# The request field that asks for each capability (``n=K`` is asked by ``n``).
+_PARAM_OF = {"tools": "tools", "structured_output": "response_format", "logprobs": "logprobs", "vision": "messages"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,18 @@ class Capabilities:
         if needs.n > self.max_n:
             return f"n={needs.n}"
         return None
+
+    def require(self, needs: Needs, model: str) -> None:
+        """InvalidRequest naming the model and the first thing ``needs`` asks that this cannot do.
+
+        A 400, certain for the fleet as it is, not a 503 inviting the same request again."""
+        missing = self.missing(needs)
+        if missing is not None:
+            raise InvalidRequest(
+                f"model '{model}' has no worker that supports {missing}.",
+                param=_PARAM_OF.get(missing, "n"),
+                code="unsupported_capability",
+            )
 
     def union(self, other: Capabilities) -> Capabilities:
         return Capabilities(

@@ -27,9 +27,6 @@ from routing.openai_requests import GenerationRequest
 # Fields that steer routing and mean nothing to a worker: stripped before forwarding.
 ROUTING_FIELDS = ("quantizations", "region")
 
-# The request field that asks for each capability.
-_PARAM_OF = {"tools": "tools", "structured_output": "response_format", "logprobs": "logprobs", "vision": "messages"}
-
 # A deliberately low token estimate (≈ 4 characters a token in English, fewer
 # elsewhere): the worker enforces the exact limit, so the gateway only rules
 # out workers that certainly cannot fit, never one that might.
@@ -70,13 +67,7 @@ def suitable(candidates: Sequence[Candidate], req: Requirements) -> list[Candida
     """The candidates that fit; NoSuitableWorker naming the failed constraint if none does."""
     able = [c for c in candidates if c.offer.capabilities.missing(req.needs) is None]
     if not able and candidates:
-        missing = candidates[0].offer.capabilities.missing(req.needs)
-        # Certain for the fleet as it is: a client error, not a 503 inviting the same request again.
-        raise InvalidRequest(
-            f"model '{req.model}' has no worker that supports {missing}.",
-            param=_PARAM_OF.get(missing or "n", "n"),
-            code="unsupported_capability",
-        )
+        candidates[0].offer.capabilities.require(req.needs, req.model)
     fit_quant = [c for c in able if _quant_fits(c, req)]
     if not fit_quant:
         have = sorted({c.offer.quantization.label for c in able})

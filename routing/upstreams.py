@@ -72,14 +72,13 @@ def parse_upstream(spec: str, env: Mapping[str, str]) -> UpstreamSpec:
             )
     if not models:
         raise ConfigError(f"gateway.upstreams: {url} needs at least one model=NAME[:QUANT]")
-    try:
-        capabilities = (
-            parse_capability_list(capability_list, max_n or 1)
-            if capability_list
-            else replace(ASSUMED, max_n=max_n or ASSUMED.max_n)
-        )
-    except ValueError as exc:
-        raise ConfigError(f"gateway.upstreams: {exc} in {url}") from None
+    if not capability_list:
+        capabilities = replace(ASSUMED, max_n=max_n or ASSUMED.max_n)
+    else:
+        try:
+            capabilities = parse_capability_list(capability_list, max_n or 1)
+        except ValueError as exc:
+            raise ConfigError(f"gateway.upstreams: {exc} in {url}") from None
     offers = []
     for model in models:
         ref = parse_model_ref(model)

@@ -36,6 +36,7 @@ class ChoiceOutput:
     _held: bool = field(default=False, init=False)
     _sent: int = field(default=0, init=False)  # pieces of text already sent
     _sent_logprobs: int = field(default=0, init=False)
+    _call_opened: bool = field(default=False, init=False)  # the forced call's id and name went out
     _call_id: str = field(default_factory=new_call_id, init=False)
 
     def __post_init__(self) -> None:
@@ -82,8 +83,8 @@ class ChoiceOutput:
         return Piece({"content": text}, text, logprobs)
 
     def _arguments_delta(self, text: str) -> dict[str, Any]:
-        if self._sent == 0:
-            self._sent = 1
+        if not self._call_opened:
+            self._call_opened = True
             call = {"index": 0, "id": self._call_id, "type": "function"}
             return {"tool_calls": [{**call, "function": {"name": self.plan.function, "arguments": text}}]}
         return {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}

@@ -146,9 +146,7 @@ class LlamaCppModel:
 
     async def start(self, request: GenerationRequest) -> list[LlamaCppGeneration]:
         """One generation per choice; each holds a slot of its own and starts as soon as it has one."""
-        missing = self.offer.capabilities.missing(request.needs)
-        if missing is not None:
-            raise InvalidRequest(f"model '{self.offer.model}' has no worker that supports {missing}.", param="model")
+        self.offer.capabilities.require(request.needs, self.offer.model)
         plan = PLAIN_TEXT
         if request.tool_choice.mode != "none" or request.response_format.structured:
             # Off the event loop: a large schema takes a while to turn into a grammar.

@@ -75,7 +75,7 @@ def tools_system_text(tools: tuple[FunctionTool, ...], parallel: bool) -> str:
 def calls_as_text(calls: tuple[ToolCall, ...], parallel: bool) -> str:
     """Past calls, written the way this model is asked to make them."""
     items = [{"name": c.name, "arguments": _arguments_value(c.arguments)} for c in calls]
-    return json.dumps(items if parallel else items[0] if len(items) == 1 else items)
+    return json.dumps(items[0] if len(items) == 1 and not parallel else items)
 
 
 def parse_calls(text: str, tools: tuple[FunctionTool, ...]) -> tuple[ToolCall, ...] | None:
