@@ -46,6 +46,7 @@ class Announcer:
         load: Callable[[], Heartbeat],
         *,
         trust: Callable[[bytes], None],
+        on_registered: Callable[[str], None] = lambda gateway: None,
         interval_s: float = 2.0,
     ):
         self._gateways = tuple(g.rstrip("/") for g in gateways)
@@ -54,6 +55,7 @@ class Announcer:
         self._registration = registration
         self._load = load
         self._trust = trust  # told each gateway's public key: its tokens are then accepted
+        self._on_registered = on_registered  # told each gateway that accepted us (a tunnel may open there)
         self._interval_s = interval_s
         self._timeout = aiohttp.ClientTimeout(total=5)
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,6 +122,7 @@ class Announcer:
         if gateway_key is None:
             raise InvalidRequest(f"gateway {gateway} sent no usable public key")
         self._trust(gateway_key)
+        self._on_registered(gateway)
         log.info("registered with %s as %s", gateway, self._registration.worker_id)
         return welcome.heartbeat_interval_s
 

@@ -26,11 +26,14 @@ from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.base import BACKEND, Backend
 from edge_worker.status_routes import STARTED_AT, add_status_routes
+from edge_worker.tunnel import TunnelClient
 from routing.access_tokens import TokenChecker, public_key_from_text
 from routing.announce import Heartbeat, Registration
 from routing.consul_client import consul_client
+from routing.fleet import DIRECT, TUNNEL
 from routing.identity import Identity, load_or_create
 from routing.signing import Signer
+from routing.supervise import start_supervised, stop_all
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ async def registration_of(config: WorkerConfig, worker_id: str, backend: Backend
         hardware=await detect(),
         capacity=config.capacity or backend.capacity,
         offers=backend.offers(),
+        via=TUNNEL if config.tunnel else DIRECT,
     )
 
 
@@ -129,6 +133,18 @@ def create_app(config: WorkerConfig) -> web.Application:
     return app
 
 
+async def _tunnels(
+    config: WorkerConfig, worker_id: str, signer: Signer, stack: contextlib.AsyncExitStack
+) -> dict[str, TunnelClient]:
+    """One tunnel per gateway, each dialled once registered there; closed after the drain (at cleanup)."""
+    # No connection cap: every stream on a tunnel is one local request.
+    session = await stack.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
+    clients = {g.rstrip("/"): TunnelClient(g, worker_id, signer, session, config.local_url()) for g in config.gateways}
+    tasks = [start_supervised(f"tunnel to {gateway}", client.run) for gateway, client in clients.items()]
+    stack.push_async_callback(stop_all, tasks)
+    return clients
+
+
 @dataclass(frozen=True, slots=True)
 class Me:
     """Who this worker is to gateways: its id, its key, and the gateway tokens it accepts."""
@@ -150,7 +166,17 @@ async def _announce_when_ready(
         session = await stack.enter_async_context(aiohttp.ClientSession())
         load = partial(heartbeat_of, me.worker_id, backend, metrics)
         signer = Signer(me.identity, me.worker_id, config.join_token)
-        announcers.append(Announcer(config.gateways, signer, session, registration, load, trust=me.tokens.trust))
+        tunnels = await _tunnels(config, me.worker_id, signer, stack) if config.tunnel else {}
+
+        def registered(gateway: str) -> None:
+            if gateway in tunnels:
+                tunnels[gateway].registered.set()
+
+        announcers.append(
+            Announcer(
+                config.gateways, signer, session, registration, load, trust=me.tokens.trust, on_registered=registered
+            )
+        )
     if config.consul_url:
         client = consul_client(config.consul_url)
         stack.push_async_callback(client.close)

@@ -49,6 +49,12 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     )
     p.add_argument("--key-file", help="this worker's Ed25519 key (made 0600 on first start)")
     p.add_argument("--advertise-url", help="where gateways reach this worker (default http://HOST:PORT)")
+    p.add_argument(
+        "--tunnel",
+        action="store_true",
+        default=None,
+        help="behind NAT: dial each gateway and serve over that connection (no inbound port needed)",
+    )
     p.add_argument("--worker-id", help="how gateways name this worker (default HOSTNAME-FINGERPRINT of its key)")
     p.add_argument("--consul-url", help="register in this Consul agent instead (e.g. http://127.0.0.1:8500)")
     p.add_argument("--runtime", choices=RUNTIMES, help="llama.cpp (default; GGUF files) or vllm (DIR_OR_ID)")

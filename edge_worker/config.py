@@ -50,6 +50,8 @@ class WorkerConfig:
     key_file: str = ""
     # Where gateways reach this worker; default http://HOST:PORT.
     advertise_url: str = ""
+    # Nobody can dial this worker (home NAT): it dials each gateway and serves over that tunnel instead.
+    tunnel: bool = False
     # How gateways name it; default HOSTNAME-FINGERPRINT (of its key). Bound to the key at enrollment.
     worker_id: str = ""
     # A static worker (listed in a gateway's config, not registering): the secret that gateway
@@ -82,8 +84,12 @@ class WorkerConfig:
     parallel: int = 0
 
     def advertised(self) -> str:
+        return (self.advertise_url or self.local_url()).rstrip("/")
+
+    def local_url(self) -> str:
+        """Where this host reaches its own API (a tunnel passes requests on to it)."""
         host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
-        return (self.advertise_url or f"http://{host}:{self.port}").rstrip("/")
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def announces(self) -> bool:
@@ -147,6 +153,12 @@ class WorkerConfig:
             "worker.worker_id",
             "must be 1-128 of letters, digits and ._:-",
         )
+        require(
+            not self.tunnel or bool(self.gateways),
+            "worker.tunnel",
+            "needs gateways to dial (--gateway URL); Consul fleets cannot reach a tunnelled worker yet",
+        )
+        require(not self.tunnel or self.port != 0, "worker.tunnel", "needs a fixed port: it passes requests to it")
         require(self.consul_heartbeat_s > 0, "worker.consul_heartbeat_s", "must be > 0")
         require(self.drain_timeout_s >= 0, "worker.drain_timeout_s", "must be >= 0")
         require(self.log_format in LOG_FORMATS, "worker.log_format", "must be text or json")

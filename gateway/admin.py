@@ -13,7 +13,7 @@ from gateway.enrollment_store import Enrollment, EnrollmentState
 from gateway.registry import Registry
 from routing.announce import check_worker_id
 from routing.errors import Forbidden
-from routing.fleet import WorkerState
+from routing.fleet import TUNNEL, Worker, WorkerState
 from routing.health import Status
 from routing.identity import fingerprint, to_text
 
@@ -28,6 +28,7 @@ class FleetRow:
     runtime: str
     hardware: str
     source: str
+    via: str  # direct, tunnel, or "tunnel (closed)" while the worker has none open to this gateway
     models: list[str]  # model@QUANT
     health: str  # healthy, probation, ejected, unreachable
     rtt_ms: float | None
@@ -44,6 +45,12 @@ def health_of(state: WorkerState, now: float) -> str:
     return "busy" if status is Status.HEALTHY and state.health.busy_until > now else status.value
 
 
+def via_of(worker: Worker, registry: Registry | None) -> str:
+    if worker.via != TUNNEL or (registry is not None and worker.id in registry.tunnels):
+        return worker.via
+    return "tunnel (closed)"
+
+
 async def fleet(request: web.Request) -> web.Response:
     state = request.app[STATE]
     now = asyncio.get_running_loop().time()
@@ -58,6 +65,7 @@ async def fleet(request: web.Request) -> web.Response:
                 runtime=w.runtime or ", ".join(sorted({o.runtime for o in s.offers})),
                 hardware=w.hardware,
                 source=w.source,
+                via=via_of(w, state.registry),
                 models=[str(o) for o in s.offers],
                 health=health_of(s, now),
                 rtt_ms=round(s.rtt_s.value * 1000, 2) if s.rtt_s.measured else None,

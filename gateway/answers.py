@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
-
+from gateway.upstream import UpstreamResponse
 from routing.json_limits import loads_bounded
 
 JSON_TYPES = ("application/json",)
@@ -21,7 +20,7 @@ class BadAnswer(ValueError):
     """A worker's answer is not what an OpenAI server sends (wrong type, shape or size)."""
 
 
-async def read_bounded(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_bounded(upstream: UpstreamResponse, limit: int) -> bytes:
     """The whole body, or ``BadAnswer`` as soon as it passes ``limit`` bytes."""
     length = upstream.content_length
     if length is not None:

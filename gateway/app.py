@@ -27,6 +27,8 @@ from gateway.prober import Prober
 from gateway.proxy import Proxy, ProxyLimits
 from gateway.registry import Registry, RegistryLimits
 from gateway.static_workers import StaticWorkers
+from gateway.tunnels import TunnelHub
+from gateway.upstream import Upstreams
 from gateway.warm_up import WarmUp
 from routing.access_tokens import TokenMinter
 from routing.advertise import AddressPolicy
@@ -85,7 +87,9 @@ def create_app(
         static_workers = StaticWorkers(
             config.workers, balancer, session, timeout_s=config.connect_timeout_s, env=os.environ
         )
-        registry = await registry_of(config, balancer, clock) if config.join_token else None
+        tunnels = TunnelHub(ping_interval_s=config.probe_interval_s, on_rtt=balancer.tunnel_rtt)
+        upstreams = Upstreams(session, tunnels)
+        registry = await registry_of(config, balancer, tunnels, clock) if config.join_token else None
         limits = ProxyLimits(
             connect_s=config.connect_timeout_s,
             first_byte_s=config.first_byte_timeout_s,
@@ -104,7 +108,7 @@ def create_app(
             warm_up.waiting_for.add("consul")
         app[api.STATE] = api.GatewayState(
             balancer=balancer,
-            proxy=Proxy(session, limits, balancer, metrics),
+            proxy=Proxy(upstreams, limits, balancer, metrics),
             static_workers=static_workers,
             registry=registry,
             access=access,
@@ -115,7 +119,7 @@ def create_app(
             body_timeout_s=config.body_timeout_s,
         )
         prober = Prober(
-            balancer, session, interval_s=config.probe_interval_s, timeout_s=config.connect_timeout_s, rng=chance
+            balancer, upstreams, interval_s=config.probe_interval_s, timeout_s=config.connect_timeout_s, rng=chance
         )
         static_workers.add_upstreams(tuple(parse_upstream(spec, os.environ) for spec in config.upstreams))
         await static_workers.refresh()  # know the fleet before the first request
@@ -138,6 +142,7 @@ def create_app(
             )
             tasks.append(start_supervised("Consul watch", watch.run))
         yield
+        tunnels.close_all()
         await stop_all(tasks)
         if registry is not None:
             await registry.enrollments.store.close()
@@ -152,10 +157,13 @@ def create_app(
     app.router.add_post(REGISTER_PATH, _registry_route(Registry.register))
     app.router.add_post(REGISTER_PATH + "/{worker_id}/heartbeat", _registry_route(Registry.heartbeat))
     app.router.add_delete(REGISTER_PATH + "/{worker_id}", _registry_route(Registry.deregister))
+    app.router.add_get(REGISTER_PATH + "/{worker_id}/tunnel", _registry_route(Registry.tunnel))
     return app
 
 
-async def registry_of(config: GatewayConfig, balancer: Balancer, clock: Callable[[], float] | None) -> Registry:
+async def registry_of(
+    config: GatewayConfig, balancer: Balancer, tunnels: TunnelHub, clock: Callable[[], float] | None
+) -> Registry:
     store = await EnrollmentStore.open(config.state_path(os.environ))
     log.info("gateway key %s (workers found through Consul list it in gateway_keys)", store.identity.public_text)
     enrollments = Enrollments(
@@ -168,14 +176,15 @@ async def registry_of(config: GatewayConfig, balancer: Balancer, clock: Callable
         TokenMinter(store.identity, time.time),
         AddressPolicy.of(allow_loopback=config.loopback, networks=config.worker_networks),
         RegistryLimits(config.worker_ttl_s, config.heartbeat_interval_s, config.max_workers_per_address),
+        tunnels,
         clock=clock,
     )
 
 
 def _registry_route(
-    method: Callable[[Registry, web.Request], Awaitable[web.Response]],
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handler(request: web.Request) -> web.Response:
+    method: Callable[[Registry, web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
         registry = request.app[api.STATE].registry
         if registry is None:
             raise Forbidden("Registration is disabled: this gateway has no join token configured.")

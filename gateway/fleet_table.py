@@ -21,6 +21,7 @@ COLUMNS = (
     ("HARDWARE", "hardware"),
     ("MODELS", "models"),
     ("HEALTH", "health"),
+    ("VIA", "via"),
     ("RTT ms", "rtt_ms"),
     ("IN-FLIGHT/QUEUED", "load"),
     ("HEARTBEAT", "last_heartbeat_s"),

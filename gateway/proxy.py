@@ -24,6 +24,8 @@ from aiohttp import web
 
 from gateway.answers import JSON_TYPES, BadAnswer, check_json_answer, read_bounded
 from gateway.metrics import GatewayMetrics
+from gateway.tunnels import TunnelBroken
+from gateway.upstream import UpstreamResponse, Upstreams
 from gateway.upstream_errors import AttemptFailed, failed_status, map_upstream_errors
 from routing.balancer import Balancer
 from routing.errors import AllWorkersFailed, InferCDNError, UpstreamTimeout
@@ -64,10 +66,8 @@ class Outcome:
 
 
 class Proxy:
-    def __init__(
-        self, session: aiohttp.ClientSession, limits: ProxyLimits, balancer: Balancer, metrics: GatewayMetrics
-    ):
-        self._session = session
+    def __init__(self, upstreams: Upstreams, limits: ProxyLimits, balancer: Balancer, metrics: GatewayMetrics):
+        self._upstreams = upstreams
         self._limits = limits
         self._balancer = balancer
         self._metrics = metrics
@@ -131,19 +131,15 @@ class Proxy:
         headers = {"Content-Type": "application/json", REQUEST_ID: a.request_id, **authorization(worker)}
         clock = asyncio.get_running_loop().time
         reader = SseReader(limits.max_event_bytes)
-        upstream: aiohttp.ClientResponse | None = None
+        upstream: UpstreamResponse | None = None
         first_events: list[SseEvent] = []
         payload, answer = b"", None
         try:
             with map_upstream_errors(worker.id):
                 # Until the client could have its first byte: the first event of a stream, or a whole answer.
                 async with asyncio.timeout(min(limits.first_byte_s if a.stream else limits.request_s, a.budget_s)):
-                    upstream = await self._session.post(
-                        worker.url + a.request.path,
-                        data=a.body,
-                        headers=headers,
-                        timeout=self._client_timeout,
-                        allow_redirects=False,
+                    upstream = await self._upstreams.send(
+                        worker, "POST", a.request.path, a.body, headers, self._client_timeout
                     )
                     status, content_type = upstream.status, upstream.content_type
                     if status >= 500 or status == 429:
@@ -196,7 +192,7 @@ def _trace_headers(request_id: str, outcome: Outcome) -> dict[str, str]:
     return {REQUEST_ID: request_id, "x-infercdn-worker": outcome.worker, "x-infercdn-attempts": str(outcome.attempts)}
 
 
-async def _first_events(upstream: aiohttp.ClientResponse, reader: SseReader) -> list[SseEvent]:
+async def _first_events(upstream: UpstreamResponse, reader: SseReader) -> list[SseEvent]:
     """Read until the stream's first data event (servers that send headers at once have not answered yet)."""
     events: list[SseEvent] = []
     while not any(not e.comment for e in events):
@@ -215,7 +211,7 @@ class _StreamRelay:
     limits: ProxyLimits
 
     async def run(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, events: list[SseEvent], headers: dict[str, str]
+        self, request: web.Request, upstream: UpstreamResponse, events: list[SseEvent], headers: dict[str, str]
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(request)
@@ -266,7 +262,7 @@ class _StreamRelay:
         await response.write_eof()
         return response
 
-    async def _next_events(self, upstream: aiohttp.ClientResponse) -> tuple[list[SseEvent], InferCDNError | None]:
+    async def _next_events(self, upstream: UpstreamResponse) -> tuple[list[SseEvent], InferCDNError | None]:
         """The events the worker's next bytes complete, or what broke the stream (the worker's fault only)."""
         try:
             chunk = await upstream.content.readany()
@@ -274,7 +270,7 @@ class _StreamRelay:
                 cut = "in the middle of an event" if self.reader.pending else "without [DONE]"
                 return [], AllWorkersFailed(f"the worker ended the stream {cut}")
             return self.reader.feed(chunk), None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TunnelBroken) as exc:
             return [], AllWorkersFailed(f"the worker broke off mid-stream ({type(exc).__name__})")
         except BrokenStream as exc:
             log.warning("invalid event from a worker: %s", exc)  # the detail is the worker's bytes: logs only

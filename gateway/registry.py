@@ -26,6 +26,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.enrollments import Enrollments
+from gateway.tunnels import TunnelHub
 from routing.access_tokens import TokenMinter
 from routing.advertise import AddressPolicy, IPAddress, checked_addresses
 from routing.announce import (
@@ -40,7 +41,7 @@ from routing.announce import (
 from routing.balancer import Balancer
 from routing.discovery import Remove, Upsert
 from routing.errors import Forbidden, InvalidRequest, NotFound, RequestTooLarge
-from routing.fleet import Load, describe_offers
+from routing.fleet import TUNNEL, Load, describe_offers
 from routing.signing import SignedMessage, Verifier
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Registry:
         minter: TokenMinter,
         policy: AddressPolicy,
         limits: RegistryLimits,
+        tunnels: TunnelHub,
         *,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] = time.time,
@@ -72,6 +74,7 @@ class Registry:
         self.minter = minter
         self.policy = policy
         self._limits = limits
+        self.tunnels = tunnels
         self._last_seen: dict[str, float] = {}
         self._addresses: dict[str, tuple[IPAddress, ...]] = {}
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
@@ -82,7 +85,9 @@ class Registry:
         registration = unpack_registration(body)
         if registration.worker_id != message.worker_id:
             raise Forbidden("A worker may only register itself (the body names another id).", code="foreign_worker")
-        addresses = await checked_addresses(registration.url, self.policy)
+        # A tunnelled worker is never dialled: its URL is only a label, so there is no address to check.
+        tunnelled = registration.via == TUNNEL
+        addresses = () if tunnelled else await checked_addresses(registration.url, self.policy)
         self._check_crowding(registration.worker_id, addresses)
         if enrolling:  # only a registration that would be accepted takes a place in the store
             await self.enrollments.enroll(message, source=request.remote or "?")
@@ -95,7 +100,7 @@ class Registry:
                 "worker %s registered: %s at %s (%s), serving %s",
                 worker.id,
                 worker.runtime or "?",
-                worker.url,
+                "the end of a tunnel" if tunnelled else worker.url,
                 worker.hardware or "?",
                 describe_offers(registration.offers),
             )
@@ -131,8 +136,17 @@ class Registry:
             log.info("worker %s deregistered", message.worker_id)
         return web.Response(status=204)
 
+    async def tunnel(self, request: web.Request) -> web.StreamResponse:
+        """A registered worker's tunnel: signed by the key bound to its id, then carried by the hub."""
+        message, _, _ = await self._authenticated(request, registering=False)
+        if self._balancer.fleet.get(message.worker_id) is None or message.worker_id not in self._last_seen:
+            raise NotFound(f"Worker {message.worker_id} is not registered here; register first.", code="unknown_worker")
+        self._verifier.remember(message, self._wall_clock())
+        return await self.tunnels.serve(request, message.worker_id)
+
     def evict(self, worker_id: str) -> bool:
         """Drop a registered worker from the fleet (it left, went silent, or was revoked)."""
+        self.tunnels.drop(worker_id)
         self._addresses.pop(worker_id, None)
         self.minter.forget(worker_id)
         if self._last_seen.pop(worker_id, None) is None:
@@ -174,9 +188,12 @@ class Registry:
 
         Its nonce is remembered by the caller, once the message is accepted."""
         length = request.content_length
-        if length is None or length > MAX_MESSAGE_BYTES:
+        if request.method == "GET" and not length:
+            body = b""  # a tunnel's open: the signature covers the method and path
+        elif length is None or length > MAX_MESSAGE_BYTES:
             raise RequestTooLarge(f"A control message needs a Content-Length of at most {MAX_MESSAGE_BYTES} bytes.")
-        body = await request.read()
+        else:
+            body = await request.read()
         now = self._wall_clock()
         message = self._verifier.authenticate(request.method, request.path, request.headers, body, now)
         check_worker_id(message.worker_id)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import aiohttp
 
 from gateway.answers import BadAnswer
+from gateway.tunnels import NoTunnel, TunnelBroken
 from routing.errors import AllWorkersFailed, Busy, InferCDNError, UpstreamTimeout
 from routing.health import Failure
 from routing.sse import BrokenStream
@@ -41,10 +42,10 @@ def map_upstream_errors(worker_id: str) -> Iterator[None]:
         yield
     except TimeoutError:
         raise AttemptFailed(UpstreamTimeout(f"worker {worker_id} sent nothing in time"), Failure.TIMEOUT) from None
-    except aiohttp.ClientConnectorError as exc:
+    except (aiohttp.ClientConnectorError, NoTunnel) as exc:
         error = AllWorkersFailed(f"could not reach a worker: {type(exc).__name__}")
         raise AttemptFailed(error, Failure.CONNECT) from None
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, TunnelBroken) as exc:
         error = AllWorkersFailed(f"the worker broke off: {type(exc).__name__}")
         raise AttemptFailed(error, Failure.ERROR) from None
     except (BadAnswer, BrokenStream) as exc:

@@ -17,7 +17,7 @@ import msgpack
 from routing.advertise import url_parts
 from routing.bounds import bounded_float, bounded_int, bounded_list, printable
 from routing.errors import InvalidRequest
-from routing.fleet import ModelOffer, Worker
+from routing.fleet import DIRECT, VIAS, ModelOffer, Worker
 from routing.wire import offer_from_json, offer_to_json
 
 # What one worker may claim: far beyond real hardware, small enough for any arithmetic.
@@ -65,6 +65,7 @@ class Registration:
     hardware: Hardware
     capacity: int  # generations at once per model
     offers: tuple[ModelOffer, ...]
+    via: str = DIRECT  # "tunnel": it cannot be dialled; requests come over the tunnel it opens
 
     def worker(self, *, source: str, bearer: str) -> Worker:
         """The fleet's record of it, as learnt from ``source`` (registry, consul)."""
@@ -77,6 +78,7 @@ class Registration:
             hardware=self.hardware.describe(),
             source=source,
             bearer=bearer,
+            via=self.via,
         )
 
 
@@ -129,7 +131,10 @@ def registration_from_map(obj: dict[str, Any]) -> Registration:
             ),
             capacity=bounded_int(obj.get("capacity", 1), "capacity", 1, MAX_CAPACITY),
             offers=tuple(offer_from_json(o) for o in bounded_list(obj["offers"], "offers", MAX_OFFERS)),
+            via=obj.get("via", DIRECT),
         )
+        if registration.via not in VIAS:
+            raise InvalidRequest("'via' must be direct or tunnel", param="via")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidRequest(f"malformed registration: {exc!r}") from None
     url_parts(registration.url)  # scheme, host and port only

@@ -133,14 +133,30 @@ class Balancer:
             state.health, state.rtt_s = Health(), Ewma(DEFAULT_RTT_S)
         return True
 
-    def probed(self, state: WorkerState, *, rtt_s: float | None, now: float, load: Load | None = None) -> None:
-        """An active probe's result: its round trip (None: it did not get through) and reported load."""
+    def probed(
+        self,
+        state: WorkerState,
+        *,
+        rtt_s: float | None,
+        now: float,
+        load: Load | None = None,
+        reached: bool | None = None,
+    ) -> None:
+        """An active probe's result: its round trip (None: it did not get through) and reported load.
+
+        ``reached`` without ``rtt_s``: it answered, but its round trip is measured elsewhere (a tunnel's pings)."""
         if rtt_s is not None:
             state.rtt_s.observe(rtt_s, now)
         if load is not None:
             self.report_load(state, load, now)
-        if state.health.probed(reached=rtt_s is not None, now=now):
+        if state.health.probed(reached=rtt_s is not None if reached is None else reached, now=now):
             log.info("worker %s is back, on probation", state.worker.id)
+
+    def tunnel_rtt(self, worker_id: str, rtt_s: float, now: float) -> None:
+        """A tunnel's ping came back: the worker's round trip, for routing."""
+        state = self.fleet.get(worker_id)
+        if state is not None:
+            state.rtt_s.observe(rtt_s, now)
 
     def _may_eject(self, state: WorkerState) -> bool:
         """The cap, per model (as Envoy's per cluster): every model it serves keeps enough workers."""

@@ -21,6 +21,10 @@ DEFAULT_SERVICE_S = 2.0
 # A worker's own load report says something about now for this long (heartbeats and
 # probes come every ~2 s); an older one is ignored rather than trusted forever.
 LOAD_TTL_S = 10.0
+# How the gateway reaches a worker: dials its URL, or uses the tunnel the worker dialled (it is behind NAT).
+DIRECT = "direct"
+TUNNEL = "tunnel"
+VIAS = (DIRECT, TUNNEL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,7 @@ class Worker:
     hardware: str = ""  # described for people, e.g. "NVIDIA H100 (80 GiB)"
     source: str = "static"  # how the gateway learnt of it: static, upstream, registry, consul
     health_path: str = "/health"
+    via: str = DIRECT
     # What the gateway shows it (Authorization: Bearer); never printed.
     bearer: str = field(default="", repr=False)
 

@@ -8,6 +8,8 @@ import aiohttp
 
 from bench.servers import Server, free_port
 from gateway.prober import Prober
+from gateway.tunnels import TunnelHub
+from gateway.upstream import Upstreams
 from routing.balancer import Balancer
 from routing.fleet import Fleet, Worker
 from tests.routing.fleets import offer
@@ -19,7 +21,8 @@ async def test_a_probe_measures_rtt_and_reads_the_load_and_a_dead_port_is_unreac
     dead = fleet.upsert(Worker("dead", f"http://127.0.0.1:{free_port()}"), (offer(),))
     balancer = Balancer(fleet, random.Random(1))
     async with aiohttp.ClientSession() as session:
-        prober = Prober(balancer, session, interval_s=1.0, timeout_s=2.0, rng=random.Random(1))
+        upstreams = Upstreams(session, TunnelHub(ping_interval_s=1.0, on_rtt=balancer.tunnel_rtt))
+        prober = Prober(balancer, upstreams, interval_s=1.0, timeout_s=2.0, rng=random.Random(1))
         await prober.probe(live)
         await prober.probe(dead)
     assert live.health.reachable and live.rtt_s.measured and 0 < live.rtt_s.value < 1.0
