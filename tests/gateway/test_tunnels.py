@@ -39,12 +39,13 @@ QUESTION = {"model": MODEL, "prompt": "The capital of France is", "max_tokens": 
 
 
 @contextmanager
-def tunnelled_worker(gateway_url: str, worker_id: str) -> Iterator[Server]:
+def tunnelled_worker(gateway_urls: list[str], worker_id: str) -> Iterator[Server]:
+    gateways = [arg for url in gateway_urls for arg in ("--gateway", url)]
     with (
         tempfile.TemporaryDirectory() as state,
         running(
             "edge_worker",
-            *("--threads", "1", "--gateway", gateway_url, "--worker-id", worker_id, "--tunnel"),
+            *("--threads", "1", *gateways, "--worker-id", worker_id, "--tunnel"),
             *("--advertise-url", f"http://127.0.0.1:{free_port()}"),  # nobody listens there
             env={"INFERCDN_WORKER_JOIN_TOKEN": TOKEN, "INFERCDN_WORKER_KEY_FILE": str(Path(state) / "w.key")},
         ) as server,
@@ -74,19 +75,22 @@ async def chat_status(session: aiohttp.ClientSession, gw: str) -> tuple[int, str
         return resp.status, resp.headers.get("x-infercdn-worker", "")
 
 
-async def test_a_worker_nobody_can_dial_serves_through_its_tunnel(session: aiohttp.ClientSession) -> None:
-    gateway, gw = await start_gateway(probe_interval_s=0.2)
+async def test_a_worker_nobody_can_dial_serves_each_gateway_through_its_tunnel_and_comes_back(
+    session: aiohttp.ClientSession,
+) -> None:
+    first, gw1 = await start_gateway(probe_interval_s=0.2)
+    second, gw2 = await start_gateway(probe_interval_s=0.2)
     try:
-        with tunnelled_worker(gw, "behind-nat"):
-            await wait_until(lambda: serving_through_tunnel(session, gw, "behind-nat"))
-
-            async with session.post(f"{gw}/v1/completions", json=QUESTION) as resp:
-                assert resp.status == 200, await resp.text()
-                assert "Paris" in (await resp.json())["choices"][0]["text"]
-                assert resp.headers["x-infercdn-worker"] == "behind-nat"
+        with tunnelled_worker([gw1, gw2], "behind-nat"):
+            for gw in (gw1, gw2):
+                await wait_until(lambda gw=gw: serving_through_tunnel(session, gw, "behind-nat"))
+                async with session.post(f"{gw}/v1/completions", json=QUESTION) as resp:
+                    assert resp.status == 200, await resp.text()
+                    assert "Paris" in (await resp.json())["choices"][0]["text"]
+                    assert resp.headers["x-infercdn-worker"] == "behind-nat"
 
             chat = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8}
-            async with session.post(f"{gw}/v1/chat/completions", json={**chat, "stream": True}) as resp:
+            async with session.post(f"{gw1}/v1/chat/completions", json={**chat, "stream": True}) as resp:
                 assert resp.status == 200
                 assert resp.content_type == "text/event-stream"
                 events = [line async for line in resp.content if line.startswith(b"data: ")]
@@ -94,10 +98,19 @@ async def test_a_worker_nobody_can_dial_serves_through_its_tunnel(session: aioht
             deltas = [json.loads(e[6:])["choices"][0]["delta"] for e in events[:-1]]
             assert any(d.get("content") for d in deltas)
 
-            row = await fleet_row(session, gw, "behind-nat")
+            row = await fleet_row(session, gw1, "behind-nat")
             assert row is not None and row["url"].startswith("http://127.0.0.1:")  # a label, never dialled
+
+            # The second gateway restarts: the worker registers and dials again on its own.
+            port = second.port
+            await second.close()
+            second, gw2 = await start_gateway(port=port, probe_interval_s=0.2)
+            await wait_until(lambda: serving_through_tunnel(session, gw2, "behind-nat"))
+            async with session.post(f"{gw2}/v1/completions", json=QUESTION) as resp:
+                assert resp.status == 200, await resp.text()
     finally:
-        await gateway.close()
+        await first.close()
+        await second.close()
 
 
 async def test_only_a_signed_tunnel_for_its_own_registered_id_opens(session: aiohttp.ClientSession) -> None:
@@ -279,4 +292,20 @@ async def test_a_tunnel_dropped_mid_load_loses_no_request(session: aiohttp.Clien
     finally:
         await near.stop()
         await far.stop()
+        await gateway.close()
+
+
+async def test_a_tunnel_dropped_mid_stream_ends_the_stream_with_an_error_event(session: aiohttp.ClientSession) -> None:
+    gateway, gw = await start_tunnel_gateway()
+    worker = await tunnelled_standin(session, gw, "w", endless_stream(asyncio.Event()))
+    try:
+        await wait_until(lambda: serving_through_tunnel(session, gw, "w"))
+        async with session.post(f"{gw}/v1/chat/completions", json={**STANDIN_CHAT, "stream": True}) as resp:
+            assert (await resp.content.readline()).startswith(b"data: ")
+            worker.task.cancel()  # the tunnel drops after the first byte
+            events = [line async for line in resp.content if line.startswith(b"data: ")]
+        assert events[-1] == b"data: [DONE]\n"
+        assert b'"error"' in events[-2]
+    finally:
+        await worker.stop()
         await gateway.close()
