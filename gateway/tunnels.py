@@ -28,6 +28,8 @@ from routing.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
+MISSED_PINGS = 3  # unanswered for this many intervals: the tunnel is dead
+
 
 class TunnelBroken(Exception):
     """The tunnel closed under a request, or the worker said the request failed."""
@@ -240,11 +242,13 @@ class Tunnel:
     async def _ping(self, interval_s: float) -> None:
         loop = asyncio.get_running_loop()
         for sequence in itertools.count():
-            if self._pings:  # the last one is unanswered: the worker (or the path to it) is gone
+            now = loop.time()
+            if self._pings and min(self._pings.values()) < now - MISSED_PINGS * interval_s:
+                # The worker, or the path to it, is gone (a NAT forgot the mapping): TCP may not notice for minutes.
                 log.warning("worker %s stopped answering pings: tunnel closed", self.worker_id)
                 self.close()
                 return
-            self._pings[sequence] = loop.time()
+            self._pings[sequence] = now
             self.send(wire.Ping(sequence))
             await asyncio.sleep(interval_s)
 
