@@ -236,7 +236,6 @@ async def test_a_client_that_leaves_stops_the_generation_behind_the_tunnel(sessi
         async with session.post(f"{gw}/v1/chat/completions", json={**STANDIN_CHAT, "stream": True}) as resp:
             assert resp.status == 200
             assert (await resp.content.readline()).startswith(b"data: ")
-        assert not stopped.is_set()
         await asyncio.wait_for(stopped.wait(), timeout=30)
     finally:
         await worker.stop()
@@ -244,7 +243,7 @@ async def test_a_client_that_leaves_stops_the_generation_behind_the_tunnel(sessi
 
 
 async def test_an_answer_many_windows_long_arrives_whole(session: aiohttp.ClientSession) -> None:
-    events = 2000  # ~150 kB of events; 8 windows of payload with the padding below
+    events = 2000  # ~2 MB with the padding below: 8 windows
     padding = b"y" * 1000
 
     async def long_stream(request: web.Request) -> web.StreamResponse:
