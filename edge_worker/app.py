@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_worker.access import gateway_only
 from edge_worker.announcer import Announcer
+from edge_worker.audit_records import RECORDS, RecordSealer
 from edge_worker.config import WorkerConfig
 from edge_worker.consul_announcer import ConsulAnnouncer
 from edge_worker.errors import openai_errors
@@ -98,6 +99,7 @@ def create_app(config: WorkerConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     metrics = WorkerMetrics()
     app[STARTED_AT] = int(time.time())
+    app[RECORDS] = RecordSealer(worker_id, identity)
     app[ANNOUNCERS] = []
 
     async def metrics_handler(request: web.Request) -> web.Response:

@@ -38,6 +38,9 @@ class ModelOffer:
     architecture: str = ""
     aliases: tuple[str, ...] = ()
     capabilities: Capabilities = PLAIN
+    # SHA-256 (hex) of the weights file it claims to serve: what a verifier holding that file checks its
+    # answers against. A worker that names one returns audit records (``routing.audit_record``).
+    sha256: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -108,6 +111,8 @@ class WorkerState:
     health: Health = field(default_factory=Health)
     load: Load = field(default_factory=Load)
     rtt_s: Ewma = field(default_factory=lambda: Ewma(DEFAULT_RTT_S))
+    # What its audits earned it (``routing.reputation``): routing divides its expected latency by this; 0: never.
+    trust_weight: float = 1.0
     # Per model: seconds one request takes once it starts (peak-EWMA of samples).
     service_s: dict[str, PeakEwma] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ given, and it is assumed able to do what it is asked (it refuses the rest).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from routing.bounds import bounded_float, bounded_int, bounded_list, printable
@@ -46,6 +47,7 @@ def offer_to_json(offer: ModelOffer, created: int) -> dict[str, Any]:
         "architecture": offer.architecture,
         "aliases": list(offer.aliases),
         "capabilities": capabilities_to_json(offer.capabilities),
+        "sha256": offer.sha256,
     }
 
 
@@ -54,6 +56,18 @@ MAX_CONTEXT_LENGTH = 10_000_000
 MAX_ALIASES = 16
 # The runtime a plain OpenAI server's offers are listed under.
 PLAIN_RUNTIME = "openai-compatible"
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_hex(value: Any) -> str:
+    """A file digest as lowercase hex, or empty (none claimed); InvalidRequest for anything else."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise InvalidRequest("'sha256' must be 64 lowercase hex digits", param="sha256")
+    return value
 
 
 def offer_from_json(obj: Any) -> ModelOffer:
@@ -73,6 +87,7 @@ def offer_from_json(obj: Any) -> ModelOffer:
                 for a in bounded_list(obj.get("aliases", ()), "aliases", MAX_ALIASES)
             ),
             capabilities=capabilities_from_json(obj.get("capabilities")),
+            sha256=sha256_hex(obj.get("sha256", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"malformed model entry: {exc!r}") from None

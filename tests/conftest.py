@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +22,25 @@ def gateway(worker: Server) -> Iterator[Server]:
     """A real gateway in front of the shared worker."""
     with running("gateway", "gateway", "--worker", worker.url) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def cheaper_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The bundled SmolLM2 requantized, at setup, into what a cheating worker might serve instead."""
+    import ctypes
+
+    import llama_cpp as lc
+
+    from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+
+    folder = tmp_path_factory.mktemp("variants")
+    made = {}
+    for label, ftype in (("Q4_0", lc.LLAMA_FTYPE_MOSTLY_Q4_0), ("Q2_K", lc.LLAMA_FTYPE_MOSTLY_Q2_K)):
+        path = folder / f"smollm2-135m-instruct.{label}.gguf"
+        params = lc.llama_model_quantize_default_params()
+        params.ftype, params.allow_requantize, params.nthread = ftype, True, 2
+        assert (
+            lc.llama_model_quantize(str(bundled_model_path()).encode(), str(path).encode(), ctypes.byref(params)) == 0
+        )
+        made[label] = path
+    return made

@@ -9,11 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from edge_worker.accounting import RequestAccount
+from edge_worker.audit_records import RECORDS
 from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.llama_cpp.choice_output import ChoiceOutput
 from edge_worker.runtimes.llama_cpp.events import Finished, Generation, GenerationEvent, ModelRuntime, TextDelta
 from edge_worker.runtimes.llama_cpp.model_set import ModelSet
 from edge_worker.runtimes.llama_cpp.openai_format import DONE, ResponseShaper, sse
+from routing.audit_record import ASK_HEADER, AUDIT_COMMENT, AUDIT_FIELD, ChoiceIds
 from routing.errors import InferCDNError
 from routing.http_errors import reported_status
 from routing.openai_requests import (
@@ -41,15 +43,17 @@ async def _generate(
 ) -> web.StreamResponse:
     generation_request = parse(decode_json_object(await request.read()))
     runtime = request.app[MODELS].lookup(generation_request.model)
-    account = RequestAccount(request.app[METRICS], runtime.offer.model, endpoint, request.headers.get(REQUEST_ID, "-"))
+    request_id = request.headers.get(REQUEST_ID, "-")
+    account = RequestAccount(request.app[METRICS], runtime.offer.model, endpoint, request_id)
     with reported_status(account.close) as status:
         generations = await runtime.start(generation_request)
         account.admitted()
+        audit = _AuditTrail(request, request_id, runtime.offer.model, generations)
         try:
             if generation_request.stream:
-                response = await _stream(request, runtime, generation_request, generations, account)
+                response = await _stream(request, runtime, generation_request, generations, account, audit)
             else:
-                response = await _complete(runtime, generation_request, generations, account)
+                response = await _complete(runtime, generation_request, generations, account, audit)
         finally:
             for generation in generations:
                 generation.cancel()
@@ -57,8 +61,31 @@ async def _generate(
         return response
 
 
+class _AuditTrail:
+    """The audit record a gateway asked for (it asks with every request): what each choice sampled."""
+
+    def __init__(self, request: web.Request, request_id: str, model: str, generations: Sequence[Generation]):
+        sealer = request.app.get(RECORDS)
+        self._sealer = sealer if request.headers.get(ASK_HEADER) else None
+        self._request_id, self._model = request_id, model
+        self._prompt_ids = generations[0].prompt_ids if generations else ()
+        self._choices: list[ChoiceIds] = [ChoiceIds(())] * len(generations)
+
+    def finished(self, index: int, event: Finished) -> None:
+        self._choices[index] = ChoiceIds(event.completion_ids, event.end_token)
+
+    def sealed(self) -> str | None:
+        if self._sealer is None:
+            return None
+        return self._sealer.seal(self._request_id, self._model, self._prompt_ids, self._choices)
+
+
 async def _complete(
-    runtime: ModelRuntime, request: GenerationRequest, generations: Sequence[Generation], account: RequestAccount
+    runtime: ModelRuntime,
+    request: GenerationRequest,
+    generations: Sequence[Generation],
+    account: RequestAccount,
+    audit: _AuditTrail,
 ) -> web.Response:
     outputs = [ChoiceOutput(g.plan, request.tools) for g in generations]
     reasons = [""] * len(generations)
@@ -70,8 +97,13 @@ async def _complete(
         else:
             _, reasons[index] = outputs[index].finish(event.reason)
             total = _add(total, event)
+            audit.finished(index, event)
     account.finished(total.prompt_tokens, total.completion_tokens)
-    return web.json_response(ResponseShaper(request, runtime.offer.model).complete(outputs, reasons, total))
+    body = ResponseShaper(request, runtime.offer.model).complete(outputs, reasons, total)
+    sealed = audit.sealed()
+    if sealed is not None:
+        body[AUDIT_FIELD] = sealed  # for the gateway: it removes the field before the client sees the body
+    return web.json_response(body)
 
 
 async def _stream(
@@ -80,6 +112,7 @@ async def _stream(
     generation_request: GenerationRequest,
     generations: Sequence[Generation],
     account: RequestAccount,
+    audit: _AuditTrail,
 ) -> web.StreamResponse:
     shaper = ResponseShaper(generation_request, runtime.offer.model)
     outputs = [ChoiceOutput(g.plan, generation_request.tools) for g in generations]
@@ -104,9 +137,13 @@ async def _stream(
             else:
                 pieces, reason = outputs[index].finish(event.reason)
                 total = _add(total, event)
+                audit.finished(index, event)
                 out = b"".join(shaper.piece_chunk(index, p) for p in pieces) + shaper.finish_chunk(index, reason)
                 await response.write(out)
         account.finished(total.prompt_tokens, total.completion_tokens)
+        sealed = audit.sealed()
+        if sealed is not None:  # a comment: the gateway relays none, so only it sees the record
+            await response.write(AUDIT_COMMENT + sealed.encode() + b"\n\n")
         await response.write(shaper.closing(total))
     except InferCDNError as exc:
         if not response.prepared:

@@ -54,6 +54,8 @@ class Job:
     cached: int = 0  # of the prompt, reused from the slot's cache
     next_token: int | None = None  # sampled, to be fed at the next step
     produced: int = 0
+    sampled: list[int] = field(default_factory=list)  # the produced tokens' ids
+    end_token: int | None = None
     unreported: int = 0  # produced tokens whose text is still held back
     unreported_logprobs: list[TokenLogprob] = field(default_factory=list)
     scanner: StopScanner = field(init=False)
@@ -237,9 +239,11 @@ class BatchEngine:
 
     def _on_token(self, slot: _Slot, job: Job, token: int, logprob: TokenLogprob | None) -> None:
         if self._lc.llama_vocab_is_eog(self._vocab, token):
+            job.end_token = token
             self._finish(slot, "stop")
             return
         job.produced += 1
+        job.sampled.append(token)
         job.unreported += 1
         if logprob is not None:
             job.unreported_logprobs.append(logprob)
@@ -260,7 +264,14 @@ class BatchEngine:
         last: GenerationEvent | BaseException = (
             end
             if isinstance(end, BaseException)
-            else Finished(end, len(job.prompt), job.produced, cached_tokens=job.cached)
+            else Finished(
+                end,
+                len(job.prompt),
+                job.produced,
+                cached_tokens=job.cached,
+                completion_ids=tuple(job.sampled),
+                end_token=job.end_token,
+            )
         )
         if end == "length":
             piece, _ = job.scanner.feed(job.decoder.decode(b"", final=True))

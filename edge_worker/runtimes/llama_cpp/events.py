@@ -25,6 +25,9 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # of the prompt, read from the KV cache instead of computed
+    # What was sampled, for the gateway's audit record (``routing.audit_record``).
+    completion_ids: tuple[int, ...] = ()
+    end_token: int | None = None  # the end-of-generation token it stopped on, if it did
 
 
 GenerationEvent = TextDelta | Finished
@@ -34,6 +37,7 @@ class Generation(Protocol):
     """One admitted generation: iterate its events; closing it stops it."""
 
     prompt_tokens: int
+    prompt_ids: tuple[int, ...]  # the rendered prompt as read (empty where the runtime cannot say)
     plan: OutputPlan  # what the output must look like, and how to read it back
 
     def cancel(self) -> None: ...

@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from edge_worker.runtimes.llama_cpp.admission import Admission
-from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, trained_context
+from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, file_sha256, trained_context
 from edge_worker.runtimes.llama_cpp.engine import BatchEngine, EngineStats, Job
 from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
 from edge_worker.runtimes.llama_cpp.logprobs import LogprobReader, TokenLogprob
 from edge_worker.runtimes.llama_cpp.output_plan import PLAIN_TEXT, OutputPlan, plan_output
+from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
 from edge_worker.runtimes.llama_cpp.sampler import SequenceSampler
-from edge_worker.runtimes.llama_cpp.tool_calls import template_messages, template_takes_tools, template_tools
 from routing.capabilities import Capabilities
-from routing.errors import ContextLengthExceeded, InferCDNError, InvalidRequest
+from routing.errors import ContextLengthExceeded
 from routing.openai_requests import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def load_llama(path: Path, *, context_length: int, threads: int, max_context: in
     metadata = read_metadata(path)
     n_ctx = context_length or min(trained_context(metadata) or max_context, max_context)
     llm = Llama(model_path=str(path), n_ctx=_TOKENIZER_CONTEXT, n_threads=threads or None, verbose=False)
-    return llm, facts_from_metadata(metadata, path, n_ctx)
+    return llm, facts_from_metadata(metadata, path, n_ctx, file_sha256(path))
 
 
 def kv_bytes_per_token(llm: Any) -> int:
@@ -68,8 +68,9 @@ class LlamaCppGeneration:
     even if nobody reads the events.
     """
 
-    def __init__(self, prompt_tokens: int, loop: asyncio.AbstractEventLoop, plan: OutputPlan = PLAIN_TEXT):
-        self.prompt_tokens = prompt_tokens  # the number of them
+    def __init__(self, prompt_ids: list[int], loop: asyncio.AbstractEventLoop, plan: OutputPlan = PLAIN_TEXT):
+        self.prompt_ids = tuple(prompt_ids)
+        self.prompt_tokens = len(prompt_ids)
         self.plan = plan
         self._loop = loop
         self._queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
@@ -112,12 +113,10 @@ class LlamaCppModel:
         queue_wait: Callable[[float], None] = lambda s: None,
         rng: random.Random | None = None,
     ):
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
         self._llm = llm
         self.facts = facts
         self.slots = slots
-        self._native_tools = template_takes_tools(facts.chat_template)
+        self._prompts = PromptRenderer(llm, facts.chat_template)
         self.offer = replace(facts.offer, capabilities=_capabilities(facts, slots))
         self._logprobs = LogprobReader(llm, lambda token: bytes(llm.detokenize([token])))
         self._rng = rng or random.Random()
@@ -126,15 +125,6 @@ class LlamaCppModel:
         self._engine = BatchEngine(
             llm, slots=slots, context_per_slot=self.offer.context_length, threads=threads, stats=stats
         )
-        self._eos = llm.token_eos()
-        self._formatter = None
-        if facts.chat_template:
-            self._formatter = Jinja2ChatFormatter(
-                template=facts.chat_template,
-                eos_token=llm._model.token_get_text(self._eos),
-                bos_token=llm._model.token_get_text(llm.token_bos()),
-                stop_token_ids=[self._eos],
-            )
 
     @property
     def in_flight(self) -> int:
@@ -150,8 +140,8 @@ class LlamaCppModel:
         plan = PLAIN_TEXT
         if request.tool_choice.mode != "none" or request.response_format.structured:
             # Off the event loop: a large schema takes a while to turn into a grammar.
-            plan = await asyncio.to_thread(plan_output, request, self._native_tools)
-        prompt_tokens = await asyncio.to_thread(self._tokenize, request)
+            plan = await asyncio.to_thread(plan_output, request, self._prompts.native_tools)
+        prompt_tokens = await asyncio.to_thread(self._prompts.render, request, self.offer.model)
         max_tokens = self._check_context(len(prompt_tokens), request.sampling.max_tokens)
         sampling = request.sampling
         seed = sampling.seed if sampling.seed is not None else self._rng.getrandbits(31)
@@ -192,7 +182,7 @@ class LlamaCppModel:
         started = time.monotonic()
         self._queue_wait(started - arrived)
         loop = asyncio.get_running_loop()
-        generation = LlamaCppGeneration(len(prompt_tokens), loop, plan)
+        generation = LlamaCppGeneration(prompt_tokens, loop, plan)
 
         def done() -> None:  # on the engine's thread: the slot is free again, however the job ended
             loop.call_soon_threadsafe(self._admission.release, time.monotonic() - started)
@@ -221,31 +211,6 @@ class LlamaCppModel:
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.close)
         self._llm.close()
-
-    def _tokenize(self, request: GenerationRequest) -> list[int]:
-        # The tokenizer only reads the (immutable) vocabulary, so it may run
-        # beside a generation; the context is what is not thread-safe.
-        if request.messages is not None:
-            if self._formatter is None:
-                raise InferCDNError(f"The model '{self.offer.model}' has no chat template; use /v1/completions.")
-            messages: Any = template_messages(request, self._native_tools)
-            tools: Any = template_tools(request) if self._native_tools else None
-            try:
-                formatted = self._formatter(messages=messages, tools=tools)
-            except Exception as exc:  # the template's own raise_exception, or a Jinja error on odd input
-                raise InvalidRequest(f"The model's chat template refused these messages: {exc}") from None
-            tokens: list[int] = self._llm.tokenize(
-                formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
-            )
-            return tokens
-        tokens = list(self._llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False))
-        if not tokens:
-            # An empty prompt (OpenAI allows it) starts from BOS; llama.cpp cannot sample from nothing.
-            bos = self._llm.token_bos()
-            if bos < 0:
-                raise InvalidRequest("'prompt' must not be empty for this model.", param="prompt")
-            tokens = [bos]
-        return tokens
 
     def _check_context(self, prompt_tokens: int, max_tokens: int | None) -> int:
         n_ctx = self.offer.context_length

@@ -1,0 +1,1 @@
+"""The verifier: a trusted reference model that checks workers' answers (``routing.verification``)."""

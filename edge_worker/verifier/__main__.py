@@ -1,0 +1,3 @@
+from edge_worker.verifier.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The verifier's HTTP face: which file it holds, and scoring one answer (``routing.verification``).
+
+Only gateways holding the verifier key may ask (a bearer token, compared in
+constant time). Scoring runs on a thread, one answer at a time; a bounded
+number wait, and beyond that it answers 503 at once, so an overloaded
+verifier sheds audits instead of holding gateways' connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from edge_worker.errors import openai_errors
+from edge_worker.verifier.config import VerifierConfig
+from edge_worker.verifier.reference import Reference
+from routing.errors import Busy, Unauthorized
+from routing.http_errors import Handler
+from routing.openai_requests import decode_json_object
+from routing.verification import INFO_PATH, SCORE_PATH, ScoreRequest, VerifierInfo
+
+log = logging.getLogger(__name__)
+
+REFERENCE = web.AppKey("reference", Reference)
+
+
+def create_app(config: VerifierConfig) -> web.Application:
+    expected = f"Bearer {config.key}".encode()
+
+    @web.middleware
+    async def keyed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise Unauthorized("A verifier answers only gateways holding its key.")
+        return await handler(request)
+
+    app = web.Application(middlewares=[openai_errors, keyed], client_max_size=32 << 20)
+    waiting = 0
+
+    async def reference_ctx(app: web.Application) -> AsyncIterator[None]:
+        reference = await asyncio.to_thread(
+            Reference, Path(config.model), threads=config.threads, context_length=config.context_length
+        )
+        log.info("verifying against %s (sha256 %s)", config.model, reference.sha256)
+        app[REFERENCE] = reference
+        yield
+        await asyncio.to_thread(reference.close)
+
+    async def info(request: web.Request) -> web.Response:
+        reference = request.app[REFERENCE]
+        return web.json_response(VerifierInfo(reference.facts.offer.model, reference.sha256).to_json())
+
+    async def score(request: web.Request) -> web.Response:
+        nonlocal waiting
+        job = ScoreRequest.from_json(decode_json_object(await request.read()))
+        if waiting > config.max_queue:
+            raise Busy("The verifier is busy; the audit is dropped.", retry_after_s=1)
+        waiting += 1
+        try:
+            result = await asyncio.to_thread(request.app[REFERENCE].score, job)
+        finally:
+            waiting -= 1
+        return web.json_response(result.to_json())
+
+    app.cleanup_ctx.append(reference_ctx)
+    app.router.add_get(INFO_PATH, info)
+    app.router.add_post(SCORE_PATH, score)
+    return app

@@ -1,0 +1,36 @@
+"""The verifier's settings (the ``[verifier]`` table, ``$INFERCDN_VERIFIER_*``, flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from routing.settings import require
+from routing.telemetry import LOG_FORMATS
+
+MIN_KEY_CHARS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierConfig:
+    host: str = "127.0.0.1"
+    port: int = 8090
+    # The GGUF file model offers are checked against (they name it by its SHA-256).
+    model: str = ""
+    threads: int = 0
+    context_length: int = 0
+    # Gateways present it as a bearer token (environment or config file only: argv shows in ps).
+    key: str = field(default="", repr=False)
+    # Answers waiting to be scored beyond the one being scored; more → 503 (the gateway drops the audit).
+    max_queue: int = 64
+    log_level: str = "info"
+    log_format: str = "text"
+
+    def check(self) -> None:
+        require(0 <= self.port <= 65535, "verifier.port", f"must be 0-65535, got {self.port}")
+        require(bool(self.model), "verifier.model", "is needed: the GGUF file to check answers against")
+        require(Path(self.model).expanduser().is_file(), "verifier.model", f"no such model file: {self.model}")
+        require(len(self.key) >= MIN_KEY_CHARS, "verifier.key", f"needs at least {MIN_KEY_CHARS} characters")
+        require(self.threads >= 0 and self.context_length >= 0, "verifier.threads", "must be >= 0")
+        require(self.max_queue >= 0, "verifier.max_queue", "must be >= 0")
+        require(self.log_format in LOG_FORMATS, "verifier.log_format", f"one of {', '.join(LOG_FORMATS)}")

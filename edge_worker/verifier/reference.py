@@ -1,0 +1,137 @@
+"""The reference model: one GGUF file, pinned by digest, that scores answers in one prefill.
+
+Scoring is teacher forcing: the prompt and the worker's completion are read
+in one pass, and the logits before each completion token say how likely the
+reference found it. The answer's own ids are scored (re-tokenizing the text
+would split it differently now and then and look like a cheat), once they
+are known to spell what the client was sent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_worker.runtimes.llama_cpp.catalog import GgufFacts
+from edge_worker.runtimes.llama_cpp.model import load_llama
+from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
+from edge_worker.verifier.scoring import Tally
+from routing.errors import ContextLengthExceeded, InferCDNError, InvalidRequest
+from routing.openai_requests import GenerationRequest, parse_chat_request, parse_completion_request
+from routing.verification import Score, ScoreRequest
+
+BATCH_TOKENS = 512
+
+
+class Reference:
+    """Blocking: call ``score`` from a thread; calls are serialised (one llama.cpp context)."""
+
+    def __init__(self, path: Path, *, threads: int = 0, context_length: int = 0, max_context: int = 8192):
+        import llama_cpp as lc
+
+        self._lc = lc
+        llm, facts = load_llama(
+            path.expanduser(), context_length=context_length, threads=threads, max_context=max_context
+        )
+        self._llm = llm
+        self.facts: GgufFacts = facts
+        self._prompts = PromptRenderer(llm, facts.chat_template)
+        params = lc.llama_context_default_params()
+        params.n_ctx = facts.offer.context_length
+        params.n_batch = params.n_ubatch = BATCH_TOKENS
+        params.n_seq_max = 1
+        if threads:
+            params.n_threads = params.n_threads_batch = threads
+        params.no_perf = True
+        self._ctx = lc.llama_init_from_model(llm._model.model, params)
+        if not self._ctx:
+            raise InferCDNError("llama.cpp could not create a context for the verifier")
+        self._memory = lc.llama_get_memory(self._ctx)
+        self._n_vocab = lc.llama_vocab_n_tokens(llm._model.vocab)
+        self._batch = lc.llama_batch_init(BATCH_TOKENS, 0, 1)
+        self._lock = threading.Lock()
+
+    @property
+    def sha256(self) -> str:
+        return self.facts.offer.sha256
+
+    def score(self, job: ScoreRequest) -> Score:
+        request = _parsed(job.request)
+        with self._lock:
+            prompt_matches = tuple(self._prompts.render(request, self.facts.offer.model)) == job.prompt
+            text_matches = _spells(self._detokenize(job.completion), job.text, request.sampling.stop)
+            targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
+            tally = Tally(request.sampling.temperature, request.sampling.top_p)
+            if targets:
+                self._teacher_force(list(job.prompt), targets, tally)
+        largest = tally.largest()
+        return Score(
+            prompt_matches=prompt_matches,
+            text_matches=text_matches,
+            tokens=len(targets),
+            max_gap=largest[0][1] if largest else 0.0,
+            max_gap_at=largest[0][0] if largest else 0,
+            largest_gaps=largest,
+            z=tally.z,
+            greedy=tally.greedy,
+        )
+
+    def _teacher_force(self, prompt: list[int], targets: list[int], tally: Tally) -> None:
+        """Read prompt + targets (all but the last: nothing follows it) and tally each target's logits row."""
+        lc, batch = self._lc, self._batch
+        sequence = prompt + targets[:-1]
+        if not prompt or len(sequence) > self.facts.offer.context_length:
+            raise ContextLengthExceeded("the answer does not fit the verifier's context")
+        first_row = len(prompt) - 1  # the logits after position i predict token i + 1
+        lc.llama_memory_clear(self._memory, True)
+        for start in range(0, len(sequence), BATCH_TOKENS):
+            chunk = sequence[start : start + BATCH_TOKENS]
+            batch.n_tokens = len(chunk)
+            rows: list[tuple[int, int]] = []  # (batch index, target index)
+            for i, token in enumerate(chunk):
+                position = start + i
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, position, 1
+                batch.seq_id[i][0] = 0
+                wanted = position >= first_row
+                batch.logits[i] = wanted
+                if wanted:
+                    rows.append((i, position - first_row))
+            if lc.llama_decode(self._ctx, batch) != 0:
+                raise InferCDNError("the verifier's decode failed")
+            for index, target in rows:
+                tally.add(self._row(index), targets[target])
+
+    def _row(self, index: int) -> np.ndarray:
+        pointer = self._lc.llama_get_logits_ith(self._ctx, index)
+        array = ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float * self._n_vocab)).contents
+        return np.frombuffer(array, dtype=np.float32).copy()
+
+    def _detokenize(self, ids: tuple[int, ...]) -> str:
+        raw: bytes = self._llm.detokenize(list(ids))
+        return raw.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self._lc.llama_batch_free(self._batch)
+        self._lc.llama_free(self._ctx)
+        self._llm.close()
+
+
+def _parsed(body: dict[str, Any]) -> GenerationRequest:
+    parse = parse_chat_request if "messages" in body else parse_completion_request
+    request = parse(body)
+    if request.n != 1 or request.tool_choice.mode != "none" or request.response_format.structured:
+        raise InvalidRequest("only single-choice, plain-text answers are scored")
+    return request
+
+
+def _spells(detokenized: str, delivered: str, stops: tuple[str, ...]) -> bool:
+    """The ids spell what was delivered; past a stop string the text was cut (the ids go on to its end)."""
+    # A stop inside a multi-byte character leaves a replacement character the client never saw.
+    whole = detokenized.rstrip("\ufffd")
+    if whole == delivered.rstrip("\ufffd"):
+        return True
+    return any(detokenized.startswith(delivered + stop) for stop in stops)

@@ -1,0 +1,116 @@
+"""The reference scores real answers from the worker's own engine: honest ones pass, cheaper models do not."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.events import Finished, TextDelta
+from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
+from edge_worker.verifier.reference import Reference
+from routing.openai_requests import parse_chat_request, parse_completion_request
+from routing.verification import ScoreRequest
+
+PROMPTS = ["What is the capital of France?", "Write a haiku about rain.", "Explain gravity simply.", "List two fruits."]
+GAP_NATS = 1.0
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[Reference]:
+    ref = Reference(bundled_model_path(), threads=2, context_length=1024)
+    yield ref
+    ref.close()
+
+
+async def engine(path: Path, threads: int) -> AsyncIterator[LlamaCppModel]:
+    llm, facts = await asyncio.to_thread(load_llama, path, context_length=1024, threads=threads, max_context=1024)
+    model = LlamaCppModel(llm, facts, slots=2, max_queue=4, threads=threads)
+    try:
+        yield model
+    finally:
+        await model.close()
+
+
+async def answer(model: LlamaCppModel, body: dict[str, Any]) -> ScoreRequest:
+    parse = parse_chat_request if "messages" in body else parse_completion_request
+    generation = (await model.start(parse(body)))[0]
+    text, end = "", None
+    async for event in generation.events():
+        if isinstance(event, TextDelta):
+            text += event.text
+        elif isinstance(event, Finished):
+            end = event
+    assert end is not None
+    return ScoreRequest(body, generation.prompt_ids, end.completion_ids, end.end_token, text)
+
+
+def chat(prompt: str, **sampling: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": 24, **sampling}
+
+
+async def max_gaps(reference: Reference, path: Path, threads: int = 2) -> list[float]:
+    gaps = []
+    async for model in engine(path, threads):
+        for prompt in PROMPTS:
+            job = await answer(model, chat(prompt, temperature=0))
+            score = await asyncio.to_thread(reference.score, job)
+            assert score.prompt_matches and score.text_matches and score.greedy
+            gaps.append(score.max_gap)
+    return gaps
+
+
+async def test_honest_greedy_answers_stay_under_the_gap_on_any_thread_count(reference: Reference) -> None:
+    for threads in (1, 2):
+        assert max(await max_gaps(reference, bundled_model_path(), threads)) < GAP_NATS
+
+
+async def test_a_cruder_quantization_passed_off_as_the_claimed_file_is_flagged(
+    reference: Reference, cheaper_models: dict[str, Path]
+) -> None:
+    for label in ("Q4_0", "Q2_K"):
+        gaps = await max_gaps(reference, cheaper_models[label])
+        flagged = sum(g > GAP_NATS for g in gaps)
+        assert flagged >= len(gaps) - 1, (label, gaps)  # two flags convict: a handful of audits is enough
+
+
+async def test_a_changed_prompt_a_changed_text_and_a_cut_answer_are_each_caught(reference: Reference) -> None:
+    async for model in engine(bundled_model_path(), 2):
+        job = await answer(model, chat("What is 2+2?", temperature=0, max_tokens=64))
+        assert job.end_token is not None  # it stopped on its own: the end token is scored too
+        honest = await asyncio.to_thread(reference.score, job)
+        assert honest.prompt_matches and honest.text_matches and honest.max_gap < GAP_NATS
+        # A cached answer to another question: the prompt ids are not what this request renders to.
+        other = ScoreRequest(chat("What is 3+3?"), job.prompt, job.completion, job.end_token, job.text)
+        assert not (await asyncio.to_thread(reference.score, other)).prompt_matches
+        # Ids that do not spell what the client got.
+        edited = ScoreRequest(job.request, job.prompt, job.completion, job.end_token, job.text + " (edited)")
+        assert not (await asyncio.to_thread(reference.score, edited)).text_matches
+        # Cut short and passed off as a natural stop: the end token lands where the model would not stop.
+        half = len(job.completion) // 2
+        cut_ids = job.completion[:half]
+        cut_text = reference._detokenize(cut_ids)
+        cut = ScoreRequest(job.request, job.prompt, cut_ids, job.end_token, cut_text)
+        score = await asyncio.to_thread(reference.score, cut)
+        assert score.text_matches and score.max_gap > 5 and score.max_gap_at == half
+
+
+async def test_sampled_answers_get_a_z_near_zero_from_the_claimed_model_and_lower_from_a_cruder_one(
+    reference: Reference, cheaper_models: dict[str, Path]
+) -> None:
+    totals = {}
+    for label, path in (("honest", bundled_model_path()), ("Q2_K", cheaper_models["Q2_K"])):
+        zs = []
+        async for model in engine(path, 2):
+            for seed in range(12):
+                job = await answer(model, chat(PROMPTS[seed % len(PROMPTS)], temperature=1.0, seed=seed))
+                score = await asyncio.to_thread(reference.score, job)
+                assert score.z is not None and not score.greedy
+                zs.append(score.z)
+        totals[label] = sum(zs) / len(zs) ** 0.5
+    assert -3 < totals["honest"] < 3
+    assert totals["Q2_K"] < totals["honest"] - 2, totals
