@@ -12,10 +12,11 @@ from gateway.api import STATE
 from gateway.enrollment_store import Enrollment, EnrollmentState
 from gateway.registry import Registry
 from routing.announce import check_worker_id
-from routing.errors import Forbidden
+from routing.errors import Forbidden, NotFound
 from routing.fleet import TUNNEL, Worker, WorkerState
 from routing.health import Status
 from routing.identity import fingerprint, to_text
+from routing.reputation import Reputations, Standing
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,21 @@ class FleetRow:
     tokens_per_second: float | None
     last_heartbeat_s: float | None  # seconds ago; None for workers that do not heartbeat
     ejections: int
+    trust: str  # its standing from audits (probation, trusted, suspect, convicted); "-" with audits off
 
 
 def health_of(state: WorkerState, now: float) -> str:
     status = state.health.status
     return "busy" if status is Status.HEALTHY and state.health.busy_until > now else status.value
+
+
+def trust_of(book: Reputations, state: WorkerState) -> str:
+    known = book.get(state.worker.id)
+    if known is not None and known.standing is Standing.CONVICTED:
+        return known.standing.value
+    if not book.enabled or not any(o.sha256 for o in state.offers):
+        return "-"  # nothing to audit it against
+    return book.of(state.worker.id).standing.value
 
 
 def via_of(worker: Worker, registry: Registry | None) -> str:
@@ -75,6 +86,7 @@ async def fleet(request: web.Request) -> web.Response:
                 tokens_per_second=s.load.tokens_per_second,
                 last_heartbeat_s=state.registry.last_heartbeat_age_s(w.id) if state.registry else None,
                 ejections=s.health.total_ejections,
+                trust=trust_of(state.balancer.reputations, s),
             )
         )
     return web.json_response({"workers": [asdict(r) for r in rows], "panics": state.balancer.panics})
@@ -137,6 +149,39 @@ async def forget(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def audits(request: web.Request) -> web.Response:
+    """Every audited worker's standing and record, with the evidence of its flagged audits."""
+    state = request.app[STATE]
+    auditor = state.auditor
+    rows = []
+    for worker_id, reputation in state.balancer.reputations.items():
+        evidence = auditor.evidence.get(worker_id, ()) if auditor is not None else ()
+        rows.append(
+            {
+                "worker_id": worker_id,
+                "standing": reputation.standing.value,
+                "since": reputation.since,
+                "checks": reputation.checks,
+                "flags": reputation.flags,
+                "running_z": reputation.running_z,
+                "last_reason": reputation.last_reason,
+                "evidence": [e.to_json() for e in evidence],
+            }
+        )
+    return web.json_response({"enabled": auditor is not None, "workers": rows})
+
+
+async def pardon(request: web.Request) -> web.Response:
+    auditor = request.app[STATE].auditor
+    worker_id = _worker_id(request)
+    if auditor is None:
+        raise Forbidden("Audits are off on this gateway: nobody is convicted.")
+    if not await auditor.pardon(worker_id):
+        raise NotFound(f"Worker '{worker_id}' is not convicted.")
+    log.warning("worker %s pardoned by an operator: it starts over on probation", worker_id)
+    return web.Response(status=204)
+
+
 def _worker_id(request: web.Request) -> str:
     return check_worker_id(request.match_info["worker_id"])
 
@@ -147,3 +192,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/v1/enrollments/{worker_id}/approve", approve)
     app.router.add_post("/admin/v1/enrollments/{worker_id}/revoke", revoke)
     app.router.add_delete("/admin/v1/enrollments/{worker_id}", forget)
+    app.router.add_get("/admin/v1/audits", audits)
+    app.router.add_post("/admin/v1/workers/{worker_id}/pardon", pardon)

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.accounting import Finished, account, outcome_label
+from gateway.auditor import Auditor, Sample, auditable
 from gateway.auth import API_KEY, Access
 from gateway.errors import request_id_of
 from gateway.metrics import GatewayMetrics
@@ -54,6 +55,7 @@ class GatewayState:
     started_at: int
     warm_up: WarmUp
     body_timeout_s: float
+    auditor: Auditor | None = None  # None: no verifiers configured
 
     @property
     def fleet(self) -> Fleet:
@@ -110,6 +112,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
             reserved = tokens
         plan = _plan(state, requirements)
+        outcome.trail.collect = state.auditor is not None and auditable(generation_request)
         response = await state.proxy.forward(
             request,
             plan,
@@ -119,7 +122,30 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             outcome=outcome,
         )
         status.code = response.status
+        if state.auditor is not None and outcome.trail.collect and outcome.trail.ended and response.status == 200:
+            _consider_audit(state, state.auditor, body, generation_request, request_id_of(request), outcome)
         return response
+
+
+def _consider_audit(
+    state: GatewayState,
+    auditor: Auditor,
+    body: dict[str, Any],
+    request: GenerationRequest,
+    request_id: str,
+    outcome: Outcome,
+) -> None:
+    """A delivered answer, offered for an audit (drawn or not by the auditor, off the request path)."""
+    worker = state.fleet.get(outcome.worker)
+    model = state.fleet.model_id(request.model)
+    offer = next((o for o in worker.offers if o.model == model), None) if worker is not None else None
+    if offer is None:
+        return  # the worker left meanwhile
+    trail = outcome.trail
+    sample = Sample(
+        outcome.worker, offer, body, request, request_id, trail.sealed, trail.text, trail.finish_reason, outcome.usage
+    )
+    auditor.consider(sample)
 
 
 def tokens_used(outcome: Outcome, reserved: int) -> int:

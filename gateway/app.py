@@ -15,9 +15,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import admin, api
+from gateway.auditor import Auditor
 from gateway.auth import Access, authenticate
 from gateway.config import GatewayConfig
 from gateway.consul_watch import ConsulWatch
+from gateway.conviction_store import ConvictionStore
 from gateway.enrollment_store import EnrollmentStore
 from gateway.enrollments import Enrollments
 from gateway.errors import openai_errors
@@ -29,6 +31,7 @@ from gateway.registry import Registry, RegistryLimits
 from gateway.static_workers import StaticWorkers
 from gateway.tunnels import TunnelHub
 from gateway.upstream import Upstreams
+from gateway.verifiers import Verifiers
 from gateway.warm_up import WarmUp
 from routing.access_tokens import TokenMinter
 from routing.advertise import AddressPolicy
@@ -39,6 +42,7 @@ from routing.errors import Forbidden
 from routing.fleet import Fleet
 from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
+from routing.reputation import Reputations
 from routing.signing import Verifier
 from routing.supervise import start_supervised, stop_all
 from routing.upstreams import parse_upstream
@@ -74,6 +78,7 @@ def create_app(
         policy_named(config.routing_policy),
         config.health_policy(),
         max_attempts=config.max_attempts,
+        reputations=Reputations(config.trust_policy(), enabled=bool(config.verifiers)),
     )
     metrics = GatewayMetrics(balancer)
     access = Access(keys_of(config), config.admin_key, config.loopback)
@@ -108,7 +113,7 @@ def create_app(
             warm_up.waiting_for.add("consul")
         app[api.STATE] = api.GatewayState(
             balancer=balancer,
-            proxy=Proxy(upstreams, limits, balancer, metrics),
+            proxy=Proxy(upstreams, limits, balancer, metrics, ask_records=bool(config.verifiers)),
             static_workers=static_workers,
             registry=registry,
             access=access,
@@ -118,6 +123,8 @@ def create_app(
             warm_up=warm_up,
             body_timeout_s=config.body_timeout_s,
         )
+        auditor = await auditor_of(config, balancer, session, metrics, chance, registry) if config.verifiers else None
+        app[api.STATE].auditor = auditor
         prober = Prober(
             balancer, upstreams, interval_s=config.probe_interval_s, timeout_s=config.connect_timeout_s, rng=chance
         )
@@ -129,6 +136,9 @@ def create_app(
         ]
         if registry is not None:
             tasks.append(start_supervised("registry expiry", registry.run))
+        if auditor is not None:
+            tasks.append(start_supervised("auditor", auditor.run))
+            tasks.append(start_supervised("verifier refresh", auditor.verifiers.run))
         if consul is not None and registry is not None:  # the config check: Consul needs the join token
             watch = ConsulWatch(
                 balancer,
@@ -146,6 +156,8 @@ def create_app(
         await stop_all(tasks)
         if registry is not None:
             await registry.enrollments.store.close()
+        if auditor is not None:
+            await auditor.store.close()
         if consul is not None:
             await consul.close()
         await session.close()
@@ -179,6 +191,37 @@ async def registry_of(
         tunnels,
         clock=clock,
     )
+
+
+async def auditor_of(
+    config: GatewayConfig,
+    balancer: Balancer,
+    session: aiohttp.ClientSession,
+    metrics: GatewayMetrics,
+    rng: random.Random,
+    registry: Registry | None,
+) -> Auditor:
+    """Audits of real traffic: convictions read back before the first request, verifiers asked what they hold."""
+    store = await ConvictionStore.open(config.state_path(os.environ))
+    verifiers = Verifiers(session, config.verifiers, config.verifier_key)
+    await verifiers.refresh()
+
+    def key_of(worker_id: str) -> bytes | None:
+        row = registry.enrollments.store.rows.get(worker_id) if registry is not None else None
+        return row.public_key if row is not None else None
+
+    auditor = Auditor(
+        balancer,
+        verifiers,
+        metrics,
+        rng,
+        gap_nats=config.audit_gap_nats,
+        queue_size=config.audit_queue,
+        key_of=key_of,
+        store=store,
+    )
+    auditor.restore()
+    return auditor
 
 
 def _registry_route(

@@ -107,14 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_sub = p_fleet.add_subparsers(dest="fleet_command", metavar="ACTION")
     fleet_sub.add_parser("enrollments", help="every enrolled worker key (approved, pending, revoked)")
     fleet_sub.add_parser("pending", help="worker keys waiting for approval (enrollment = manual)")
+    fleet_sub.add_parser("audits", help="each audited worker's standing, checks, flags and the last flag's reason")
     for action, text in (
         ("approve", "let a pending worker in"),
         ("revoke", "refuse a worker's key from now on (kept across restarts) and drop it from the fleet"),
         ("forget", "drop a worker's binding so its id may enroll again (e.g. a replaced key)"),
+        ("pardon", "clear a worker's conviction by audits: it starts over on probation"),
     ):
         fleet_sub.add_parser(action, help=text).add_argument("worker_id", metavar="ID")
 
     sub.add_parser("worker", help="run an edge worker (see 'infercdn worker --help')", add_help=False)
+    sub.add_parser(
+        "verifier", help="run a reference model that audits workers (see 'infercdn verifier --help')", add_help=False
+    )
     return parser
 
 
@@ -128,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         # The worker has its own CLI; running it as its own module keeps the
         # gateway and worker packages apart (neither imports the other).
         os.execv(sys.executable, [sys.executable, "-m", "edge_worker", *argv[1:]])
+    if argv and argv[0] == "verifier":
+        os.execv(sys.executable, [sys.executable, "-m", "edge_worker.verifier", *argv[1:]])
     args = build_parser().parse_args(argv)
     if args.command == "keys":
         return keys_command(args)

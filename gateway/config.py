@@ -11,6 +11,7 @@ from gateway.enrollments import ENROLLMENT_MODES
 from gateway.static_workers import parse_static_worker
 from routing.health import HealthPolicy
 from routing.policies import POLICIES
+from routing.reputation import TrustPolicy
 from routing.settings import require, state_dir
 from routing.telemetry import LOG_FORMATS
 from routing.upstreams import parse_upstream
@@ -97,6 +98,20 @@ class GatewayConfig:
     admin_key: str = field(default="", repr=False)
     # With no API keys, a gateway on a non-loopback address refuses to start unless this is set.
     allow_open: bool = False
+    # Trust audits: verifiers ("infercdn verifier") that hold the weights files offers name by
+    # SHA-256; a sample of real answers goes to them after delivery. Empty: no audits.
+    verifiers: tuple[str, ...] = ()
+    # The bearer key those verifiers accept (environment or config file only).
+    verifier_key: str = field(default="", repr=False)
+    # The share of a worker's auditable answers checked, by standing (see routing/reputation.py).
+    audit_probation_rate: float = 0.10
+    audit_trusted_rate: float = 0.03
+    audit_suspect_rate: float = 0.25
+    # A greedy answer is flagged when the reference found one of its tokens this many nats less
+    # likely than its own choice ("infercdn verifier" calibration: honest workers stay under 0.8).
+    audit_gap_nats: float = 1.0
+    # Audits waiting for a verifier; beyond this they are dropped (and counted), never blocking a request.
+    audit_queue: int = 256
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "gateway.port", f"must be 0-65535, got {self.port}")
@@ -154,6 +169,13 @@ class GatewayConfig:
         for key in ("max_ejected_share", "panic_below_share"):
             require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")
         require(self.log_format in LOG_FORMATS, "gateway.log_format", "must be text or json")
+        for url in self.verifiers:
+            require(url.startswith(("http://", "https://")), "gateway.verifiers", f"not an http(s) URL: {url!r}")
+        require(not self.verifiers or len(self.verifier_key) >= 16, "gateway.verifier_key", "must be >= 16 characters")
+        for key in ("audit_probation_rate", "audit_trusted_rate", "audit_suspect_rate"):
+            require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")
+        require(self.audit_gap_nats > 0, "gateway.audit_gap_nats", "must be > 0")
+        require(self.audit_queue >= 1, "gateway.audit_queue", "must be >= 1")
         require(
             self.log_level in ("debug", "info", "warning", "error"),
             "gateway.log_level",
@@ -162,6 +184,13 @@ class GatewayConfig:
 
     def state_path(self, env: Mapping[str, str]) -> str:
         return self.state_file or str(state_dir(env) / "gateway.sqlite3")
+
+    def trust_policy(self) -> TrustPolicy:
+        return TrustPolicy(
+            probation_rate=self.audit_probation_rate,
+            trusted_rate=self.audit_trusted_rate,
+            suspect_rate=self.audit_suspect_rate,
+        )
 
     def health_policy(self) -> HealthPolicy:
         return HealthPolicy(

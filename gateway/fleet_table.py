@@ -2,7 +2,8 @@
 
 ``infercdn fleet`` prints the live fleet; ``fleet enrollments`` every
 enrolled key, ``fleet pending`` those waiting for approval; ``fleet approve
-ID``, ``fleet revoke ID`` and ``fleet forget ID`` change one.
+ID``, ``fleet revoke ID`` and ``fleet forget ID`` change one. ``fleet
+audits`` shows what audits found; ``fleet pardon ID`` clears a conviction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ COLUMNS = (
     ("MODELS", "models"),
     ("HEALTH", "health"),
     ("VIA", "via"),
+    ("TRUST", "trust"),
     ("RTT ms", "rtt_ms"),
     ("IN-FLIGHT/QUEUED", "load"),
     ("HEARTBEAT", "last_heartbeat_s"),
@@ -29,6 +31,7 @@ COLUMNS = (
 
 
 ENROLLMENT_ACTIONS = {"approve": ("POST", "/approve"), "revoke": ("POST", "/revoke"), "forget": ("DELETE", "")}
+WORKER_ACTIONS = {"pardon": ("POST", "/pardon")}
 
 
 def call_admin(gateway: str, admin_key: str, path: str, method: str = "GET") -> dict[str, Any]:
@@ -45,6 +48,18 @@ def render_enrollments(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'WORKER':<40}  {'STATE':<8}  {'KEY':<16}  SOURCE"]
     lines += [f"{r['worker_id']:<40}  {r['state']:<8}  {r['fingerprint']:<16}  {r['source']}" for r in rows]
     lines.append(f"{len(rows)} enrollment(s)")
+    return "\n".join(lines)
+
+
+def render_audits(audits: dict[str, Any]) -> str:
+    if not audits["enabled"]:
+        return "audits are off on this gateway (no verifiers configured)"
+    lines = [f"{'WORKER':<40}  {'STANDING':<10}  {'CHECKS':>6}  {'FLAGS':>5}  {'Z':>6}  LAST FLAG"]
+    for r in audits["workers"]:
+        z = "-" if r["running_z"] is None else f"{r['running_z']:.2f}"
+        reason = r["last_reason"] or "-"
+        lines.append(f"{r['worker_id']:<40}  {r['standing']:<10}  {r['checks']:>6}  {r['flags']:>5}  {z:>6}  {reason}")
+    lines.append(f"{len(audits['workers'])} audited worker(s)")
     return "\n".join(lines)
 
 
@@ -76,6 +91,15 @@ def run_fleet_command(
             method, suffix = ENROLLMENT_ACTIONS[action]
             call_admin(gateway, admin_key, f"/admin/v1/enrollments/{quote(worker_id, safe='')}{suffix}", method)
             print(f"worker {worker_id}: {action} done")
+            return 0
+        if action in WORKER_ACTIONS:
+            method, suffix = WORKER_ACTIONS[action]
+            call_admin(gateway, admin_key, f"/admin/v1/workers/{quote(worker_id, safe='')}{suffix}", method)
+            print(f"worker {worker_id}: {action} done")
+            return 0
+        if action == "audits":
+            audits = call_admin(gateway, admin_key, "/admin/v1/audits")
+            print(json.dumps(audits, indent=2) if as_json else render_audits(audits))
             return 0
         if action in ("enrollments", "pending"):
             rows = call_admin(gateway, admin_key, "/admin/v1/enrollments")["enrollments"]

@@ -12,13 +12,15 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from routing.balancer import Balancer
+from routing.fleet import WorkerState
 from routing.health import Status
+from routing.reputation import Standing
 from routing.telemetry import LATENCY_BUCKETS, OVERHEAD_BUCKETS
 
 
@@ -76,6 +78,25 @@ class GatewayMetrics:
             "Time spent in the gateway itself before a request leaves for its first worker "
             "(reading, parsing, authenticating, planning).",
             buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.audits = Counter(
+            "infercdn_gateway_audits",
+            "Answers checked against a verifier's reference (or the record contract), by result: clean, flagged.",
+            ["result"],
+            registry=r,
+        )
+        self.audits_dropped = Counter(
+            "infercdn_gateway_audits_dropped",
+            "Answers drawn for an audit but not checked, by reason: queue_full, no_verifier, verifier_error.",
+            ["reason"],
+            registry=r,
+        )
+        self.audit_queue = Gauge("infercdn_gateway_audit_queue", "Audits waiting for a verifier.", registry=r)
+        self.verifier_seconds = Histogram(
+            "infercdn_gateway_verifier_seconds",
+            "How long a verifier took to score one answer.",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         r.register(FleetCollector(balancer))
@@ -163,3 +184,32 @@ class FleetCollector(Collector):
         )
         suppressed.add_metric([], self._balancer.suppressed_ejections)
         yield from (up, state, rtt, in_flight, queued, ejections, sizes, panics, suppressed)
+        if self._balancer.reputations.enabled:
+            yield from self._trust(workers)
+
+    def _trust(self, workers: tuple[WorkerState, ...]) -> Iterator[Metric]:
+        book = self._balancer.reputations
+        standing = GaugeMetricFamily(
+            "infercdn_gateway_worker_standing",
+            "1 for the worker's standing from audits: probation, trusted, suspect, convicted.",
+            labels=["worker", "standing"],
+        )
+        checks = CounterMetricFamily(
+            "infercdn_gateway_worker_audits", "Audits of the worker's answers.", labels=["worker"]
+        )
+        flags = CounterMetricFamily("infercdn_gateway_worker_audit_flags", "Audits that flagged it.", labels=["worker"])
+        z = GaugeMetricFamily(
+            "infercdn_gateway_worker_audit_z",
+            "Its running Z over recent sampled audits (about N(0, 1) for an honest worker; below -5 convicts).",
+            labels=["worker"],
+        )
+        for s in workers:
+            wid = s.worker.id
+            reputation = book.of(wid)
+            for option in Standing:
+                standing.add_metric([wid, option.value], 1.0 if reputation.standing is option else 0.0)
+            checks.add_metric([wid], reputation.checks)
+            flags.add_metric([wid], reputation.flags)
+            if reputation.running_z is not None:
+                z.add_metric([wid], reputation.running_z)
+        yield from (standing, checks, flags, z)

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from gateway.answer_trail import AnswerTrail
 from gateway.answers import JSON_TYPES, BadAnswer, check_json_answer, read_bounded
 from gateway.metrics import GatewayMetrics
 from gateway.tunnels import TunnelBroken
 from gateway.upstream import UpstreamResponse, Upstreams
 from gateway.upstream_errors import AttemptFailed, failed_status, map_upstream_errors
+from routing.audit_record import ASK_HEADER
 from routing.balancer import Balancer
 from routing.errors import AllWorkersFailed, InferCDNError, UpstreamTimeout
 from routing.fleet import Candidate, authorization
@@ -63,11 +65,22 @@ class Outcome:
     sent_at: float | None = None  # the first attempt left for a worker
     first_byte_at: float | None = None
     usage: Usage = field(default_factory=Usage)
+    trail: AnswerTrail = field(default_factory=AnswerTrail)  # for an audit after delivery
 
 
 class Proxy:
-    def __init__(self, upstreams: Upstreams, limits: ProxyLimits, balancer: Balancer, metrics: GatewayMetrics):
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        limits: ProxyLimits,
+        balancer: Balancer,
+        metrics: GatewayMetrics,
+        *,
+        ask_records: bool = False,
+    ):
         self._upstreams = upstreams
+        # With audits on, every request asks for the worker's audit record, so none is told apart.
+        self._asked = {ASK_HEADER: "1"} if ask_records else {}
         self._limits = limits
         self._balancer = balancer
         self._metrics = metrics
@@ -128,7 +141,7 @@ class Proxy:
     async def _attempt(self, a: _Attempt) -> web.StreamResponse:
         limits = self._limits
         worker = a.dispatch.candidate.state.worker
-        headers = {"Content-Type": "application/json", REQUEST_ID: a.request_id, **authorization(worker)}
+        headers = {"Content-Type": "application/json", REQUEST_ID: a.request_id, **self._asked, **authorization(worker)}
         clock = asyncio.get_running_loop().time
         reader = SseReader(limits.max_event_bytes)
         upstream: UpstreamResponse | None = None
@@ -149,6 +162,7 @@ class Proxy:
                     elif content_type in JSON_TYPES and (200 <= status < 300 or 400 <= status < 500):
                         payload = await read_bounded(upstream, limits.max_response_bytes)
                         answer = check_json_answer(payload, status)
+                        payload = a.outcome.trail.strip(answer, payload)
                     else:
                         raise BadAnswer(f"a {status} answer of type {content_type or 'none'!r}")
         except BaseException:
@@ -167,7 +181,7 @@ class Proxy:
             if not first_events:
                 a.outcome.usage.read(answer)
                 return web.Response(body=payload, status=status, headers=reply_headers)
-            relay = _StreamRelay(reader, a.outcome.usage, self._on_broken(a), limits)
+            relay = _StreamRelay(reader, a.outcome.usage, a.outcome.trail, self._on_broken(a), limits)
             return await relay.run(a.request, upstream, first_events, reply_headers)
 
     def _on_broken(self, a: _Attempt) -> Callable[[], None]:
@@ -207,6 +221,7 @@ async def _first_events(upstream: UpstreamResponse, reader: SseReader) -> list[S
 class _StreamRelay:
     reader: SseReader
     usage: Usage
+    trail: AnswerTrail
     on_broken: Callable[[], None]
     limits: ProxyLimits
 
@@ -282,9 +297,11 @@ class _StreamRelay:
         upstream_error = False
         for event in events:
             if event.done:
+                self.trail.from_event(event)
                 out.append(event.raw)
                 return b"".join(out), True, upstream_error
             self.usage.from_event(event)
+            self.trail.from_event(event)
             if event.data is not None:
                 upstream_error = upstream_error or "error" in event.data
                 out.append(event.raw)

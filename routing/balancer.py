@@ -28,6 +28,7 @@ from routing.fleet import DEFAULT_RTT_S, Candidate, Fleet, Load, WorkerState
 from routing.health import Failure, Health, HealthPolicy, Status, Verdict
 from routing.latency import Ewma
 from routing.policies import Dispatch, ExpectedLatency, Policy
+from routing.reputation import Check, Reputations, Standing
 from routing.suitability import Requirements, suitable
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Balancer:
     policy: Policy = field(default_factory=ExpectedLatency)
     health_policy: HealthPolicy = field(default_factory=HealthPolicy)
     max_attempts: int = 3
+    reputations: Reputations = field(default_factory=Reputations)
     panics: int = 0  # plans made in panic mode, for metrics
     suppressed_ejections: int = 0  # ejections the per-model cap held back, for metrics
 
@@ -48,6 +50,11 @@ class Balancer:
         if not candidates:
             raise ModelNotFound(f"The model '{req.model}' does not exist or no worker serves it.", param="model")
         fitting = suitable(candidates, req)
+        # A convicted worker never gets traffic, not even in panic mode.
+        honest = [c for c in fitting if c.state.trust_weight > 0]
+        if fitting and not honest:
+            raise NoSuitableWorker(f"Every worker serving '{req.model}' was convicted of cheating by audits.")
+        fitting = honest
         reachable = [c for c in fitting if c.state.health.reachable]
         if not reachable:
             raise NoSuitableWorker(
@@ -129,6 +136,7 @@ class Balancer:
             return False
         moved = known is not None and known.worker.url != change.worker.url
         state = self.fleet.upsert(change.worker, change.offers)
+        self._reweigh(change.worker.id)
         if moved:
             state.health, state.rtt_s = Health(), Ewma(DEFAULT_RTT_S)
         return True
@@ -157,6 +165,34 @@ class Balancer:
         state = self.fleet.get(worker_id)
         if state is not None:
             state.rtt_s.observe(rtt_s, now)
+
+    def judged(self, worker_id: str, check: Check, now: float) -> Standing | None:
+        """An audit's verdict on one of its answers; its new standing, if that changed."""
+        changed = self.reputations.of(worker_id).record(check, now, self.reputations.policy)
+        if changed is not None:
+            log.warning("worker %s is now %s (%s)", worker_id, changed, check.reason or "clean checks")
+            self._reweigh(worker_id)
+        return changed
+
+    def convicted(self, worker_id: str, reason: str, now: float) -> None:
+        """A conviction kept from before a restart."""
+        self.reputations.of(worker_id).convict(now, reason)
+        self._reweigh(worker_id)
+
+    def pardon(self, worker_id: str, now: float) -> bool:
+        """An operator clears a conviction: the worker starts over on probation."""
+        pardoned = self.reputations.pardon(worker_id, now)
+        self._reweigh(worker_id)
+        return pardoned
+
+    def _reweigh(self, worker_id: str) -> None:
+        state = self.fleet.get(worker_id)
+        if state is None:
+            return
+        if any(offer.sha256 for offer in state.offers):
+            state.trust_weight = self.reputations.weight(worker_id)
+        else:  # nothing names weights a verifier could hold: audits cannot reach it either way
+            state.trust_weight = 0.0 if self.reputations.convicted(worker_id) else 1.0
 
     def _may_eject(self, state: WorkerState) -> bool:
         """The cap, per model (as Envoy's per cluster): every model it serves keeps enough workers."""

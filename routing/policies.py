@@ -72,6 +72,7 @@ class ExpectedLatency:
             s = c.state
             known = e.stamp is not None and (now - e.stamp < self.stale_s or s.in_flight > 0)
             cost = s.rtt_s.value + (e.value if known else typical) * queue_factor(s, s.pending(now))
+            cost /= s.trust_weight  # a worker on probation or under suspicion gets a share of its traffic
             scored.append((cost, rng.random(), c))
         scored.sort(key=_first_two)
         return [c for _, _, c in scored]

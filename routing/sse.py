@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from routing.audit_record import AUDIT_COMMENT
 from routing.json_limits import loads_bounded
 from routing.wire import USAGE_COMMENT
 
@@ -33,6 +34,7 @@ class SseEvent:
     data: dict[str, Any] | None = None  # the JSON object of a data event
     done: bool = False  # data: [DONE]
     usage_comment: dict[str, Any] | None = None  # an InferCDN worker's ": usage {…}" comment
+    audit: str | None = None  # an InferCDN worker's sealed audit record (``routing.audit_record``)
 
     @property
     def comment(self) -> bool:
@@ -71,6 +73,7 @@ def parse_event(block: bytes) -> SseEvent:
         return SseEvent(block + _END, data=_json_object(block[6:]))
     data_lines: list[bytes] = []
     usage: dict[str, Any] | None = None
+    audit: str | None = None
     for line in block.split(b"\n"):
         if line.startswith(_DATA):
             value = line[len(_DATA) :]
@@ -78,11 +81,13 @@ def parse_event(block: bytes) -> SseEvent:
         elif line.startswith(b":"):
             if line.startswith(USAGE_COMMENT):
                 usage = _object_or_none(line[len(USAGE_COMMENT) :])
+            elif line.startswith(AUDIT_COMMENT):
+                audit = line[len(AUDIT_COMMENT) :].decode("ascii", errors="replace")
         elif line:
             raise BrokenStream(f"a line that is neither data nor a comment: {line[:40]!r}")
     raw = block.lstrip(b"\n") + _END
     if not data_lines:
-        return SseEvent(raw, usage_comment=usage)
+        return SseEvent(raw, usage_comment=usage, audit=audit)
     payload = b"\n".join(data_lines)
     if payload == b"[DONE]":
         return SseEvent(raw, done=True)

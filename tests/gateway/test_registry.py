@@ -49,12 +49,15 @@ async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:
 
 
 @contextmanager
-def registered_worker(gateway_url: str, worker_id: str, key_file: Path | None = None) -> Iterator[Server]:
+def registered_worker(
+    gateway_url: str, worker_id: str, key_file: Path | None = None, model: Path | None = None
+) -> Iterator[Server]:
     with tempfile.TemporaryDirectory() as state:
         key = str(key_file or Path(state) / "worker.key")
         with running(
             "edge_worker",
             *("--threads", "1", "--gateway", gateway_url, "--worker-id", worker_id, "--region", "eu"),
+            *(("--model", str(model)) if model is not None else ()),
             env={"INFERCDN_WORKER_JOIN_TOKEN": TOKEN, "INFERCDN_WORKER_KEY_FILE": key},
         ) as server:
             yield server

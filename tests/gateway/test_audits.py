@@ -1,0 +1,157 @@
+"""Audits of real traffic: real registered workers, a real verifier, a real gateway, on loopback.
+
+The cheat is a real worker serving SmolLM2 requantized to Q2_K that re-registers (with its own key,
+as any worker may) claiming the bundled Q4_1 file's digest and label. The honest worker serves that
+file. Every auditable answer is audited (rates 1.0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from bench.servers import free_port
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.verifier.app import create_app as create_verifier
+from edge_worker.verifier.config import VerifierConfig
+from gateway import api
+from routing.announce import REGISTER_PATH, Hardware, Registration, pack
+from routing.identity import load_or_create
+from tests.conftest import MODEL
+from tests.gateway.test_registry import post_signed, registered_worker, start_gateway
+from tests.metrics_text import sample
+from tests.waiting import wait_until
+
+VERIFIER_KEY = "verifier-key-for-tests-0123456789"
+PROMPTS = ["What is 2+2?", "Name a colour.", "Say hello.", "List two fruits.", "What is the sun?", "Count to five."]
+
+
+async def start_verifier() -> tuple[TestServer, str]:
+    config = VerifierConfig(model=str(bundled_model_path()), key=VERIFIER_KEY, threads=1, context_length=1024)
+    server = TestServer(create_verifier(config), host="127.0.0.1")
+    await server.start_server()
+    return server, str(server.make_url("")).rstrip("/")
+
+
+async def audited_gateway(verifier: str, state_file: Path, port: int = 0) -> tuple[TestServer, str]:
+    return await start_gateway(
+        port,
+        verifiers=(verifier,),
+        verifier_key=VERIFIER_KEY,
+        audit_probation_rate=1.0,
+        audit_trusted_rate=1.0,
+        audit_suspect_rate=1.0,
+        state_file=str(state_file),
+    )
+
+
+async def ask(session: aiohttp.ClientSession, gw: str, i: int, **extra: Any) -> str:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+        "max_tokens": 16,
+        "temperature": 0,
+        **extra,
+    }
+    async with session.post(f"{gw}/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        text = await resp.text()
+        # The record is the gateway's alone: neither a field nor a comment reaches the client.
+        assert "infercdn_audit" not in text and ": audit" not in text
+        return resp.headers["x-infercdn-worker"]
+
+
+async def audits(session: aiohttp.ClientSession, gw: str) -> dict[str, dict[str, Any]]:
+    async with session.get(f"{gw}/admin/v1/audits") as resp:
+        return {row["worker_id"]: row for row in (await resp.json())["workers"]}
+
+
+async def lie_about_weights(session: aiohttp.ClientSession, gw: str, server: TestServer, cheat: str, key: Path) -> None:
+    """Re-register the cheat under its own key, claiming the honest worker's file and quantization."""
+    fleet = server.app[api.STATE].fleet
+    await wait_until(lambda: fleet.get(cheat) is not None and fleet.get("honest") is not None)
+    cheat_state, honest_state = fleet.get(cheat), fleet.get("honest")
+    assert cheat_state is not None and honest_state is not None
+    true_offer, claimed = cheat_state.offers[0], honest_state.offers[0]
+    assert true_offer.sha256 != claimed.sha256 and true_offer.quantization.label == "Q2_K"
+    lie = replace(true_offer, quantization=claimed.quantization, sha256=claimed.sha256)
+    registration = Registration(cheat, cheat_state.worker.url, "eu", "llama.cpp", Hardware(cpu="x", cores=2), 1, (lie,))
+    status, _ = await post_signed(session, gw, REGISTER_PATH, pack(registration), key=load_or_create(key))
+    assert status == 200
+    await wait_until(lambda: (s := fleet.get(cheat)) is not None and s.offers[0].sha256 == claimed.sha256)
+
+
+async def test_a_worker_serving_a_cruder_model_than_it_claims_is_convicted_and_gets_no_more_traffic(
+    session: aiohttp.ClientSession, cheaper_models: dict[str, Path]
+) -> None:
+    verifier, verifier_url = await start_verifier()
+    with tempfile.TemporaryDirectory() as folder:
+        state_file, cheat_key = Path(folder) / "gateway.sqlite3", Path(folder) / "cheat.key"
+        load_or_create(cheat_key)
+        server, gw = await audited_gateway(verifier_url, state_file)
+        with (
+            registered_worker(gw, "honest"),
+            registered_worker(gw, "cheat", key_file=cheat_key, model=cheaper_models["Q2_K"]),
+        ):
+            await lie_about_weights(session, gw, server, "cheat", cheat_key)
+            served: list[str] = []
+            for i in range(60):
+                served.append(await ask(session, gw, i))
+                if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
+                    break
+            auditor = server.app[api.STATE].auditor
+            assert auditor is not None
+            await wait_until(lambda: auditor.idle)
+            found = await audits(session, gw)
+            assert found["cheat"]["standing"] == "convicted", found
+            assert found["cheat"]["checks"] <= 50
+            evidence = found["cheat"]["evidence"]
+            assert len(evidence) >= 2 and all("nats off the reference" in e["reason"] for e in evidence)
+            assert all(e["largest_gaps"][0][1] > 1.0 for e in evidence)
+            assert found["honest"]["flags"] == 0 and found["honest"]["checks"] >= 1
+            assert "cheat" in served  # it was routed to, and caught on real traffic
+            flagged = await asyncio.to_thread(sample, gw, "infercdn_gateway_audits_total", result="flagged")
+            assert flagged >= 2
+            # Convicted: nothing more goes its way, and the fleet says why.
+            assert {await ask(session, gw, i) for i in range(6)} == {"honest"}
+            async with session.get(f"{gw}/admin/v1/fleet") as resp:
+                rows = {w["id"]: w for w in (await resp.json())["workers"]}
+            assert rows["cheat"]["trust"] == "convicted" and rows["honest"]["trust"] in ("probation", "trusted")
+
+            # A restart keeps the conviction: the cheat registers again (truthfully now) and still gets nothing.
+            port = server.port
+            assert port is not None
+            await server.close()
+            server, gw = await audited_gateway(verifier_url, state_file, port)
+            await wait_until(lambda: len(server.app[api.STATE].fleet) == 2, timeout_s=20)
+            assert (await audits(session, gw))["cheat"]["standing"] == "convicted"
+            assert {await ask(session, gw, i) for i in range(6)} == {"honest"}
+
+            # Only an operator clears it: back on probation, and routed to again.
+            async with session.post(f"{gw}/admin/v1/workers/cheat/pardon") as resp:
+                assert resp.status == 204
+            async with session.post(f"{gw}/admin/v1/workers/cheat/pardon") as resp:
+                assert resp.status == 404  # not convicted any more
+            assert (await audits(session, gw))["cheat"]["standing"] == "probation"
+        await server.close()
+    await verifier.close()
+
+
+async def test_with_the_verifier_down_answers_are_served_and_the_audits_dropped_and_counted(
+    session: aiohttp.ClientSession,
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        server, gw = await audited_gateway(f"http://127.0.0.1:{free_port()}", Path(folder) / "gateway.sqlite3")
+        with registered_worker(gw, "honest"):
+            await wait_until(lambda: len(server.app[api.STATE].fleet) == 1)
+            assert [await ask(session, gw, i, stream=i % 2 == 1) for i in range(4)] == ["honest"] * 4
+            dropped = await asyncio.to_thread(sample, gw, "infercdn_gateway_audits_dropped_total", reason="no_verifier")
+            assert dropped == 4
+            assert (await audits(session, gw))["honest"]["checks"] == 0
+        await server.close()
