@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.decision_cost
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.worker_throughput
+	$(BIN)/python -m bench.trust
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,172 @@
+"""Audits against a reference: what they catch, what they cost.
+
+    python -m bench.trust [--answers N]
+
+The claimed file is the bundled SmolLM2-135M Q4_1; the reference loads it.
+Answers come from the worker's own engine (``LlamaCppModel``), greedy,
+24 tokens, over varied prompts, from honest configurations (1 and 2 threads,
+1 and 4 slots) and from cheats: the same model requantized to Q4_0 and Q2_K,
+a cached answer to another prompt, and an answer cut in half and passed off
+as a natural stop. Per configuration: the share of answers flagged (a gap
+over 1 nat, a prompt or text that does not match), the chance two flags come
+within 50 audits (what convicts), and the cost of a check against serving
+the answer it checks, measured side by side in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.overhead import table
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.events import Finished, TextDelta
+from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
+from edge_worker.verifier.reference import Reference
+from routing.openai_requests import parse_chat_request
+from routing.verification import Score, ScoreRequest
+
+GAP_NATS = 1.0
+AUDITS = 50
+DEFAULT_RATE = 0.03
+PROMPTS = [
+    "What is 2+2?",
+    "Name a colour.",
+    "Write a haiku about rain.",
+    "Explain gravity simply.",
+    "List two fruits.",
+    "What is the sun?",
+    "Say hello in Spanish.",
+    "Give me a name for a cat.",
+    "What do bees make?",
+    "Describe a tree in one sentence.",
+    "Why is the sky blue?",
+    "What is the capital of Italy?",
+]
+
+
+def requantized(folder: Path, label: str) -> Path:
+    import llama_cpp as lc
+
+    path = folder / f"smollm2-135m-instruct.{label}.gguf"
+    params = lc.llama_model_quantize_default_params()
+    params.ftype = getattr(lc, f"LLAMA_FTYPE_MOSTLY_{label}")
+    params.allow_requantize, params.nthread = True, 2
+    assert lc.llama_model_quantize(str(bundled_model_path()).encode(), str(path).encode(), ctypes.byref(params)) == 0
+    return path
+
+
+def body_for(i: int) -> dict[str, Any]:
+    prompt = PROMPTS[i % len(PROMPTS)] + ("" if i < len(PROMPTS) else f" (#{i // len(PROMPTS)})")
+    return {"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": 24, "temperature": 0}
+
+
+async def answers(path: Path, threads: int, slots: int, n: int) -> tuple[list[ScoreRequest], list[float]]:
+    llm, facts = await asyncio.to_thread(load_llama, path, context_length=1024, threads=threads, max_context=1024)
+    model = LlamaCppModel(llm, facts, slots=slots, max_queue=4, threads=threads)
+    jobs, seconds = [], []
+    try:
+        for i in range(n):
+            body = body_for(i)
+            started = time.perf_counter()
+            generation = (await model.start(parse_chat_request(body)))[0]
+            text, end = "", None
+            async for event in generation.events():
+                if isinstance(event, TextDelta):
+                    text += event.text
+                elif isinstance(event, Finished):
+                    end = event
+            seconds.append(time.perf_counter() - started)
+            assert end is not None
+            jobs.append(ScoreRequest(body, generation.prompt_ids, end.completion_ids, end.end_token, text))
+    finally:
+        await model.close()
+    return jobs, seconds
+
+
+def cached(jobs: list[ScoreRequest]) -> list[ScoreRequest]:
+    """Each request answered with the previous request's answer (and its prompt, to look consistent)."""
+    return [
+        ScoreRequest(j.request, p.prompt, p.completion, p.end_token, p.text)
+        for j, p in zip(jobs, jobs[-1:] + jobs[:-1], strict=True)
+    ]
+
+
+def truncated(reference: Reference) -> Callable[[list[ScoreRequest]], list[ScoreRequest]]:
+    eos = reference._llm.token_eos()
+
+    def cut(jobs: list[ScoreRequest]) -> list[ScoreRequest]:
+        out = []
+        for j in jobs:
+            ids = j.completion[: max(1, len(j.completion) // 2)]
+            out.append(ScoreRequest(j.request, j.prompt, ids, eos, reference._detokenize(ids)))
+        return out
+
+    return cut
+
+
+def flagged(score: Score) -> bool:
+    return not score.prompt_matches or not score.text_matches or score.max_gap > GAP_NATS
+
+
+def convicted_within(p: float, audits: int = AUDITS) -> float:
+    """P(at least 2 flags in ``audits`` checks) at a per-check flag rate ``p``."""
+    return 1 - (1 - p) ** audits - audits * p * (1 - p) ** (audits - 1)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--answers", type=int, default=24, help="answers per configuration")
+    n = parser.parse_args().answers
+    folder = Path(tempfile.mkdtemp(prefix="infercdn-trust-"))
+    claimed = bundled_model_path()
+    reference = await asyncio.to_thread(Reference, claimed, threads=2, context_length=1024)
+    honest = await answers(claimed, 2, 1, n)
+    configurations: list[tuple[str, str, Callable[[], Any]]] = [
+        ("honest, 2 threads, 1 slot", "honest", lambda: asyncio.sleep(0, honest)),
+        ("honest, 1 thread, 1 slot", "honest", lambda: answers(claimed, 1, 1, n)),
+        ("honest, 2 threads, 4 slots", "honest", lambda: answers(claimed, 2, 4, n)),
+        ("Q4_0 passed off as Q4_1", "cheat", lambda: answers(requantized(folder, "Q4_0"), 2, 1, n)),
+        ("Q2_K passed off as Q4_1", "cheat", lambda: answers(requantized(folder, "Q2_K"), 2, 1, n)),
+        ("cached answer", "cheat", lambda: asyncio.sleep(0, (cached(honest[0]), honest[1]))),
+        (
+            "cut short, reported as stop",
+            "cheat",
+            lambda: asyncio.sleep(0, (truncated(reference)(honest[0]), honest[1])),
+        ),
+    ]
+    rows = [["configuration", "answers", "flagged", "largest gap (median)", "P(convicted in 50)", "check / serve"]]
+    check_times: list[float] = []
+    for label, _, make in configurations:
+        jobs, serve_s = await make()
+        scores, score_s = [], []
+        for job in jobs:
+            started = time.perf_counter()
+            scores.append(await asyncio.to_thread(reference.score, job))
+            score_s.append(time.perf_counter() - started)
+        check_times += score_s
+        share = sum(map(flagged, scores)) / len(scores)
+        gap = statistics.median(s.max_gap for s in scores)
+        cost = statistics.median(score_s) / statistics.median(serve_s)
+        rows.append(
+            [label, str(len(scores)), f"{share:.0%}", f"{gap:.2f}", f"{convicted_within(share):.4f}", f"{cost:.2f}"]
+        )
+    reference.close()
+    print(table(rows))
+    honest_cost = float(rows[1][5])
+    print(
+        f"\nA check takes {statistics.median(check_times) * 1000:.0f} ms (median) here; at the trusted audit rate "
+        f"({DEFAULT_RATE:.0%}) audits add {DEFAULT_RATE * honest_cost:.1%} to serving compute "
+        f"({0.10 * honest_cost:.1%} for a worker on probation)."
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
