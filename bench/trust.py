@@ -30,7 +30,7 @@ from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from edge_worker.runtimes.llama_cpp.events import Finished, TextDelta
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
 from edge_worker.verifier.reference import Reference
-from routing.openai_requests import parse_chat_request
+from routing.openai_requests import parse_chat_request, parse_completion_request
 from routing.verification import Score, ScoreRequest
 
 GAP_NATS = 1.0
@@ -74,21 +74,26 @@ async def answers(path: Path, threads: int, slots: int, n: int) -> tuple[list[Sc
     jobs, seconds = [], []
     try:
         for i in range(n):
-            body = body_for(i)
             started = time.perf_counter()
-            generation = (await model.start(parse_chat_request(body)))[0]
-            text, end = "", None
-            async for event in generation.events():
-                if isinstance(event, TextDelta):
-                    text += event.text
-                elif isinstance(event, Finished):
-                    end = event
+            jobs.append(await answer(model, body_for(i)))
             seconds.append(time.perf_counter() - started)
-            assert end is not None
-            jobs.append(ScoreRequest(body, generation.prompt_ids, end.completion_ids, end.end_token, text))
     finally:
         await model.close()
     return jobs, seconds
+
+
+async def answer(model: LlamaCppModel, body: dict[str, Any]) -> ScoreRequest:
+    """Generate one answer and put it as a gateway would send it to a verifier."""
+    parse = parse_chat_request if "messages" in body else parse_completion_request
+    generation = (await model.start(parse(body)))[0]
+    text, end = "", None
+    async for event in generation.events():
+        if isinstance(event, TextDelta):
+            text += event.text
+        elif isinstance(event, Finished):
+            end = event
+    assert end is not None
+    return ScoreRequest(body, generation.prompt_ids, end.completion_ids, end.end_token, text)
 
 
 def cached(jobs: list[ScoreRequest]) -> list[ScoreRequest]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from dataclasses import asdict, dataclass
-from pathlib import Path
+
+from gateway.sqlite_file import SerialWrites, open_private
 
 SCHEMA = """
 create table if not exists convictions (
@@ -54,8 +54,7 @@ class Conviction:
 
 class ConvictionStore:
     def __init__(self, connection: sqlite3.Connection, rows: list[Conviction]):
-        self._db = connection
-        self._lock = asyncio.Lock()
+        self._writes = SerialWrites(connection)
         self.rows = {row.worker_id: row for row in rows}
 
     @classmethod
@@ -64,13 +63,7 @@ class ConvictionStore:
 
     @classmethod
     def _open(cls, path: str) -> ConvictionStore:
-        in_memory = path in ("", ":memory:")
-        if not in_memory:
-            file = Path(path).expanduser()
-            file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(file, os.O_CREAT | os.O_RDWR, 0o600))
-        db = sqlite3.connect(":memory:" if in_memory else str(file), check_same_thread=False, timeout=10)
-        db.executescript(SCHEMA)
+        db = open_private(path, SCHEMA)
         rows = [
             Conviction(worker_id, at, tuple(_evidence(e) for e in json.loads(evidence)))
             for worker_id, at, evidence in db.execute("select worker_id, convicted_at, evidence from convictions")
@@ -80,25 +73,15 @@ class ConvictionStore:
     async def put(self, row: Conviction) -> None:
         self.rows[row.worker_id] = row
         evidence = json.dumps([e.to_json() for e in row.evidence])
-        await self._write(
-            "insert or replace into convictions values (?, ?, ?)", (row.worker_id, row.convicted_at, evidence)
-        )
+        statement = "insert or replace into convictions values (?, ?, ?)"
+        await self._writes.write(statement, (row.worker_id, row.convicted_at, evidence))
 
     async def delete(self, worker_id: str) -> None:
         self.rows.pop(worker_id, None)
-        await self._write("delete from convictions where worker_id = ?", (worker_id,))
+        await self._writes.write("delete from convictions where worker_id = ?", (worker_id,))
 
     async def close(self) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._db.close)
-
-    async def _write(self, statement: str, values: tuple[object, ...]) -> None:
-        def run() -> None:
-            with self._db:
-                self._db.execute(statement, values)
-
-        async with self._lock:
-            await asyncio.to_thread(run)
+        await self._writes.close()
 
 
 def _evidence(obj: dict[str, object]) -> Evidence:

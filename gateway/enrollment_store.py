@@ -10,12 +10,11 @@ waits on the disk. The file holds the gateway's private key: it is created
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
+from gateway.sqlite_file import SerialWrites, open_private
 from routing.identity import Identity
 
 
@@ -53,8 +52,7 @@ create table if not exists gateway_identity (
 
 class EnrollmentStore:
     def __init__(self, connection: sqlite3.Connection, identity: Identity, rows: list[Enrollment]):
-        self._db = connection
-        self._lock = asyncio.Lock()
+        self._writes = SerialWrites(connection)
         self.identity = identity
         self.rows = {row.worker_id: row for row in rows}
         self._ids_by_key = {row.public_key: row.worker_id for row in rows}
@@ -65,13 +63,7 @@ class EnrollmentStore:
 
     @classmethod
     def _open(cls, path: str) -> EnrollmentStore:
-        in_memory = path in ("", ":memory:")
-        if not in_memory:
-            file = Path(path).expanduser()
-            file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(file, os.O_CREAT | os.O_RDWR, 0o600))
-        db = sqlite3.connect(":memory:" if in_memory else str(file), check_same_thread=False)
-        db.executescript(SCHEMA)
+        db = open_private(path, SCHEMA)
         found = db.execute("select private_key from gateway_identity").fetchone()
         if found is None:
             identity = Identity.generate()
@@ -106,13 +98,7 @@ class EnrollmentStore:
         await self._write("delete from enrollments where worker_id = ?", (worker_id,))
 
     async def close(self) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._db.close)
+        await self._writes.close()
 
     async def _write(self, statement: str, values: tuple[object, ...]) -> None:
-        def run() -> None:
-            with self._db:
-                self._db.execute(statement, values)
-
-        async with self._lock:
-            await asyncio.to_thread(run)
+        await self._writes.write(statement, values)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_worker.runtimes.llama_cpp.catalog import GgufFacts
+from edge_worker.runtimes.llama_cpp.engine import new_context
 from edge_worker.runtimes.llama_cpp.model import load_llama
 from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
 from edge_worker.verifier.scoring import Tally
@@ -40,16 +41,9 @@ class Reference:
         self._llm = llm
         self.facts: GgufFacts = facts
         self._prompts = PromptRenderer(llm, facts.chat_template)
-        params = lc.llama_context_default_params()
-        params.n_ctx = facts.offer.context_length
-        params.n_batch = params.n_ubatch = BATCH_TOKENS
-        params.n_seq_max = 1
-        if threads:
-            params.n_threads = params.n_threads_batch = threads
-        params.no_perf = True
-        self._ctx = lc.llama_init_from_model(llm._model.model, params)
-        if not self._ctx:
-            raise InferCDNError("llama.cpp could not create a context for the verifier")
+        self._ctx = new_context(
+            llm, n_ctx=facts.offer.context_length, batch_tokens=BATCH_TOKENS, sequences=1, threads=threads
+        )
         self._memory = lc.llama_get_memory(self._ctx)
         self._n_vocab = lc.llama_vocab_n_tokens(llm._model.vocab)
         self._batch = lc.llama_batch_init(BATCH_TOKENS, 0, 1)

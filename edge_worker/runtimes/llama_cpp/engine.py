@@ -102,19 +102,9 @@ class BatchEngine:
         self._batch_tokens = batch_tokens
         self._prefill_chunk = prefill_chunk
         self._stats = stats or EngineStats()
-        params = lc.llama_context_default_params()
-        params.n_ctx = slots * context_per_slot
-        params.n_batch = params.n_ubatch = batch_tokens
-        params.n_seq_max = slots
-        # A cache stream per sequence: its attention spans its own cells only, so what it computes does
-        # not depend on what else is in the batch (one shared cache changed greedy text).
-        params.kv_unified = False
-        if threads:
-            params.n_threads = params.n_threads_batch = threads
-        params.no_perf = True
-        self._ctx = lc.llama_init_from_model(llm._model.model, params)
-        if not self._ctx:
-            raise InferCDNError("llama.cpp could not create a context for the batch engine")
+        self._ctx = new_context(
+            llm, n_ctx=slots * context_per_slot, batch_tokens=batch_tokens, sequences=slots, threads=threads
+        )
         self._memory = lc.llama_get_memory(self._ctx)
         self._vocab = llm._model.vocab
         self._batch = lc.llama_batch_init(batch_tokens, 0, 1)
@@ -301,6 +291,26 @@ class BatchEngine:
         """Its KV is not trusted after a failed step: drop it."""
         self._lc.llama_memory_seq_rm(self._memory, slot.seq, 0, -1)
         slot.cached = []
+
+
+def new_context(llm: Any, *, n_ctx: int, batch_tokens: int, sequences: int, threads: int) -> Any:
+    """A llama.cpp context of the loaded model's own (blocking)."""
+    import llama_cpp as lc
+
+    params = lc.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = params.n_ubatch = batch_tokens
+    params.n_seq_max = sequences
+    # A cache stream per sequence: its attention spans its own cells only, so what it computes does
+    # not depend on what else is in the batch (one shared cache changed greedy text).
+    params.kv_unified = False
+    if threads:
+        params.n_threads = params.n_threads_batch = threads
+    params.no_perf = True
+    ctx = lc.llama_init_from_model(llm._model.model, params)
+    if not ctx:
+        raise InferCDNError("llama.cpp could not create a context")
+    return ctx
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

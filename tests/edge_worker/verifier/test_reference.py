@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
+from bench.trust import answer
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
-from edge_worker.runtimes.llama_cpp.events import Finished, TextDelta
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
 from edge_worker.verifier.reference import Reference
-from routing.openai_requests import parse_chat_request, parse_completion_request
 from routing.verification import ScoreRequest
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about rain.", "Explain gravity simply.", "List two fruits."]
@@ -34,19 +33,6 @@ async def engine(path: Path, threads: int) -> AsyncIterator[LlamaCppModel]:
         yield model
     finally:
         await model.close()
-
-
-async def answer(model: LlamaCppModel, body: dict[str, Any]) -> ScoreRequest:
-    parse = parse_chat_request if "messages" in body else parse_completion_request
-    generation = (await model.start(parse(body)))[0]
-    text, end = "", None
-    async for event in generation.events():
-        if isinstance(event, TextDelta):
-            text += event.text
-        elif isinstance(event, Finished):
-            end = event
-    assert end is not None
-    return ScoreRequest(body, generation.prompt_ids, end.completion_ids, end.end_token, text)
 
 
 def chat(prompt: str, **sampling: Any) -> dict[str, Any]:
