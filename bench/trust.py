@@ -105,13 +105,13 @@ def cached(jobs: list[ScoreRequest]) -> list[ScoreRequest]:
 
 
 def truncated(reference: Reference) -> Callable[[list[ScoreRequest]], list[ScoreRequest]]:
-    eos = reference._llm.token_eos()
+    eos = reference.end_of_text
 
     def cut(jobs: list[ScoreRequest]) -> list[ScoreRequest]:
         out = []
         for j in jobs:
             ids = j.completion[: max(1, len(j.completion) // 2)]
-            out.append(ScoreRequest(j.request, j.prompt, ids, eos, reference._detokenize(ids)))
+            out.append(ScoreRequest(j.request, j.prompt, ids, eos, reference.detokenize(ids)))
         return out
 
     return cut

@@ -18,7 +18,6 @@ answer. Both need the verifier key as a bearer token.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,8 +134,7 @@ IMPOSSIBLE_GAP = 1e6
 
 
 def _gap(value: Any) -> float:
-    gap = bounded_float(value, "gap", 0.0, IMPOSSIBLE_GAP)
-    return gap if math.isfinite(gap) else IMPOSSIBLE_GAP
+    return bounded_float(value, "gap", 0.0, IMPOSSIBLE_GAP)
 
 
 def _flag(value: Any, name: str) -> bool:

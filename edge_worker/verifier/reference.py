@@ -57,7 +57,7 @@ class Reference:
         request = _parsed(job.request)
         with self._lock:
             prompt_matches = tuple(self._prompts.render(request, self.facts.offer.model)) == job.prompt
-            text_matches = _spells(self._detokenize(job.completion), job.text, request.sampling.stop)
+            text_matches = _spells(self.detokenize(job.completion), job.text, request.sampling.stop)
             targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
             tally = Tally(request.sampling.temperature, request.sampling.top_p)
             if targets:
@@ -104,7 +104,13 @@ class Reference:
         array = ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float * self._n_vocab)).contents
         return np.frombuffer(array, dtype=np.float32).copy()
 
-    def _detokenize(self, ids: tuple[int, ...]) -> str:
+    @property
+    def end_of_text(self) -> int:
+        """The model's end-of-sequence token."""
+        token: int = self._llm.token_eos()
+        return token
+
+    def detokenize(self, ids: tuple[int, ...]) -> str:
         raw: bytes = self._llm.detokenize(list(ids))
         return raw.decode("utf-8", errors="replace")
 

@@ -79,7 +79,7 @@ async def test_a_changed_prompt_a_changed_text_and_a_cut_answer_are_each_caught(
         # Cut short and passed off as a natural stop: the end token lands where the model would not stop.
         half = len(job.completion) // 2
         cut_ids = job.completion[:half]
-        cut_text = reference._detokenize(cut_ids)
+        cut_text = reference.detokenize(cut_ids)
         cut = ScoreRequest(job.request, job.prompt, cut_ids, job.end_token, cut_text)
         score = await asyncio.to_thread(reference.score, cut)
         assert score.text_matches and score.max_gap > 5 and score.max_gap_at == half
