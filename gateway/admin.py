@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from aiohttp import web
 
+from gateway import usage_report
 from gateway.api import STATE
 from gateway.enrollment_store import Enrollment, EnrollmentState
 from gateway.registry import Registry
@@ -194,3 +195,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/admin/v1/enrollments/{worker_id}", forget)
     app.router.add_get("/admin/v1/audits", audits)
     app.router.add_post("/admin/v1/workers/{worker_id}/pardon", pardon)
+    app.router.add_get("/admin/v1/usage", usage_report.usage)

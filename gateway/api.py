@@ -15,10 +15,12 @@ from gateway.accounting import Finished, account, outcome_label
 from gateway.auditor import Auditor, Sample, auditable
 from gateway.auth import API_KEY, Access
 from gateway.errors import request_id_of
+from gateway.ledger.service import Ledger
 from gateway.metrics import GatewayMetrics
-from gateway.proxy import Outcome, Proxy
+from gateway.proxy import Outcome, Proxy, nothing_before_end
 from gateway.registry import Registry
 from gateway.static_workers import StaticWorkers
+from gateway.usage_recorder import UsageRecorder
 from gateway.warm_up import WarmUp
 from routing.balancer import Balancer
 from routing.capabilities import PLAIN, Capabilities, capabilities_to_json
@@ -56,6 +58,7 @@ class GatewayState:
     warm_up: WarmUp
     body_timeout_s: float
     auditor: Auditor | None = None  # None: no verifiers configured
+    ledger: Ledger | None = None  # None: ledger_url = "off"
 
     @property
     def fleet(self) -> Fleet:
@@ -83,8 +86,15 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
     started = clock()
     outcome = Outcome()
     model, key, reserved = "unknown", None, 0
+    recorder = (
+        None
+        if state.ledger is None
+        else UsageRecorder(state.ledger, state.metrics, request_id_of(request), outcome, started)
+    )
 
     def finish(status: int) -> None:
+        if recorder is not None:
+            recorder.record(status)  # a no-op if the answer's end recorded it already
         done = Finished(
             path=request.path,
             request_id=request_id_of(request),
@@ -105,6 +115,8 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
         requirements = requirements_of(body, generation_request, request.headers.get(REGION_HEADER, ""))
         model = state.fleet.model_id(requirements.model) or "unknown"  # a bounded metrics label
         key = request.get(API_KEY)
+        if recorder is not None:
+            recorder.model, recorder.key_id = model, key.id if key is not None else ""
         if key is not None:
             tokens = estimate_prompt_tokens(generation_request) + (
                 generation_request.sampling.max_tokens or UNBOUNDED_COMPLETION_TOKENS
@@ -120,6 +132,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             stream=generation_request.stream,
             request_id=request_id_of(request),
             outcome=outcome,
+            before_end=nothing_before_end if recorder is None else recorder.before_end,
         )
         status.code = response.status
         if state.auditor is not None and outcome.trail.collect and outcome.trail.ended and response.status == 200:

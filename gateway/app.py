@@ -24,6 +24,7 @@ from gateway.enrollment_store import EnrollmentStore
 from gateway.enrollments import Enrollments
 from gateway.errors import openai_errors
 from gateway.keys import KeyStore, single_key
+from gateway.ledger.service import Ledger, Retention
 from gateway.metrics import GatewayMetrics
 from gateway.prober import Prober
 from gateway.proxy import Proxy, ProxyLimits
@@ -108,6 +109,7 @@ def create_app(
         if config.join_token:
             # A registered worker hears of the restart from its next heartbeat and registers at once.
             warm_up.until = asyncio.get_running_loop().time() + config.heartbeat_interval_s + WORKER_REJOIN_S
+        ledger = await ledger_of(config, metrics, registry)
         consul = consul_client(config.consul_url) if config.consul_url else None
         if consul is not None:
             warm_up.waiting_for.add("consul")
@@ -122,6 +124,7 @@ def create_app(
             started_at=int(time.time()),
             warm_up=warm_up,
             body_timeout_s=config.body_timeout_s,
+            ledger=ledger,
         )
         auditor = await auditor_of(config, balancer, session, metrics, chance, registry) if config.verifiers else None
         app[api.STATE].auditor = auditor
@@ -136,6 +139,9 @@ def create_app(
         ]
         if registry is not None:
             tasks.append(start_supervised("registry expiry", registry.run))
+        if ledger is not None:
+            tasks.append(start_supervised("ledger writer", ledger.writer.run))
+            tasks.append(start_supervised("ledger retention", ledger.prune_forever))
         if auditor is not None:
             tasks.append(start_supervised("auditor", auditor.run))
             tasks.append(start_supervised("verifier refresh", auditor.verifiers.run))
@@ -154,6 +160,8 @@ def create_app(
         yield
         tunnels.close_all()
         await stop_all(tasks)
+        if ledger is not None:
+            await ledger.close()  # what is queued goes in first
         if registry is not None:
             await registry.enrollments.store.close()
         if auditor is not None:
@@ -191,6 +199,16 @@ async def registry_of(
         tunnels,
         clock=clock,
     )
+
+
+async def ledger_of(config: GatewayConfig, metrics: GatewayMetrics, registry: Registry | None) -> Ledger | None:
+    target = config.ledger_target(os.environ)
+    if not target:
+        return None
+    retention = Retention(config.ledger_raw_days, config.ledger_rollup_days)
+    # Rows are tagged with the gateway's key: its receipts are the rows it recorded.
+    gateway = registry.minter.public_text if registry is not None else ""
+    return await Ledger.open(target, gateway, metrics, retention, config.ledger_wait_s)
 
 
 async def auditor_of(

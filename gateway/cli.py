@@ -1,4 +1,4 @@
-"""The ``infercdn`` command: ``up``, ``gateway``, ``worker``, ``keys`` and ``fleet``."""
+"""The ``infercdn`` command: ``up``, ``gateway``, ``worker``, ``verifier``, ``keys``, ``fleet`` and ``usage``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any
 from gateway.config import GatewayConfig
 from gateway.fleet_table import run_fleet_command
 from gateway.keys import KeyStore, create_key
+from gateway.ledger.entry import DIMENSIONS
 from gateway.serve import serve
 from gateway.up import WorkerDidNotStart, up
+from gateway.usage_report import run_usage_command
 from routing.policies import POLICIES
 from routing.process import run
 from routing.ratelimit import Limits
@@ -116,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         fleet_sub.add_parser(action, help=text).add_argument("worker_id", metavar="ID")
 
+    p_usage = sub.add_parser(
+        "usage",
+        help="tokens, requests, errors and GPU-seconds from a gateway's ledger",
+        description="Usage from a gateway's durable ledger, grouped one way, over a span back from now. "
+        "The admin key comes from $INFERCDN_ADMIN_KEY.",
+    )
+    p_usage.add_argument("--gateway", default="http://127.0.0.1:8080", help="the gateway's base URL")
+    p_usage.add_argument("--by", choices=DIMENSIONS, default="worker", help="how rows are grouped (default worker)")
+    p_usage.add_argument("--since", default="24h", help="how far back, e.g. 90m, 24h, 7d (default 24h)")
+    output = p_usage.add_mutually_exclusive_group()
+    output.add_argument("--json", dest="output", action="store_const", const="json", help="print JSON")
+    output.add_argument("--csv", dest="output", action="store_const", const="csv", help="print CSV")
+
     sub.add_parser("worker", help="run an edge worker (see 'infercdn worker --help')", add_help=False)
     sub.add_parser(
         "verifier", help="run a reference model that audits workers (see 'infercdn verifier --help')", add_help=False
@@ -138,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "keys":
         return keys_command(args)
+    if args.command == "usage":
+        admin_key = os.environ.get("INFERCDN_ADMIN_KEY", "")
+        return run_usage_command(args.gateway, admin_key, by=args.by, since=args.since, output=args.output or "table")
     if args.command == "fleet":
         return run_fleet_command(
             args.gateway,

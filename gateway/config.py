@@ -6,6 +6,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gateway.enrollments import ENROLLMENT_MODES
 from gateway.static_workers import parse_static_worker
@@ -112,6 +113,15 @@ class GatewayConfig:
     audit_gap_nats: float = 1.0
     # Audits waiting for a verifier; beyond this they are dropped (and counted), never blocking a request.
     audit_queue: int = 256
+    # The usage ledger. "": SQLite beside state_file (gateway.ledger.sqlite3); a path: that SQLite
+    # file; "postgresql://…": one database shared by many gateways (config file or environment only:
+    # it may hold a password); "off": no ledger.
+    ledger_url: str = field(default="", repr=False)
+    # Raw rows (one per request, what receipts are made of) and hourly rollups are kept this long.
+    ledger_raw_days: float = 35.0
+    ledger_rollup_days: float = 400.0
+    # An answer's last bytes wait this long at most for its ledger commit (then go; it still commits).
+    ledger_wait_s: float = 2.0
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "gateway.port", f"must be 0-65535, got {self.port}")
@@ -177,6 +187,13 @@ class GatewayConfig:
         require(self.audit_gap_nats > 0, "gateway.audit_gap_nats", "must be > 0")
         require(self.audit_queue >= 1, "gateway.audit_queue", "must be >= 1")
         require(
+            self.ledger_url.startswith(("postgresql://", "postgres://")) or "://" not in self.ledger_url,
+            "gateway.ledger_url",
+            "must be a postgresql:// URL, a SQLite file path, or off",
+        )
+        for key in ("ledger_raw_days", "ledger_rollup_days", "ledger_wait_s"):
+            require(getattr(self, key) > 0, f"gateway.{key}", "must be > 0")
+        require(
             self.log_level in ("debug", "info", "warning", "error"),
             "gateway.log_level",
             "must be one of debug, info, warning, error",
@@ -184,6 +201,15 @@ class GatewayConfig:
 
     def state_path(self, env: Mapping[str, str]) -> str:
         return self.state_file or str(state_dir(env) / "gateway.sqlite3")
+
+    def ledger_target(self, env: Mapping[str, str]) -> str:
+        """Where the ledger lives: a PostgreSQL URL, a SQLite path (":memory:" beside an in-memory state), or ""."""
+        if self.ledger_url == "off":
+            return ""
+        if self.ledger_url:
+            return self.ledger_url
+        state = self.state_path(env)
+        return state if state == ":memory:" else str(Path(state).with_suffix(".ledger.sqlite3"))
 
     def trust_policy(self) -> TrustPolicy:
         return TrustPolicy(

@@ -44,6 +44,22 @@ def call_admin(gateway: str, admin_key: str, path: str, method: str = "GET") -> 
         return data
 
 
+def admin_call(gateway: str, admin_key: str, path: str, command: str, method: str = "GET") -> dict[str, Any] | int:
+    """The admin endpoint's JSON, or the exit status after saying on stderr why there is none."""
+    try:
+        return call_admin(gateway, admin_key, path, method)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = exc.reason
+        print(f"{command}: {gateway} answered {exc.code}: {message}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"{command}: cannot reach {gateway}: {exc}", file=sys.stderr)
+        return 1
+
+
 def render_enrollments(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'WORKER':<40}  {'STATE':<8}  {'KEY':<16}  SOURCE"]
     lines += [f"{r['worker_id']:<40}  {r['state']:<8}  {r['fingerprint']:<16}  {r['source']}" for r in rows]
@@ -86,36 +102,24 @@ def render(fleet: dict[str, Any]) -> str:
 def run_fleet_command(
     gateway: str, admin_key: str, *, as_json: bool, action: str | None = None, worker_id: str = ""
 ) -> int:
-    try:
-        if action in ENROLLMENT_ACTIONS:
-            method, suffix = ENROLLMENT_ACTIONS[action]
-            call_admin(gateway, admin_key, f"/admin/v1/enrollments/{quote(worker_id, safe='')}{suffix}", method)
-            print(f"worker {worker_id}: {action} done")
-            return 0
-        if action in WORKER_ACTIONS:
-            method, suffix = WORKER_ACTIONS[action]
-            call_admin(gateway, admin_key, f"/admin/v1/workers/{quote(worker_id, safe='')}{suffix}", method)
-            print(f"worker {worker_id}: {action} done")
-            return 0
-        if action == "audits":
-            audits = call_admin(gateway, admin_key, "/admin/v1/audits")
-            print(json.dumps(audits, indent=2) if as_json else render_audits(audits))
-            return 0
-        if action in ("enrollments", "pending"):
-            rows = call_admin(gateway, admin_key, "/admin/v1/enrollments")["enrollments"]
-            rows = [r for r in rows if action == "enrollments" or r["state"] == "pending"]
-            print(json.dumps(rows, indent=2) if as_json else render_enrollments(rows))
-            return 0
-        fleet = call_admin(gateway, admin_key, "/admin/v1/fleet")
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.load(exc)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = exc.reason
-        print(f"infercdn fleet: {gateway} answered {exc.code}: {message}", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"infercdn fleet: cannot reach {gateway}: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(fleet, indent=2) if as_json else render(fleet))
+    command = "infercdn fleet"
+    if action in ENROLLMENT_ACTIONS or action in WORKER_ACTIONS:
+        method, suffix = ENROLLMENT_ACTIONS.get(action or "") or WORKER_ACTIONS[action or ""]
+        kind = "enrollments" if action in ENROLLMENT_ACTIONS else "workers"
+        path = f"/admin/v1/{kind}/{quote(worker_id, safe='')}{suffix}"
+        if isinstance(code := admin_call(gateway, admin_key, path, command, method), int):
+            return code
+        print(f"worker {worker_id}: {action} done")
+        return 0
+    paths = {"audits": "/admin/v1/audits", "enrollments": "/admin/v1/enrollments", "pending": "/admin/v1/enrollments"}
+    answer = admin_call(gateway, admin_key, paths.get(action or "", "/admin/v1/fleet"), command)
+    if isinstance(answer, int):
+        return answer
+    if action == "audits":
+        print(json.dumps(answer, indent=2) if as_json else render_audits(answer))
+    elif action in ("enrollments", "pending"):
+        rows = [r for r in answer["enrollments"] if action == "enrollments" or r["state"] == "pending"]
+        print(json.dumps(rows, indent=2) if as_json else render_enrollments(rows))
+    else:
+        print(json.dumps(answer, indent=2) if as_json else render(answer))
     return 0

@@ -99,6 +99,31 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.ledger_entries = Counter(
+            "infercdn_gateway_ledger_entries", "Requests committed to the usage ledger.", registry=r
+        )
+        self.ledger_pending = Gauge(
+            "infercdn_gateway_ledger_pending", "Requests waiting to be committed to the ledger.", registry=r
+        )
+        self.ledger_errors = Counter(
+            "infercdn_gateway_ledger_errors", "Ledger batch writes that failed (each is retried).", registry=r
+        )
+        self.ledger_dropped = Counter(
+            "infercdn_gateway_ledger_dropped",
+            "Requests not recorded because the ledger's backlog was full (the database was down too long).",
+            registry=r,
+        )
+        self.ledger_late = Counter(
+            "infercdn_gateway_ledger_late",
+            "Answers finished before their ledger commit (it took longer than ledger_wait_s); still recorded.",
+            registry=r,
+        )
+        self.ledger_batch_seconds = Histogram(
+            "infercdn_gateway_ledger_batch_seconds",
+            "How long one ledger batch took to commit.",
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
         r.register(FleetCollector(balancer))
         self._by_model: dict[str, ModelSeries] = {}
         self._requests: dict[tuple[str, str, str], Counter] = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
 
+# How a stream that broke after its first byte ends in the ledger: it did not deliver what it began.
+BROKEN_STREAM = 502
+
+# Called with the status just before an answer's last bytes go to the client (the ledger's commit).
+BeforeEnd = Callable[[int], Awaitable[None]]
+
+
+async def nothing_before_end(status: int) -> None:
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class ProxyLimits:
@@ -64,6 +74,7 @@ class Outcome:
     status: int = 0
     sent_at: float | None = None  # the first attempt left for a worker
     first_byte_at: float | None = None
+    quantization: str = ""  # of the offer last tried
     usage: Usage = field(default_factory=Usage)
     trail: AnswerTrail = field(default_factory=AnswerTrail)  # for an audit after delivery
 
@@ -95,6 +106,7 @@ class Proxy:
         stream: bool,
         request_id: str,
         outcome: Outcome,
+        before_end: BeforeEnd = nothing_before_end,
     ) -> web.StreamResponse:
         """The client's response along the plan. ``outcome`` is the caller's, not a return value, on
         purpose: it must survive a failure and a cancelled client (the tokens a stream got before the
@@ -109,13 +121,16 @@ class Proxy:
                 break
             outcome.attempts += 1
             outcome.worker = candidate.state.worker.id
+            outcome.quantization = candidate.offer.quantization.label
             now = clock()
             if outcome.sent_at is None:
                 outcome.sent_at = now
             self._metrics.decisions.labels(outcome.worker).inc()
             with self._balancer.attempt(candidate, now) as dispatch:
                 try:
-                    attempt = _Attempt(request, dispatch, body_for(candidate), stream, request_id, outcome, remaining)
+                    attempt = _Attempt(
+                        request, dispatch, body_for(candidate), stream, request_id, outcome, remaining, before_end
+                    )
                     return await self._attempt(attempt)
                 except AttemptFailed as failure:
                     last = failure.error
@@ -176,12 +191,14 @@ class Proxy:
             reply_headers.update(_trace_headers(a.request_id, a.outcome))
             if status >= 400:
                 # The worker refused the request itself: the client's error, relayed and never held against it.
+                await a.before_end(status)
                 return web.Response(body=payload, status=status, headers=reply_headers)
             self._balancer.first_byte(a.dispatch, a.outcome.first_byte_at)
             if not first_events:
                 a.outcome.usage.read(answer)
+                await a.before_end(status)
                 return web.Response(body=payload, status=status, headers=reply_headers)
-            relay = _StreamRelay(reader, a.outcome.usage, a.outcome.trail, self._on_broken(a), limits)
+            relay = _StreamRelay(reader, a.outcome.usage, a.outcome.trail, self._on_broken(a), limits, a.before_end)
             return await relay.run(a.request, upstream, first_events, reply_headers)
 
     def _on_broken(self, a: _Attempt) -> Callable[[], None]:
@@ -200,6 +217,7 @@ class _Attempt:
     request_id: str
     outcome: Outcome
     budget_s: float  # what is left of the deadline
+    before_end: BeforeEnd
 
 
 def _trace_headers(request_id: str, outcome: Outcome) -> dict[str, str]:
@@ -224,6 +242,7 @@ class _StreamRelay:
     trail: AnswerTrail
     on_broken: Callable[[], None]
     limits: ProxyLimits
+    before_end: BeforeEnd
 
     async def run(
         self, request: web.Request, upstream: UpstreamResponse, events: list[SseEvent], headers: dict[str, str]
@@ -250,7 +269,9 @@ class _StreamRelay:
                     if out:
                         await response.write(out)
                         sent += len(out)
-                    if done:
+                    if done is not None:
+                        await self.before_end(upstream.status)
+                        await response.write(done)
                         break
                     if sent > self.limits.max_stream_bytes:
                         error = AllWorkersFailed(f"the stream passed {self.limits.max_stream_bytes} bytes")
@@ -273,6 +294,7 @@ class _StreamRelay:
                 self.on_broken()  # not when the client was too slow to read: the worker did no wrong
             upstream.close()
             log.warning("stream cut: %s", error.message)
+            await self.before_end(BROKEN_STREAM)
             await response.write(error_event(error.body()))
         await response.write_eof()
         return response
@@ -291,19 +313,19 @@ class _StreamRelay:
             log.warning("invalid event from a worker: %s", exc)  # the detail is the worker's bytes: logs only
             return [], AllWorkersFailed("the worker sent an invalid event", code="upstream_invalid_response")
 
-    def _take(self, events: list[SseEvent]) -> tuple[bytes, bool, bool]:
-        """What to relay of these events, whether ``[DONE]`` was among them, and whether one was an error."""
+    def _take(self, events: list[SseEvent]) -> tuple[bytes, bytes | None, bool]:
+        """What to relay of these events before ``[DONE]``, ``[DONE]`` itself if it came, and whether an
+        event was an error."""
         out: list[bytes] = []
         upstream_error = False
         for event in events:
             if event.done:
                 self.trail.from_event(event)
-                out.append(event.raw)
-                return b"".join(out), True, upstream_error
+                return b"".join(out), event.raw, upstream_error
             self.usage.from_event(event)
             self.trail.from_event(event)
             if event.data is not None:
                 upstream_error = upstream_error or "error" in event.data
                 out.append(event.raw)
             # Comments (keep-alives, an InferCDN worker's usage) are not relayed: clients see only data.
-        return b"".join(out), False, upstream_error
+        return b"".join(out), None, upstream_error

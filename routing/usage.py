@@ -24,6 +24,7 @@ MAX_REPORTED_TOKENS = 10_000_000
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt, read from the worker's cache (never more than the prompt)
 
     def read(self, obj: object) -> bool:
         """Take ``obj["usage"]`` if it has integer counts; True when it did."""
@@ -34,6 +35,9 @@ class Usage:
         if _count(prompt) and _count(completion):
             self.prompt_tokens = min(max(prompt, 0), MAX_REPORTED_TOKENS)
             self.completion_tokens = min(max(completion, 0), MAX_REPORTED_TOKENS)
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            self.cached_tokens = min(max(cached, 0), self.prompt_tokens) if isinstance(cached, int) else 0
             return True
         return False
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.servers import Server, running
+from tests.postgres import Postgres, create_database, running_postgres
 
 MODEL = "smollm2-135m-instruct"
 
@@ -44,3 +46,16 @@ def cheaper_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
         made[label] = path
     return made
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One real PostgreSQL server for the session (Debian's package, private data dir and port)."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: Postgres) -> str:
+    """A fresh database on it for one test."""
+    return create_database(postgres, f"t{uuid.uuid4().hex[:16]}")

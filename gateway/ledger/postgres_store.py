@@ -1,0 +1,125 @@
+"""The shared ledger: one PostgreSQL database for many gateways (``ledger_url = "postgresql://…"``).
+
+Each gateway writes its own rows (tagged with its key) from its one writer
+task, so a worker's receipts from that gateway come out in commit order. The
+hourly rollup is shared: concurrent upserts of the same row add up, and rows
+are locked in one sorted order so two gateways never deadlock on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from gateway.ledger.entry import Dimension, LedgerEntry, Receivable, UsageRow
+from gateway.ledger.store import (
+    COLUMNS,
+    HOURLY_KEY,
+    HOURLY_SUMS,
+    RAW_COLUMNS,
+    RECEIPT_COLUMNS,
+    raw_values,
+    receivable,
+    rollup,
+    usage_row,
+)
+
+SCHEMA = """
+create table if not exists usage_raw (
+    seq bigserial primary key,
+    entry_id text not null unique,
+    gateway text not null,
+    request_id text not null,
+    at double precision not null,
+    hour bigint not null,
+    key_id text not null,
+    worker_id text not null,
+    model text not null,
+    quantization text not null,
+    status integer not null,
+    prompt_tokens bigint not null,
+    cached_tokens bigint not null,
+    completion_tokens bigint not null,
+    worker_seconds double precision not null,
+    ttft_s double precision
+);
+create index if not exists usage_raw_receipts on usage_raw (gateway, worker_id, seq);
+create index if not exists usage_raw_at on usage_raw (at);
+create table if not exists usage_hourly (
+    hour bigint not null,
+    worker_id text not null,
+    key_id text not null,
+    model text not null,
+    quantization text not null,
+    requests bigint not null,
+    errors bigint not null,
+    prompt_tokens bigint not null,
+    cached_tokens bigint not null,
+    completion_tokens bigint not null,
+    worker_seconds double precision not null,
+    primary key (hour, worker_id, key_id, model, quantization)
+);
+"""
+# Two gateways starting at once must not race to create the same tables.
+_SCHEMA_LOCK = 0x1CDB_0001
+
+_RAW_TYPES = (
+    "text", "text", "text", "float8", "int8", "text", "text", "text", "text", "int4",
+    "int8", "int8", "int8", "float8", "float8",
+)  # fmt: skip
+_INSERT_RAW = (
+    f"insert into usage_raw ({RAW_COLUMNS}) select * from unnest("
+    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_RAW_TYPES, 1))
+    + ") on conflict (entry_id) do nothing returning entry_id"
+)
+_ADD_HOURLY = (
+    f"insert into usage_hourly ({', '.join(HOURLY_KEY + HOURLY_SUMS)}) values "
+    f"({', '.join(f'${i}' for i in range(1, 12))}) on conflict ({', '.join(HOURLY_KEY)}) do update set "
+    + ", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in HOURLY_SUMS)
+)
+
+
+class PostgresLedger:
+    def __init__(self, pool: asyncpg.Pool):
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresLedger:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4, command_timeout=30)
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute("select pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            await connection.execute(SCHEMA)
+        return cls(pool)
+
+    async def write(self, entries: Sequence[LedgerEntry], gateway: str) -> int:
+        columns = list(zip(*(raw_values(e, gateway) for e in entries), strict=True))
+        async with self._pool.acquire() as connection, connection.transaction():
+            inserted = {row[0] for row in await connection.fetch(_INSERT_RAW, *columns)}
+            new = [e for e in entries if e.entry_id in inserted]
+            if new:
+                await connection.executemany(_ADD_HOURLY, rollup(new))
+        return len(new)
+
+    async def usage(self, dimension: Dimension, since_hour: int) -> list[UsageRow]:
+        column = COLUMNS[dimension]
+        sums = ", ".join(f"sum({c})" for c in HOURLY_SUMS)
+        query = f"select {column}, {sums} from usage_hourly where hour >= $1 group by {column} order by {column}"
+        rows = await self._pool.fetch(query, since_hour)
+        return [usage_row(tuple(r), dimension) for r in rows]
+
+    async def receivables(self, gateway: str, worker_id: str, after_seq: int, limit: int) -> list[Receivable]:
+        query = (
+            f"select {RECEIPT_COLUMNS} from usage_raw where gateway = $1 and worker_id = $2 and seq > $3 "
+            "order by seq limit $4"
+        )
+        rows = await self._pool.fetch(query, gateway, worker_id, after_seq, limit)
+        return [receivable(tuple(r)) for r in rows]
+
+    async def prune(self, raw_before: float, hourly_before: int) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute("delete from usage_raw where at < $1", raw_before)
+            await connection.execute("delete from usage_hourly where hour < $1", hourly_before)
+
+    async def close(self) -> None:
+        await self._pool.close()

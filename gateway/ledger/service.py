@@ -1,0 +1,58 @@
+"""The gateway's ledger: its store, its writer, its retention, opened from the config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.ledger.entry import HOUR_S
+from gateway.ledger.postgres_store import PostgresLedger
+from gateway.ledger.sqlite_store import SqliteLedger
+from gateway.ledger.store import LedgerStore
+from gateway.ledger.writer import LedgerWriter
+from gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+DAY_S = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    raw_days: float
+    rollup_days: float
+
+
+async def open_store(target: str) -> LedgerStore:
+    if target.startswith(("postgresql://", "postgres://")):
+        return await PostgresLedger.open(target)
+    return await SqliteLedger.open(target)
+
+
+@dataclass(slots=True)
+class Ledger:
+    store: LedgerStore
+    writer: LedgerWriter
+    retention: Retention
+    wait_s: float  # an answer's last bytes wait this long for its commit
+    wall_clock: Callable[[], float] = time.time
+
+    @classmethod
+    async def open(
+        cls, target: str, gateway: str, metrics: GatewayMetrics, retention: Retention, wait_s: float
+    ) -> Ledger:
+        store = await open_store(target)
+        return cls(store, LedgerWriter(store, gateway, metrics), retention, wait_s)
+
+    async def prune_forever(self) -> None:
+        while True:
+            now = self.wall_clock()
+            hourly_before = int((now - self.retention.rollup_days * DAY_S) // HOUR_S) * HOUR_S
+            await self.store.prune(now - self.retention.raw_days * DAY_S, hourly_before)
+            await asyncio.sleep(HOUR_S)
+
+    async def close(self) -> None:
+        await self.writer.drain()
+        await self.store.close()

@@ -1,0 +1,125 @@
+"""The embedded ledger: one SQLite file in WAL mode, written by one task, a batch per transaction.
+
+``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a
+killed process (the OS has the pages); only a power cut may lose the last ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+
+from gateway.ledger.entry import Dimension, LedgerEntry, Receivable, UsageRow
+from gateway.ledger.store import (
+    COLUMNS,
+    HOURLY_KEY,
+    HOURLY_SUMS,
+    RAW_COLUMNS,
+    RECEIPT_COLUMNS,
+    raw_values,
+    receivable,
+    rollup,
+    usage_row,
+)
+from gateway.sqlite_file import open_private
+
+SCHEMA = """
+pragma journal_mode = wal;
+pragma synchronous = normal;
+create table if not exists usage_raw (
+    seq integer primary key autoincrement,
+    entry_id text not null unique,
+    gateway text not null,
+    request_id text not null,
+    at real not null,
+    hour integer not null,
+    key_id text not null,
+    worker_id text not null,
+    model text not null,
+    quantization text not null,
+    status integer not null,
+    prompt_tokens integer not null,
+    cached_tokens integer not null,
+    completion_tokens integer not null,
+    worker_seconds real not null,
+    ttft_s real
+);
+create index if not exists usage_raw_receipts on usage_raw (gateway, worker_id, seq);
+create index if not exists usage_raw_at on usage_raw (at);
+create table if not exists usage_hourly (
+    hour integer not null,
+    worker_id text not null,
+    key_id text not null,
+    model text not null,
+    quantization text not null,
+    requests integer not null,
+    errors integer not null,
+    prompt_tokens integer not null,
+    cached_tokens integer not null,
+    completion_tokens integer not null,
+    worker_seconds real not null,
+    primary key (hour, worker_id, key_id, model, quantization)
+);
+"""
+
+_INSERT_RAW = (
+    f"insert into usage_raw ({RAW_COLUMNS}) values ({', '.join('?' * 15)}) "
+    "on conflict (entry_id) do nothing returning seq"
+)
+_ADD_HOURLY = (
+    f"insert into usage_hourly ({', '.join(HOURLY_KEY + HOURLY_SUMS)}) values ({', '.join('?' * 11)}) "
+    f"on conflict ({', '.join(HOURLY_KEY)}) do update set "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in HOURLY_SUMS)
+)
+
+
+class SqliteLedger:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+        self._lock = asyncio.Lock()  # one statement batch at a time on the one connection
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteLedger:
+        return cls(await asyncio.to_thread(open_private, path, SCHEMA))
+
+    async def write(self, entries: Sequence[LedgerEntry], gateway: str) -> int:
+        def run() -> int:
+            with self._db:
+                new = [e for e in entries if self._db.execute(_INSERT_RAW, raw_values(e, gateway)).fetchone()]
+                self._db.executemany(_ADD_HOURLY, rollup(new))
+            return len(new)
+
+        async with self._lock:
+            return await asyncio.to_thread(run)
+
+    async def usage(self, dimension: Dimension, since_hour: int) -> list[UsageRow]:
+        column = COLUMNS[dimension]
+        sums = ", ".join(f"sum({c})" for c in HOURLY_SUMS)
+        query = f"select {column}, {sums} from usage_hourly where hour >= ? group by {column} order by {column}"
+        async with self._lock:
+            rows = await asyncio.to_thread(lambda: self._db.execute(query, (since_hour,)).fetchall())
+        return [usage_row(r, dimension) for r in rows]
+
+    async def receivables(self, gateway: str, worker_id: str, after_seq: int, limit: int) -> list[Receivable]:
+        query = (
+            f"select {RECEIPT_COLUMNS} from usage_raw where gateway = ? and worker_id = ? and seq > ? "
+            "order by seq limit ?"
+        )
+        values = (gateway, worker_id, after_seq, limit)
+        async with self._lock:
+            rows = await asyncio.to_thread(lambda: self._db.execute(query, values).fetchall())
+        return [receivable(r) for r in rows]
+
+    async def prune(self, raw_before: float, hourly_before: int) -> None:
+        def run() -> None:
+            with self._db:
+                self._db.execute("delete from usage_raw where at < ?", (raw_before,))
+                self._db.execute("delete from usage_hourly where hour < ?", (hourly_before,))
+
+        async with self._lock:
+            await asyncio.to_thread(run)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._db.close)

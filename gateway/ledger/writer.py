@@ -1,0 +1,89 @@
+"""One writer task per gateway: entries queue up, go to the store in batches, and each request learns
+when its own entry is committed.
+
+A request waits for that commit before its last bytes reach the client, so
+an answer the client has is never missing after a crash. That wait is a
+group commit: whatever queued while a batch was being written goes in the
+next one, so a busy gateway writes big batches, not one transaction per
+request. A batch that fails is retried (the store is idempotent on entry id),
+never dropped while the backlog is under ``max_pending``; past it, an entry
+is refused, counted and logged, not held without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from gateway.ledger.entry import LedgerEntry
+from gateway.ledger.store import LedgerStore
+from gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    entry: LedgerEntry
+    committed: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class LedgerWriter:
+    store: LedgerStore
+    gateway: str  # this gateway's public key: whose rows these are
+    metrics: GatewayMetrics
+    batch_size: int = 1024
+    max_pending: int = 200_000
+    retry_s: float = 0.5
+    _queue: deque[_Pending] = field(default_factory=deque)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, entry: LedgerEntry) -> asyncio.Future[None]:
+        """Queue an entry; the future is done once it is committed (never raises on the caller)."""
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if len(self._queue) >= self.max_pending:
+            self.metrics.ledger_dropped.inc()
+            log.error("ledger backlog full (%d): request %s is not recorded", self.max_pending, entry.request_id)
+            committed.set_result(None)
+            return committed
+        self._queue.append(_Pending(entry, committed))
+        self.metrics.ledger_pending.set(len(self._queue))
+        self._wake.set()
+        return committed
+
+    async def run(self) -> None:
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            await self.flush_once()
+
+    async def flush_once(self) -> None:
+        """Write one batch of what is queued, retrying until it is in."""
+        batch = [self._queue[i] for i in range(min(self.batch_size, len(self._queue)))]
+        if not batch:
+            return
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                await self.store.write([p.entry for p in batch], self.gateway)
+                break
+            except Exception as exc:  # any database failure: the batch waits and is retried
+                self.metrics.ledger_errors.inc()
+                log.warning("ledger write of %d entries failed (%s); retrying", len(batch), type(exc).__name__)
+                await asyncio.sleep(self.retry_s)
+        self.metrics.ledger_batch_seconds.observe(asyncio.get_running_loop().time() - started)
+        self.metrics.ledger_entries.inc(len(batch))
+        for _ in batch:
+            pending = self._queue.popleft()
+            if not pending.committed.done():
+                pending.committed.set_result(None)
+        self.metrics.ledger_pending.set(len(self._queue))
+
+    async def drain(self) -> None:
+        """At shutdown: everything queued goes in before the store closes."""
+        while self._queue:
+            await self.flush_once()
