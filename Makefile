@@ -25,11 +25,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The monitoring tests run a real Prometheus and promtool: Debian's package.
+# The monitoring tests run a real Prometheus and promtool, the ledger tests a real PostgreSQL
+# (started by the tests on a private port and data dir): Debian's packages.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := prometheus postgresql
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
-	  { $(SUDO) apt-get install -y -q prometheus || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q prometheus; }; }
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES); }; }
 
 test: lint system-deps
 	$(BIN)/python -m pytest

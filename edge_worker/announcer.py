@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from functools import partial
 
 import aiohttp
 
+from edge_worker.receipt_book import ReceiptBook
 from routing.access_tokens import public_key_from_text
 from routing.announce import (
     CONTENT_TYPE,
@@ -26,14 +28,21 @@ from routing.announce import (
     Registration,
     heartbeat_path,
     pack,
+    unpack_heartbeat_answer,
     unpack_welcome,
     worker_path,
 )
 from routing.errors import InvalidRequest
+from routing.identity import to_text
+from routing.receipt import MAX_RECEIPTS_PER_HEARTBEAT
+from routing.receipt import MAX_SEALED_CHARS as MAX_RECEIPT_CHARS
 from routing.signing import Signer
 from routing.supervise import start_supervised
 
 log = logging.getLogger(__name__)
+
+# A heartbeat answer holds at most this many receipts of at most this size, and a little framing.
+MAX_ANSWER_BYTES = MAX_RECEIPTS_PER_HEARTBEAT * (MAX_RECEIPT_CHARS + 8) + 64
 
 
 class Announcer:
@@ -48,6 +57,7 @@ class Announcer:
         trust: Callable[[bytes], None],
         on_registered: Callable[[str], None] = lambda gateway: None,
         interval_s: float = 2.0,
+        receipts: ReceiptBook | None = None,
     ):
         self._gateways = tuple(g.rstrip("/") for g in gateways)
         self._signer = signer
@@ -57,6 +67,8 @@ class Announcer:
         self._trust = trust  # told each gateway's public key: its tokens are then accepted
         self._on_registered = on_registered  # told each gateway that accepted us (a tunnel may open there)
         self._interval_s = interval_s
+        self._receipts = receipts  # where usage receipts from heartbeat answers are kept
+        self._gateway_keys: dict[str, bytes] = {}  # as each gateway's welcome named it
         self._timeout = aiohttp.ClientTimeout(total=5)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -122,6 +134,7 @@ class Announcer:
         if gateway_key is None:
             raise InvalidRequest(f"gateway {gateway} sent no usable public key")
         self._trust(gateway_key)
+        self._gateway_keys[gateway] = gateway_key
         self._on_registered(gateway)
         log.info("registered with %s as %s", gateway, self._registration.worker_id)
         return welcome.heartbeat_interval_s
@@ -129,7 +142,10 @@ class Announcer:
     async def _heartbeat(self, gateway: str) -> bool:
         """Send our load; False when the gateway no longer knows us."""
         path = heartbeat_path(self._registration.worker_id)
-        async with self._send("POST", gateway, path, pack(self._load())) as resp:
+        beat, key = self._load(), self._gateway_keys.get(gateway)
+        if self._receipts is not None and key is not None:
+            beat = dataclasses.replace(beat, receipts_after=self._receipts.cursor(to_text(key)))
+        async with self._send("POST", gateway, path, pack(beat)) as resp:
             if resp.status == 404:
                 log.info("gateway %s forgot this worker (restarted?); registering again", gateway)
                 return False
@@ -137,6 +153,10 @@ class Announcer:
                 raise aiohttp.ClientResponseError(
                     resp.request_info, (), status=resp.status, message=await _reason(resp)
                 )
+            if resp.status == 200 and self._receipts is not None and key is not None:
+                if resp.content_length is None or resp.content_length > MAX_ANSWER_BYTES:
+                    raise InvalidRequest(f"gateway {gateway} sent a heartbeat answer of no length or too long")
+                await self._receipts.accept(key, unpack_heartbeat_answer(await resp.read()).receipts)
             return True
 
     def _send(self, method: str, gateway: str, path: str, body: bytes) -> aiohttp.client._RequestContextManager:

@@ -25,6 +25,7 @@ from edge_worker.consul_announcer import ConsulAnnouncer
 from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
+from edge_worker.receipt_book import ReceiptBook, book_path
 from edge_worker.runtimes.base import BACKEND, Backend
 from edge_worker.status_routes import STARTED_AT, add_status_routes
 from edge_worker.tunnel import TunnelClient
@@ -174,9 +175,19 @@ async def _announce_when_ready(
             if gateway in tunnels:
                 tunnels[gateway].registered.set()
 
+        # What each gateway says this worker served, checked and kept (``infercdn worker receipts``).
+        book = await ReceiptBook.open(book_path(config.key_path(os.environ)), me.worker_id)
+        stack.push_async_callback(book.close)
         announcers.append(
             Announcer(
-                config.gateways, signer, session, registration, load, trust=me.tokens.trust, on_registered=registered
+                config.gateways,
+                signer,
+                session,
+                registration,
+                load,
+                trust=me.tokens.trust,
+                on_registered=registered,
+                receipts=book,
             )
         )
     if config.consul_url:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from edge_worker import receipts_cli
 from edge_worker.app import create_app, leave
 from edge_worker.config import RUNTIMES, WorkerConfig
 from edge_worker.runtimes.base import ModelLoadError
@@ -103,6 +104,8 @@ SECRET_FLAGS = ("--join-token", "--access-token")
 
 def main(argv: list[str] | None = None, prog: str = "infercdn worker") -> int:
     given = sys.argv[1:] if argv is None else argv
+    if given and given[0] == "receipts":
+        return receipts_cli.main(given[1:], prog=f"{prog} receipts")
     for flag in SECRET_FLAGS:
         if any(a == flag or a.startswith(flag + "=") for a in given):
             env = "INFERCDN_WORKER_" + flag.removeprefix("--").replace("-", "_").upper()

@@ -34,6 +34,7 @@ from routing.openai_requests import (
     parse_completion_request,
 )
 from routing.ratelimit import RateLimiter
+from routing.receipt import KEYS_PATH
 from routing.suitability import Requirements, estimate_prompt_tokens, forwarded_body, requirements_of
 from routing.wire import quantization_to_json
 
@@ -225,8 +226,16 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "workers": len(workers), "healthy_workers": healthy})
 
 
+async def public_keys(request: web.Request) -> web.Response:
+    """The gateway's public key: what its usage receipts and worker tokens are checked against, offline."""
+    registry = request.app[STATE].registry
+    keys = [] if registry is None else [{"public_key": registry.minter.public_text, "use": ["receipts", "tokens"]}]
+    return web.json_response({"object": "list", "keys": keys})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
+    app.router.add_get(KEYS_PATH, public_keys)

@@ -28,6 +28,7 @@ from gateway.ledger.service import Ledger, Retention
 from gateway.metrics import GatewayMetrics
 from gateway.prober import Prober
 from gateway.proxy import Proxy, ProxyLimits
+from gateway.receipt_desk import ReceiptDesk
 from gateway.registry import Registry, RegistryLimits
 from gateway.static_workers import StaticWorkers
 from gateway.tunnels import TunnelHub
@@ -110,6 +111,8 @@ def create_app(
             # A registered worker hears of the restart from its next heartbeat and registers at once.
             warm_up.until = asyncio.get_running_loop().time() + config.heartbeat_interval_s + WORKER_REJOIN_S
         ledger = await ledger_of(config, metrics, registry)
+        if ledger is not None and registry is not None:
+            registry.receipts = ReceiptDesk(ledger.store, registry.minter.public_text, registry.minter.sign)
         consul = consul_client(config.consul_url) if config.consul_url else None
         if consul is not None:
             warm_up.waiting_for.add("consul")

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway.keys import ApiKey, KeyStore
 from gateway.metrics import GatewayMetrics
 from routing.errors import Forbidden, InferCDNError, Unauthorized
+from routing.receipt import KEYS_PATH
 
 API_KEY = web.RequestKey("api_key", ApiKey)
 
@@ -62,7 +63,7 @@ class Access:
 def authenticate(access: Access, metrics: GatewayMetrics) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/v1/"):
+        if request.path.startswith("/v1/") and request.path != KEYS_PATH:  # public keys are public
             try:
                 key = access.client(request)
             except InferCDNError as exc:

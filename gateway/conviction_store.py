@@ -11,7 +11,7 @@ import json
 import sqlite3
 from dataclasses import asdict, dataclass
 
-from gateway.sqlite_file import SerialWrites, open_private
+from routing.sqlite_file import SerialWrites, open_private
 
 SCHEMA = """
 create table if not exists convictions (

@@ -14,8 +14,8 @@ import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.sqlite_file import SerialWrites, open_private
 from routing.identity import Identity
+from routing.sqlite_file import SerialWrites, open_private
 
 
 class EnrollmentState(StrEnum):

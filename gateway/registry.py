@@ -13,6 +13,8 @@ heartbeat from a worker this gateway does not know (it restarted) gets 404,
 which tells the worker to register again at once. The answer to a
 registration carries the gateway's public key: the worker then accepts the
 gateway's tokens (``routing.access_tokens``), each good for that worker only.
+With a ledger, the answer to a heartbeat carries the worker's next usage
+receipts (``gateway.receipt_desk``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.enrollments import Enrollments
+from gateway.receipt_desk import ReceiptDesk
 from gateway.tunnels import TunnelHub
 from routing.access_tokens import TokenMinter
 from routing.advertise import AddressPolicy, IPAddress, checked_addresses
 from routing.announce import (
     CONTENT_TYPE,
     MAX_MESSAGE_BYTES,
+    HeartbeatAnswer,
     Welcome,
     check_worker_id,
     pack,
@@ -79,6 +83,7 @@ class Registry:
         self._addresses: dict[str, tuple[IPAddress, ...]] = {}
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._wall_clock = wall_clock
+        self.receipts: ReceiptDesk | None = None  # set when the gateway keeps a ledger
 
     async def register(self, request: web.Request) -> web.Response:
         message, body, enrolling = await self._authenticated(request, registering=True)
@@ -127,7 +132,10 @@ class Registry:
         token = self.minter.token_for(message.worker_id)
         if token != state.worker.bearer:  # renewed at half its life
             self._balancer.apply(Upsert(dataclasses.replace(state.worker, bearer=token), state.offers))
-        return web.Response(status=204)
+        owed = await self.receipts.owed(message.worker_id, beat.receipts_after) if self.receipts else ()
+        if not owed:
+            return web.Response(status=204)
+        return web.Response(body=pack(HeartbeatAnswer(owed)), content_type=CONTENT_TYPE)
 
     async def deregister(self, request: web.Request) -> web.Response:
         message, _, _ = await self._authenticated(request, registering=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import time
 import urllib.parse
 from typing import Any
@@ -21,17 +20,16 @@ from gateway.api import STATE
 from gateway.fleet_table import admin_call
 from gateway.ledger.entry import DIMENSIONS, HOUR_S, Dimension, UsageRow
 from routing.errors import Forbidden, InvalidRequest
+from routing.spans import span_seconds
 
-_SPAN = re.compile(r"(\d{1,6})([smhd])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 FIELDS = ("group", "requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "total_tokens")
 
 
-def span_seconds(text: str) -> int:
-    match = _SPAN.fullmatch(text.strip())
-    if match is None:
+def since_seconds(text: str) -> int:
+    seconds = span_seconds(text)
+    if seconds is None:
         raise InvalidRequest(f"'since' is a span like 90m, 24h or 7d, not {text[:32]!r}", param="since")
-    return int(match[1]) * _UNIT_S[match[2]]
+    return seconds
 
 
 def dimension_of(text: str) -> Dimension:
@@ -58,7 +56,7 @@ async def usage(request: web.Request) -> web.Response:
     if ledger is None:
         raise Forbidden('This gateway keeps no ledger (ledger_url = "off").')
     dimension = dimension_of(request.query.get("by", "worker"))
-    since_s = span_seconds(request.query.get("since", "24h"))
+    since_s = since_seconds(request.query.get("since", "24h"))
     since_hour = int((time.time() - since_s) // HOUR_S) * HOUR_S
     rows = await ledger.store.usage(dimension, since_hour)
     return web.json_response(

@@ -42,6 +42,10 @@ class TokenMinter:
     def public_text(self) -> str:
         return self._identity.public_text
 
+    def sign(self, message: bytes) -> bytes:
+        """The gateway's signature (usage receipts are signed with the same key as tokens)."""
+        return self._identity.sign(message)
+
     def token_for(self, worker_id: str) -> str:
         now = self._clock()
         cached = self._minted.get(worker_id)

@@ -18,6 +18,8 @@ from routing.advertise import url_parts
 from routing.bounds import bounded_float, bounded_int, bounded_list, printable
 from routing.errors import InvalidRequest
 from routing.fleet import DIRECT, VIAS, ModelOffer, Worker
+from routing.receipt import MAX_RECEIPTS_PER_HEARTBEAT
+from routing.receipt import MAX_SEALED_CHARS as MAX_SEALED_RECEIPT_CHARS
 from routing.wire import offer_from_json, offer_to_json
 
 # What one worker may claim: far beyond real hardware, small enough for any arithmetic.
@@ -89,6 +91,14 @@ class Heartbeat:
     queued: int
     tokens_per_second: float = 0.0
     kv_cache_usage: float | None = None  # 0..1 where the runtime knows it
+    receipts_after: int = 0  # the last receipt (sequence number) stored from this gateway
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAnswer:
+    """A gateway's answer to a heartbeat when it has usage receipts for the worker (else 204, no body)."""
+
+    receipts: tuple[str, ...]  # sealed (routing.receipt), oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +110,7 @@ class Welcome:
     gateway_key: str = ""  # the gateway's public key: the worker accepts tokens it signs
 
 
-def pack(record: Registration | Heartbeat | Welcome) -> bytes:
+def pack(record: Registration | Heartbeat | Welcome | HeartbeatAnswer) -> bytes:
     obj = asdict(record)
     if isinstance(record, Registration):
         obj["offers"] = [offer_to_json(o, 0) for o in record.offers]
@@ -153,9 +163,21 @@ def unpack_heartbeat(data: bytes) -> Heartbeat:
                 obj.get("tokens_per_second", 0.0), "tokens_per_second", 0.0, MAX_TOKENS_PER_SECOND
             ),
             kv_cache_usage=None if usage is None else bounded_float(usage, "kv_cache_usage", 0.0, 1.0),
+            receipts_after=bounded_int(obj.get("receipts_after", 0), "receipts_after", 0, (1 << 62) - 1),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"malformed heartbeat: {exc!r}") from None
+
+
+def unpack_heartbeat_answer(data: bytes) -> HeartbeatAnswer:
+    obj = _map(data)
+    try:
+        receipts = bounded_list(obj["receipts"], "receipts", MAX_RECEIPTS_PER_HEARTBEAT)
+        if not all(isinstance(r, str) and len(r) <= MAX_SEALED_RECEIPT_CHARS for r in receipts):
+            raise InvalidRequest("each receipt is sealed text", param="receipts")
+        return HeartbeatAnswer(tuple(receipts))
+    except (KeyError, TypeError) as exc:
+        raise InvalidRequest(f"malformed heartbeat answer: {exc!r}") from None
 
 
 def unpack_welcome(data: bytes) -> Welcome:

@@ -19,8 +19,6 @@ signature. Everything is bounded: it comes from a stranger.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +27,7 @@ import msgpack
 
 from routing.bounds import printable
 from routing.errors import InvalidRequest
-from routing.identity import SIGNATURE_BYTES, from_text, to_text, verify
+from routing.sealing import seal_bytes, signed, unseal_bytes
 
 ASK_HEADER = "x-infercdn-audit"
 AUDIT_COMMENT = b": audit "
@@ -74,38 +72,17 @@ class SealedRecord:
 
 
 def seal(record: AuditRecord, sign: Callable[[bytes], bytes] | None) -> str:
-    raw = record.to_bytes()
-    signature = sign(SEAL_CONTEXT + raw) if sign is not None else b""
-    return to_text(raw) + "." + to_text(signature)
+    return seal_bytes(record.to_bytes(), SEAL_CONTEXT, sign)
 
 
 def unseal(text: str) -> SealedRecord:
     """The record a worker sent, every field bounded; InvalidRequest if it is not one. Not yet verified."""
-    if not isinstance(text, str) or len(text) > MAX_SEALED_CHARS or text.count(".") != 1:
-        raise InvalidRequest("an audit record must be base64url text, a dot, and a signature")
-    body, signature_text = text.split(".")
-    signature = b"" if not signature_text else from_text(signature_text, SIGNATURE_BYTES)
-    raw = _decoded(body)
-    if signature is None or raw is None:
-        raise InvalidRequest("an audit record with a malformed encoding or signature")
-    try:
-        obj = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_array_len=MAX_IDS)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise InvalidRequest(f"an audit record that is not msgpack: {exc}") from None
+    obj, _, signature = unseal_bytes(text, "an audit record", max_chars=MAX_SEALED_CHARS, max_array_len=MAX_IDS)
     return SealedRecord(_record(obj), signature)
 
 
 def signed_by(sealed: SealedRecord, public_key: bytes) -> bool:
-    return bool(sealed.signature) and verify(public_key, sealed.signature, SEAL_CONTEXT + sealed.record.to_bytes())
-
-
-def _decoded(text: str) -> bytes | None:
-    if not text.isascii():
-        return None
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
+    return signed(public_key, sealed.signature, SEAL_CONTEXT, sealed.record.to_bytes())
 
 
 def _record(obj: Any) -> AuditRecord:

@@ -22,7 +22,7 @@ from gateway.ledger.store import (
     rollup,
     usage_row,
 )
-from gateway.sqlite_file import open_private
+from routing.sqlite_file import open_private
 
 SCHEMA = """
 pragma journal_mode = wal;

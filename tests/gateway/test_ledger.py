@@ -12,13 +12,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
 
 from bench.servers import Server, running
 from gateway.keys import KeyStore, create_key
 from routing.ratelimit import Limits
 from tests.gateway.ledger.traffic import Told, run_traffic
 from tests.gateway.test_registry import start_gateway
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -108,8 +108,11 @@ async def test_two_gateways_share_postgres_and_a_killed_one_loses_nothing_answer
             traffic_a = asyncio.create_task(run_traffic(gateway_a.url, "unused", 30))
             traffic_b = asyncio.create_task(run_traffic(b.url, "unused", 400, concurrency=6))
             first_b = len(await answered_rows(postgres_url))
-            while len(await answered_rows(postgres_url)) < first_b + 12:
-                await asyncio.sleep(0.05)  # a condition, not a timer: kill B while it is busy
+
+            async def busy() -> bool:
+                return len(await answered_rows(postgres_url)) >= first_b + 12
+
+            await wait_until(busy)  # kill B while it is busy
             os.kill(b.process.pid, signal.SIGKILL)
             told += await traffic_b
             assert len(told) < 400  # the kill cut some requests off

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 async def blocked_inserts(connection: asyncpg.Connection) -> int:
     # Activity is read once per transaction: the locking connection would see a frozen picture.
     await connection.execute("select pg_stat_clear_snapshot()")
-    query = "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like 'insert into usage_raw%'"
+    query = (
+        "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like 'insert into usage_raw%'"
+    )
     return int(await connection.fetchval(query))
 
 
@@ -62,9 +64,9 @@ async def test_a_slow_ledger_delays_an_answer_by_ledger_wait_s_at_most(worker: S
             assert told is not None
             metrics = await asyncio.to_thread(sample, url, "infercdn_gateway_ledger_late_total")
             assert metrics == 1
-        await wait_until(lambda: locker.fetchval("select count(*) from usage_raw where request_id = $1", told.request_id))
+        query = "select count(*) from usage_raw where request_id = $1"
+        await wait_until(lambda: locker.fetchval(query, told.request_id))
     finally:
         await locker.close()
         await client.close()
         await server.close()
-

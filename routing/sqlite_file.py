@@ -1,4 +1,4 @@
-"""The gateway's SQLite state file: private to its user, written one statement at a time off the loop."""
+"""Our SQLite files (gateway state and ledger, worker receipts): private to their user, written off the loop."""
 
 from __future__ import annotations
 
