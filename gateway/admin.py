@@ -18,6 +18,7 @@ from routing.fleet import TUNNEL, Worker, WorkerState
 from routing.health import Status
 from routing.identity import fingerprint, to_text
 from routing.reputation import Reputations, Standing
+from routing.slo import WINDOWS
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class FleetRow:
     last_heartbeat_s: float | None  # seconds ago; None for workers that do not heartbeat
     ejections: int
     trust: str  # its standing from audits (probation, trusted, suspect, convicted); "-" with audits off
+    slo_weight: float  # 1 while it meets its SLOs; less as it burns its error budget
+    slo: dict[str, dict[str, object]]  # per window (1h, 24h, 30d): availability, success, TTFT, tokens/s
 
 
 def health_of(state: WorkerState, now: float) -> str:
@@ -68,7 +71,7 @@ async def fleet(request: web.Request) -> web.Response:
     now = asyncio.get_running_loop().time()
     rows = []
     for s in sorted(state.fleet.workers(), key=lambda w: w.worker.id):
-        w = s.worker
+        w, w_id = s.worker, s.worker.id
         rows.append(
             FleetRow(
                 id=w.id,
@@ -88,6 +91,8 @@ async def fleet(request: web.Request) -> web.Response:
                 last_heartbeat_s=state.registry.last_heartbeat_age_s(w.id) if state.registry else None,
                 ejections=s.health.total_ejections,
                 trust=trust_of(state.balancer.reputations, s),
+                slo_weight=round(s.slo_weight, 4),
+                slo={w.name: state.balancer.slos.of(w_id).report(w.name, now).to_json() for w in WINDOWS},
             )
         )
     return web.json_response({"workers": [asdict(r) for r in rows], "panics": state.balancer.panics})

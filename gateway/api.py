@@ -106,6 +106,9 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             ended=clock(),
         )
         account(state.metrics, done, outcome)
+        if outcome.worker and outcome.sent_at is not None and outcome.usage.completion_tokens:
+            serving_s = done.ended - outcome.sent_at
+            state.balancer.slos.of(outcome.worker).served(outcome.usage.completion_tokens, serving_s, done.ended)
         if key is not None and reserved:
             state.limiter.settle(key.id, key.limits, reserved, tokens_used(outcome, reserved), time.monotonic())
 

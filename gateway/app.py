@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # After a restart, a registered worker rejoins on its next heartbeat: this much slack for it to get through.
 WORKER_REJOIN_S = 2.0
+# How far back the ledger is replayed into the SLO windows at start (the 30-day window starts over).
+SLO_RESTORE_S = 86400.0
 
 
 def _metrics_handler(metrics: GatewayMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -111,6 +113,8 @@ def create_app(
             # A registered worker hears of the restart from its next heartbeat and registers at once.
             warm_up.until = asyncio.get_running_loop().time() + config.heartbeat_interval_s + WORKER_REJOIN_S
         ledger = await ledger_of(config, metrics, registry)
+        if ledger is not None:
+            await restore_slos(balancer, ledger)
         if ledger is not None and registry is not None:
             registry.receipts = ReceiptDesk(ledger.store, registry.minter.public_text, registry.minter.sign)
         consul = consul_client(config.consul_url) if config.consul_url else None
@@ -212,6 +216,18 @@ async def ledger_of(config: GatewayConfig, metrics: GatewayMetrics, registry: Re
     # Rows are tagged with the gateway's key: its receipts are the rows it recorded.
     gateway = registry.minter.public_text if registry is not None else ""
     return await Ledger.open(target, gateway, metrics, retention, config.ledger_wait_s)
+
+
+async def restore_slos(balancer: Balancer, ledger: Ledger) -> None:
+    """The attempts of the last day, replayed from the ledger so SLOs survive a restart (probes start over)."""
+    wall, loop_now = time.time(), asyncio.get_running_loop().time()
+    outcomes = await ledger.store.outcomes_since(wall - SLO_RESTORE_S)
+    for o in outcomes:
+        at = loop_now - (wall - o.at)  # the loop clock's reading at that time
+        balancer.slos.of(o.worker_id).attempt(o.status < 500, o.ttft_s, at)
+    balancer.weigh_slos(loop_now)
+    if outcomes:
+        log.info("SLOs restored from %d requests in the ledger", len(outcomes))
 
 
 async def auditor_of(

@@ -24,6 +24,7 @@ COLUMNS = (
     ("HEALTH", "health"),
     ("VIA", "via"),
     ("TRUST", "trust"),
+    ("SLO 1h", "slo_1h"),
     ("RTT ms", "rtt_ms"),
     ("IN-FLIGHT/QUEUED", "load"),
     ("HEARTBEAT", "last_heartbeat_s"),
@@ -79,6 +80,20 @@ def render_audits(audits: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def slo_cell(report: dict[str, Any], weight: float) -> str:
+    """e.g. "up 99.9% ok 100% p99 0.41s": what the last hour shows, and the routing weight when it is cut."""
+    parts = []
+    if report.get("availability") is not None:
+        parts.append(f"up {report['availability']:.1%}")
+    if report.get("success_ratio") is not None:
+        parts.append(f"ok {report['success_ratio']:.1%}")
+    if report.get("ttft_p99_s") is not None:
+        parts.append(f"p99 {report['ttft_p99_s']:.2f}s")
+    if weight < 1:
+        parts.append(f"weight {weight:.2f}")
+    return " ".join(parts) or "-"
+
+
 def render(fleet: dict[str, Any]) -> str:
     rows = [[title for title, _ in COLUMNS]]
     for w in fleet["workers"]:
@@ -91,6 +106,7 @@ def render(fleet: dict[str, Any]) -> str:
             "region": w["region"] or "-",
             "hardware": w["hardware"] or "-",
             "runtime": w["runtime"] or "-",
+            "slo_1h": slo_cell(w.get("slo", {}).get("1h", {}), w.get("slo_weight", 1.0)),
         }
         rows.append([str(cells[key]) for _, key in COLUMNS])
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]

@@ -8,6 +8,7 @@ read from the fleet at scrape time, so a worker that leaves leaves them.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from routing.balancer import Balancer
 from routing.fleet import WorkerState
 from routing.health import Status
 from routing.reputation import Standing
+from routing.slo import WINDOWS
 from routing.telemetry import LATENCY_BUCKETS, OVERHEAD_BUCKETS
 
 
@@ -155,6 +157,35 @@ class FleetCollector(Collector):
     def __init__(self, balancer: Balancer):
         self._balancer = balancer
 
+    def _slos(self, workers: tuple[WorkerState, ...]) -> Iterator[Metric]:
+        """Each worker's SLO figures per window (1h, 24h, 30d), and the routing weight they earn it."""
+        now = asyncio.get_running_loop().time()
+        families = {
+            name: GaugeMetricFamily(f"infercdn_gateway_worker_slo_{name}", text, labels=["worker", "window"])
+            for name, text in (
+                ("availability", "Share of the gateway's probes the worker answered."),
+                ("success_ratio", "Share of attempts on the worker that answered."),
+                ("ttft_p99_seconds", "99th percentile of time to first byte of attempts on the worker."),
+            )
+        }
+        slo_weight = GaugeMetricFamily(
+            "infercdn_gateway_worker_slo_weight",
+            "Routing weight from SLOs: 1 when met, less as the budget burns.",
+            labels=["worker"],
+        )
+        for s in workers:
+            slo_weight.add_metric([s.worker.id], s.slo_weight)
+            for window in WINDOWS:
+                report = self._balancer.slos.of(s.worker.id).report(window.name, now)
+                for name, value in (
+                    ("availability", report.availability),
+                    ("success_ratio", report.success_ratio),
+                    ("ttft_p99_seconds", report.ttft_p99_s),
+                ):
+                    if value is not None:
+                        families[name].add_metric([s.worker.id, window.name], value)
+        yield from (*families.values(), slo_weight)
+
     def collect(self) -> Iterator[Metric]:
         workers = self._balancer.fleet.workers()
         up = GaugeMetricFamily(
@@ -209,6 +240,7 @@ class FleetCollector(Collector):
         )
         suppressed.add_metric([], self._balancer.suppressed_ejections)
         yield from (up, state, rtt, in_flight, queued, ejections, sizes, panics, suppressed)
+        yield from self._slos(workers)
         if self._balancer.reputations.enabled:
             yield from self._trust(workers)
 

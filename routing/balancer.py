@@ -29,6 +29,7 @@ from routing.health import Failure, Health, HealthPolicy, Status, Verdict
 from routing.latency import Ewma
 from routing.policies import Dispatch, ExpectedLatency, Policy
 from routing.reputation import Check, Reputations, Standing
+from routing.slo import SloBook
 from routing.suitability import Requirements, suitable
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class Balancer:
     health_policy: HealthPolicy = field(default_factory=HealthPolicy)
     max_attempts: int = 3
     reputations: Reputations = field(default_factory=Reputations)
+    slos: SloBook = field(default_factory=SloBook)
+    slo_every_s: float = 1.0  # how often SLO weights are worked out again (on a probe's arrival)
+    _slo_weighed_at: float = float("-inf")
     panics: int = 0  # plans made in panic mode, for metrics
     suppressed_ejections: int = 0  # ejections the per-model cap held back, for metrics
 
@@ -99,12 +103,14 @@ class Balancer:
         state = dispatch.candidate.state
         self.policy.observe(dispatch, now - dispatch.started, now)
         state.health.succeeded(now, self.health_policy)
+        self.slos.of(state.worker.id).attempt(True, now - dispatch.started, now)
 
     def failed(self, dispatch: Dispatch, kind: Failure, now: float) -> None:
         state = dispatch.candidate.state
         if kind is Failure.TIMEOUT:
             # It took at least this long: let the estimate know, so it is avoided.
             self.policy.observe(dispatch, now - dispatch.started, now)
+        self.slos.of(state.worker.id).attempt(False, None, now)
         verdict = state.health.failed(kind, now, self.health_policy, may_eject=self._may_eject(state))
         if verdict is Verdict.EJECTED:
             log.warning(
@@ -157,8 +163,19 @@ class Balancer:
             state.rtt_s.observe(rtt_s, now)
         if load is not None:
             self.report_load(state, load, now)
-        if state.health.probed(reached=rtt_s is not None if reached is None else reached, now=now):
+        answered = rtt_s is not None if reached is None else reached
+        self.slos.of(state.worker.id).probe(answered, now)
+        if state.health.probed(reached=answered, now=now):
             log.info("worker %s is back, on probation", state.worker.id)
+        if now - self._slo_weighed_at >= self.slo_every_s:
+            self.weigh_slos(now)
+
+    def weigh_slos(self, now: float) -> None:
+        """Every worker's routing weight from its SLOs, again."""
+        self._slo_weighed_at = now
+        weights = self.slos.weights(now)
+        for state in self.fleet.workers():
+            state.slo_weight = weights.get(state.worker.id, 1.0)
 
     def tunnel_rtt(self, worker_id: str, rtt_s: float, now: float) -> None:
         """A tunnel's ping came back: the worker's round trip, for routing."""

@@ -113,6 +113,8 @@ class WorkerState:
     rtt_s: Ewma = field(default_factory=lambda: Ewma(DEFAULT_RTT_S))
     # What its audits earned it (``routing.reputation``): routing divides its expected latency by this; 0: never.
     trust_weight: float = 1.0
+    # Whether it keeps its SLOs (``routing.slo``): 1 while it does, less as it burns its error budget.
+    slo_weight: float = 1.0
     # Per model: seconds one request takes once it starts (peak-EWMA of samples).
     service_s: dict[str, PeakEwma] = field(default_factory=dict)
 

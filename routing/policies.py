@@ -72,7 +72,8 @@ class ExpectedLatency:
             s = c.state
             known = e.stamp is not None and (now - e.stamp < self.stale_s or s.in_flight > 0)
             cost = s.rtt_s.value + (e.value if known else typical) * queue_factor(s, s.pending(now))
-            cost /= s.trust_weight  # a worker on probation or under suspicion gets a share of its traffic
+            # A worker on probation or under suspicion, or missing its SLOs, gets a share of its traffic.
+            cost /= s.trust_weight * s.slo_weight
             scored.append((cost, rng.random(), c))
         scored.sort(key=_first_two)
         return [c for _, _, c in scored]

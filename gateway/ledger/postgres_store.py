@@ -17,8 +17,11 @@ from gateway.ledger.store import (
     COLUMNS,
     HOURLY_KEY,
     HOURLY_SUMS,
+    OUTCOMES_QUERY,
     RAW_COLUMNS,
     RECEIPT_COLUMNS,
+    Outcome,
+    outcome_of,
     raw_values,
     receivable,
     rollup,
@@ -115,6 +118,9 @@ class PostgresLedger:
         )
         rows = await self._pool.fetch(query, gateway, worker_id, after_seq, limit)
         return [receivable(tuple(r)) for r in rows]
+
+    async def outcomes_since(self, since: float) -> list[Outcome]:
+        return [outcome_of(tuple(r)) for r in await self._pool.fetch(OUTCOMES_QUERY.format("$1"), since)]
 
     async def prune(self, raw_before: float, hourly_before: int) -> None:
         async with self._pool.acquire() as connection, connection.transaction():

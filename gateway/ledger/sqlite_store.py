@@ -15,8 +15,11 @@ from gateway.ledger.store import (
     COLUMNS,
     HOURLY_KEY,
     HOURLY_SUMS,
+    OUTCOMES_QUERY,
     RAW_COLUMNS,
     RECEIPT_COLUMNS,
+    Outcome,
+    outcome_of,
     raw_values,
     receivable,
     rollup,
@@ -110,6 +113,12 @@ class SqliteLedger:
         async with self._lock:
             rows = await asyncio.to_thread(lambda: self._db.execute(query, values).fetchall())
         return [receivable(r) for r in rows]
+
+    async def outcomes_since(self, since: float) -> list[Outcome]:
+        query = OUTCOMES_QUERY.format("?")
+        async with self._lock:
+            rows = await asyncio.to_thread(lambda: self._db.execute(query, (since,)).fetchall())
+        return [outcome_of(r) for r in rows]
 
     async def prune(self, raw_before: float, hourly_before: int) -> None:
         def run() -> None:

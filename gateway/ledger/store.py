@@ -107,6 +107,22 @@ def rollup(entries: Iterable[LedgerEntry]) -> list[tuple[object, ...]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    worker_id: str
+    at: float
+    status: int
+    ttft_s: float | None
+
+
+OUTCOMES_QUERY = "select worker_id, at, status, ttft_s from usage_raw where at >= {} and worker_id <> '' order by at"
+
+
+def outcome_of(row: Sequence[object]) -> Outcome:
+    worker_id, at, status, ttft = row
+    return Outcome(str(worker_id), float(at), int(status), None if ttft is None else float(ttft))  # type: ignore[arg-type, call-overload]
+
+
 def usage_row(row: Sequence[object], dimension: Dimension) -> UsageRow:
     group, requests, errors, prompt, cached, completion, seconds = row
     return UsageRow(
@@ -132,6 +148,9 @@ class LedgerStore(Protocol):
 
     async def receivables(self, gateway: str, worker_id: str, after_seq: int, limit: int) -> list[Receivable]:
         """This gateway's rows for one worker after a sequence number, oldest first."""
+
+    async def outcomes_since(self, since: float) -> list[Outcome]:
+        """Each request's worker, end time, status and TTFT from ``since`` on, oldest first (SLOs restart from it)."""
 
     async def prune(self, raw_before: float, hourly_before: int) -> None: ...
 

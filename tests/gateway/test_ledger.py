@@ -70,17 +70,25 @@ async def test_usage_by_key_equals_what_each_client_was_told(worker: Server, tmp
     assert sum(t.cached_tokens for t in told_a + told_b) > 0  # the worker's prefix cache, counted too
 
 
-async def test_the_ledger_survives_a_restart(worker: Server, tmp_path: Path) -> None:
+def slo_requests(base_url: str) -> list[int]:
+    with urllib.request.urlopen(f"{base_url}/admin/v1/fleet", timeout=10) as resp:
+        return [w["slo"]["1h"]["requests"] for w in json.load(resp)["workers"]]
+
+
+async def test_the_ledger_and_slos_survive_a_restart(worker: Server, tmp_path: Path) -> None:
     state = str(tmp_path / "gateway.sqlite3")
     told: list[Told] = []
+    seen_at_start = []
     for _ in range(2):
         server, url = await start_gateway(workers=(worker.url,), state_file=state)
         try:
+            seen_at_start += await asyncio.to_thread(slo_requests, url)
             told += await run_traffic(url, "unused", 6)
             by_model = await asyncio.to_thread(usage_of, url, "model")
         finally:
             await server.close()
     assert reported(by_model["total"]) == sums(told)
+    assert seen_at_start == [0, 6]  # the second start replayed the first run's requests into the SLO windows
 
 
 async def answered_rows(url: str) -> dict[str, list[tuple[int, int, int]]]:

@@ -218,3 +218,18 @@ def test_discovery_changes_are_applied_in_one_place_and_a_moved_worker_starts_ov
     assert moved is not None and moved.health.status is Status.PROBATION and not moved.rtt_s.measured
     assert balancer.apply(Remove("a")) and fleet.get("a") is None
     assert not balancer.apply(Remove("a"))
+
+
+def test_a_worker_missing_its_availability_slo_drops_behind_a_slightly_slower_one() -> None:
+    fleet, s = fleet_of("flaky", "steady")
+    measured(s["flaky"], rtt_s=0.01, service_s=0.2)
+    measured(s["steady"], rtt_s=0.01, service_s=0.3)
+    balancer = Balancer(fleet, random.Random(1), max_attempts=2)
+    assert ids(balancer.plan(M, now=1.0)) == ["flaky", "steady"]  # faster, and no SLO verdict yet
+    for i in range(100):  # an hour of probes: one in ten of flaky's go unanswered
+        now = 2.0 + i * 30
+        balancer.probed(s["steady"], rtt_s=0.01, now=now)
+        balancer.probed(s["flaky"], rtt_s=None if i % 10 == 0 else 0.01, now=now)
+    measured(s["flaky"], rtt_s=0.01, service_s=0.2, now=3000.0).health.status = Status.HEALTHY
+    assert s["flaky"].slo_weight == pytest.approx(0.1, rel=0.02)
+    assert ids(balancer.plan(M, now=3003.0)) == ["steady", "flaky"]  # still a fallback, never dropped
