@@ -8,7 +8,7 @@ read from the fleet at scrape time, so a worker that leaves leaves them.
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections import Counter as Tally
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,7 +159,7 @@ class FleetCollector(Collector):
 
     def _slos(self, workers: tuple[WorkerState, ...]) -> Iterator[Metric]:
         """Each worker's SLO figures per window (1h, 24h, 30d), and the routing weight they earn it."""
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()  # the event loop's clock (asyncio reads time.monotonic), also outside the loop
         families = {
             name: GaugeMetricFamily(f"infercdn_gateway_worker_slo_{name}", text, labels=["worker", "window"])
             for name, text in (

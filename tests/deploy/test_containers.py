@@ -194,6 +194,7 @@ DISTRIBUTIONS = {
     "msgpack": "msgpack",
     "cryptography": "cryptography",
     "orjson": "orjson",
+    "asyncpg": "asyncpg",
     "consul": "py-consul",
     "llama_cpp": "llama-cpp-python",
     "jinja2": "Jinja2",
