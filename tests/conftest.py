@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +13,16 @@ from bench.servers import Server, running
 from tests.postgres import Postgres, create_database, running_postgres
 
 MODEL = "smollm2-135m-instruct"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """State files (gateway keys, ledgers, worker keys and receipts) of in-process servers go to a directory of
+    the test run's own, never into the user's ~/.local/state, where 'make run' keeps its ledger."""
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="infercdn-test-state-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ["XDG_STATE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
