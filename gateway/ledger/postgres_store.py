@@ -19,68 +19,29 @@ from gateway.ledger.store import (
     HOURLY_SUMS,
     OUTCOMES_QUERY,
     RAW_COLUMNS,
+    RAW_TABLE,
     RECEIPT_COLUMNS,
     Outcome,
+    add_hourly,
     outcome_of,
     raw_values,
     receivable,
     rollup,
+    schema,
     usage_row,
 )
 
-SCHEMA = """
-create table if not exists usage_raw (
-    seq bigserial primary key,
-    entry_id text not null unique,
-    gateway text not null,
-    request_id text not null,
-    at double precision not null,
-    hour bigint not null,
-    key_id text not null,
-    worker_id text not null,
-    model text not null,
-    quantization text not null,
-    status integer not null,
-    prompt_tokens bigint not null,
-    cached_tokens bigint not null,
-    completion_tokens bigint not null,
-    worker_seconds double precision not null,
-    ttft_s double precision
-);
-create index if not exists usage_raw_receipts on usage_raw (gateway, worker_id, seq);
-create index if not exists usage_raw_at on usage_raw (at);
-create table if not exists usage_hourly (
-    hour bigint not null,
-    worker_id text not null,
-    key_id text not null,
-    model text not null,
-    quantization text not null,
-    requests bigint not null,
-    errors bigint not null,
-    prompt_tokens bigint not null,
-    cached_tokens bigint not null,
-    completion_tokens bigint not null,
-    worker_seconds double precision not null,
-    primary key (hour, worker_id, key_id, model, quantization)
-);
-"""
+_TYPES = {"int": "bigint", "real": "double precision", "text": "text"}
+SCHEMA = schema(_TYPES, "bigserial primary key")
 # Two gateways starting at once must not race to create the same tables.
 _SCHEMA_LOCK = 0x1CDB_0001
 
-_RAW_TYPES = (
-    "text", "text", "text", "float8", "int8", "text", "text", "text", "text", "int4",
-    "int8", "int8", "int8", "float8", "float8",
-)  # fmt: skip
 _INSERT_RAW = (
     f"insert into usage_raw ({RAW_COLUMNS}) select * from unnest("
-    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_RAW_TYPES, 1))
+    + ", ".join(f"${i}::{_TYPES[t.rstrip('?')]}[]" for i, (_, t) in enumerate(RAW_TABLE, 1))
     + ") on conflict (entry_id) do nothing returning entry_id"
 )
-_ADD_HOURLY = (
-    f"insert into usage_hourly ({', '.join(HOURLY_KEY + HOURLY_SUMS)}) values "
-    f"({', '.join(f'${i}' for i in range(1, 12))}) on conflict ({', '.join(HOURLY_KEY)}) do update set "
-    + ", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in HOURLY_SUMS)
-)
+_ADD_HOURLY = add_hourly([f"${i}" for i in range(1, len(HOURLY_KEY + HOURLY_SUMS) + 1)])
 
 
 class PostgresLedger:

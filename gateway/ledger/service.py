@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from gateway.ledger.store import LedgerStore
 from gateway.ledger.writer import LedgerWriter
 from gateway.metrics import GatewayMetrics
 
-log = logging.getLogger(__name__)
 DAY_S = 86400
 
 

@@ -17,64 +17,28 @@ from gateway.ledger.store import (
     HOURLY_SUMS,
     OUTCOMES_QUERY,
     RAW_COLUMNS,
+    RAW_TABLE,
     RECEIPT_COLUMNS,
     Outcome,
+    add_hourly,
     outcome_of,
     raw_values,
     receivable,
     rollup,
+    schema,
     usage_row,
 )
 from routing.sqlite_file import open_private
 
-SCHEMA = """
-pragma journal_mode = wal;
-pragma synchronous = normal;
-create table if not exists usage_raw (
-    seq integer primary key autoincrement,
-    entry_id text not null unique,
-    gateway text not null,
-    request_id text not null,
-    at real not null,
-    hour integer not null,
-    key_id text not null,
-    worker_id text not null,
-    model text not null,
-    quantization text not null,
-    status integer not null,
-    prompt_tokens integer not null,
-    cached_tokens integer not null,
-    completion_tokens integer not null,
-    worker_seconds real not null,
-    ttft_s real
-);
-create index if not exists usage_raw_receipts on usage_raw (gateway, worker_id, seq);
-create index if not exists usage_raw_at on usage_raw (at);
-create table if not exists usage_hourly (
-    hour integer not null,
-    worker_id text not null,
-    key_id text not null,
-    model text not null,
-    quantization text not null,
-    requests integer not null,
-    errors integer not null,
-    prompt_tokens integer not null,
-    cached_tokens integer not null,
-    completion_tokens integer not null,
-    worker_seconds real not null,
-    primary key (hour, worker_id, key_id, model, quantization)
-);
-"""
+SCHEMA = "pragma journal_mode = wal;\npragma synchronous = normal;\n" + schema(
+    {"int": "integer", "real": "real", "text": "text"}, "integer primary key autoincrement"
+)
 
 _INSERT_RAW = (
-    f"insert into usage_raw ({RAW_COLUMNS}) values ({', '.join('?' * 15)}) "
+    f"insert into usage_raw ({RAW_COLUMNS}) values ({', '.join('?' * len(RAW_TABLE))}) "
     "on conflict (entry_id) do nothing returning seq"
 )
-_ADD_HOURLY = (
-    f"insert into usage_hourly ({', '.join(HOURLY_KEY + HOURLY_SUMS)}) values ({', '.join('?' * 11)}) "
-    f"on conflict ({', '.join(HOURLY_KEY)}) do update set "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in HOURLY_SUMS)
-)
+_ADD_HOURLY = add_hourly(["?"] * len(HOURLY_KEY + HOURLY_SUMS))
 
 
 class SqliteLedger:

@@ -24,10 +24,14 @@ COLUMNS: dict[Dimension, str] = {
     "hour": "hour",
 }
 
-RAW_COLUMNS = (
-    "entry_id, gateway, request_id, at, hour, key_id, worker_id, model, quantization, status, "
-    "prompt_tokens, cached_tokens, completion_tokens, worker_seconds, ttft_s"
-)
+# The raw table after its sequence number, in ``raw_values`` order, each with a portable type.
+RAW_TABLE = (
+    ("entry_id", "text"), ("gateway", "text"), ("request_id", "text"), ("at", "real"), ("hour", "int"),
+    ("key_id", "text"), ("worker_id", "text"), ("model", "text"), ("quantization", "text"), ("status", "int"),
+    ("prompt_tokens", "int"), ("cached_tokens", "int"), ("completion_tokens", "int"),
+    ("worker_seconds", "real"), ("ttft_s", "real?"),
+)  # fmt: skip
+RAW_COLUMNS = ", ".join(name for name, _ in RAW_TABLE)
 # What a receipt is made of, read back in this order.
 RECEIPT_COLUMNS = (
     "seq, entry_id, request_id, at, key_id, worker_id, model, quantization, status, "
@@ -35,6 +39,34 @@ RECEIPT_COLUMNS = (
 )
 HOURLY_KEY = ("hour", "worker_id", "key_id", "model", "quantization")
 HOURLY_SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "worker_seconds")
+_HOURLY_TYPES = {"hour": "int", "worker_seconds": "real"}  # the rest: text (key), int (sums)
+
+
+def add_hourly(placeholders: Sequence[str]) -> str:
+    """The upsert adding rollup rows to what is there, with the dialect's placeholders (one per column)."""
+    return (
+        f"insert into usage_hourly ({', '.join(HOURLY_KEY + HOURLY_SUMS)}) values ({', '.join(placeholders)}) "
+        f"on conflict ({', '.join(HOURLY_KEY)}) do update set "
+        + ", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in HOURLY_SUMS)
+    )
+
+
+def schema(types: dict[str, str], sequence: str) -> str:
+    """Both tables and their indexes in one dialect: ``types`` maps int, real and text to its names;
+    ``sequence`` declares the raw table's ordering key."""
+
+    def column(name: str, kind: str) -> str:
+        return f"{name} {types[kind.rstrip('?')]}{'' if kind.endswith('?') else ' not null'}"
+
+    raw = [column(n, t) + (" unique" if n == "entry_id" else "") for n, t in RAW_TABLE]
+    hourly = [column(n, _HOURLY_TYPES.get(n, "text")) for n in HOURLY_KEY]
+    hourly += [column(n, _HOURLY_TYPES.get(n, "int")) for n in HOURLY_SUMS]
+    return f"""
+create table if not exists usage_raw (seq {sequence}, {", ".join(raw)});
+create index if not exists usage_raw_receipts on usage_raw (gateway, worker_id, seq);
+create index if not exists usage_raw_at on usage_raw (at);
+create table if not exists usage_hourly ({", ".join(hourly)}, primary key ({", ".join(HOURLY_KEY)}));
+"""
 
 
 def raw_values(entry: LedgerEntry, gateway: str) -> tuple[object, ...]:
