@@ -18,7 +18,7 @@ from pathlib import Path
 from routing.errors import InvalidRequest
 from routing.identity import to_text
 from routing.receipt import SealedReceipt, signed_by, unseal
-from routing.sqlite_file import open_private
+from routing.sqlite_file import OneConnection, open_private
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class ReceiptBook:
     def __init__(self, db: sqlite3.Connection, worker_id: str):
         self._db = db
         self._worker_id = worker_id
-        self._lock = asyncio.Lock()
+        self._connection = OneConnection(db)
         self._cursors: dict[str, int] = dict(db.execute("select gateway_key, max(seq) from receipts group by 1"))
         self.refused = 0  # receipts that failed their checks (a gateway's bug, or someone in the middle)
 
@@ -95,8 +95,7 @@ class ReceiptBook:
                 self._db.executemany(f"insert or ignore into receipts values ({', '.join('?' * 13)})", rows)
                 return self._db.total_changes - before
 
-        async with self._lock:
-            new = await asyncio.to_thread(write)
+        new = await self._connection.call(write)
         self._cursors[key_text] = max(self.cursor(key_text), *(s.receipt.seq for s in good))
         return new
 
@@ -105,8 +104,7 @@ class ReceiptBook:
         log.warning("refused a usage receipt from gateway %s: %s", gateway_key[:12], why)
 
     async def close(self) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._db.close)
+        await self._connection.close()
 
 
 def _fields(sealed: SealedReceipt) -> tuple[object, ...]:

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from dataclasses import asdict, dataclass
 
-from routing.sqlite_file import SerialWrites, open_private
+from routing.sqlite_file import OneConnection, open_private
 
 SCHEMA = """
 create table if not exists convictions (
@@ -54,7 +54,7 @@ class Conviction:
 
 class ConvictionStore:
     def __init__(self, connection: sqlite3.Connection, rows: list[Conviction]):
-        self._writes = SerialWrites(connection)
+        self._writes = OneConnection(connection)
         self.rows = {row.worker_id: row for row in rows}
 
     @classmethod

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from routing.identity import Identity
-from routing.sqlite_file import SerialWrites, open_private
+from routing.sqlite_file import OneConnection, open_private
 
 
 class EnrollmentState(StrEnum):
@@ -52,7 +52,7 @@ create table if not exists gateway_identity (
 
 class EnrollmentStore:
     def __init__(self, connection: sqlite3.Connection, identity: Identity, rows: list[Enrollment]):
-        self._writes = SerialWrites(connection)
+        self._writes = OneConnection(connection)
         self.identity = identity
         self.rows = {row.worker_id: row for row in rows}
         self._ids_by_key = {row.public_key: row.worker_id for row in rows}

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def open_private(path: str, schema: str) -> sqlite3.Connection:
@@ -20,21 +24,35 @@ def open_private(path: str, schema: str) -> sqlite3.Connection:
     return db
 
 
-class SerialWrites:
-    """One write at a time, each in its own transaction, on a thread."""
+class OneConnection:
+    """One SQLite connection used from threads one call at a time, off the event loop.
+
+    A call runs to its end even when the task awaiting it is cancelled (a
+    thread cannot be stopped), and the next call, ``close`` included, waits
+    for it: closing a connection under a running statement crashes the process.
+    """
 
     def __init__(self, db: sqlite3.Connection):
         self.db = db
         self._lock = asyncio.Lock()
 
+    async def call(self, work: Callable[[], T]) -> T:
+        async with self._lock:
+            running = asyncio.ensure_future(asyncio.to_thread(work))
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                await asyncio.wait([running])  # hold the connection until the thread lets go of it
+                raise
+
     async def write(self, statement: str, values: tuple[object, ...]) -> None:
+        """One statement in its own transaction."""
+
         def run() -> None:
             with self.db:
                 self.db.execute(statement, values)
 
-        async with self._lock:
-            await asyncio.to_thread(run)
+        await self.call(run)
 
     async def close(self) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self.db.close)
+        await self.call(self.db.close)

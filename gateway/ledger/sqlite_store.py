@@ -28,7 +28,7 @@ from gateway.ledger.store import (
     schema,
     usage_row,
 )
-from routing.sqlite_file import open_private
+from routing.sqlite_file import OneConnection, open_private
 
 SCHEMA = "pragma journal_mode = wal;\npragma synchronous = normal;\n" + schema(
     {"int": "integer", "real": "real", "text": "text"}, "integer primary key autoincrement"
@@ -44,7 +44,7 @@ _ADD_HOURLY = add_hourly(["?"] * len(HOURLY_KEY + HOURLY_SUMS))
 class SqliteLedger:
     def __init__(self, db: sqlite3.Connection):
         self._db = db
-        self._lock = asyncio.Lock()  # one statement batch at a time on the one connection
+        self._connection = OneConnection(db)
 
     @classmethod
     async def open(cls, path: str) -> SqliteLedger:
@@ -57,15 +57,13 @@ class SqliteLedger:
                 self._db.executemany(_ADD_HOURLY, rollup(new))
             return len(new)
 
-        async with self._lock:
-            return await asyncio.to_thread(run)
+        return await self._connection.call(run)
 
     async def usage(self, dimension: Dimension, since_hour: int) -> list[UsageRow]:
         column = COLUMNS[dimension]
         sums = ", ".join(f"sum({c})" for c in HOURLY_SUMS)
         query = f"select {column}, {sums} from usage_hourly where hour >= ? group by {column} order by {column}"
-        async with self._lock:
-            rows = await asyncio.to_thread(lambda: self._db.execute(query, (since_hour,)).fetchall())
+        rows = await self._connection.call(lambda: self._db.execute(query, (since_hour,)).fetchall())
         return [usage_row(r, dimension) for r in rows]
 
     async def receivables(self, gateway: str, worker_id: str, after_seq: int, limit: int) -> list[Receivable]:
@@ -74,14 +72,12 @@ class SqliteLedger:
             "order by seq limit ?"
         )
         values = (gateway, worker_id, after_seq, limit)
-        async with self._lock:
-            rows = await asyncio.to_thread(lambda: self._db.execute(query, values).fetchall())
+        rows = await self._connection.call(lambda: self._db.execute(query, values).fetchall())
         return [receivable(r) for r in rows]
 
     async def outcomes_since(self, since: float) -> list[Outcome]:
         query = OUTCOMES_QUERY.format("?")
-        async with self._lock:
-            rows = await asyncio.to_thread(lambda: self._db.execute(query, (since,)).fetchall())
+        rows = await self._connection.call(lambda: self._db.execute(query, (since,)).fetchall())
         return [outcome_of(r) for r in rows]
 
     async def prune(self, raw_before: float, hourly_before: int) -> None:
@@ -90,9 +86,7 @@ class SqliteLedger:
                 self._db.execute("delete from usage_raw where at < ?", (raw_before,))
                 self._db.execute("delete from usage_hourly where hour < ?", (hourly_before,))
 
-        async with self._lock:
-            await asyncio.to_thread(run)
+        await self._connection.call(run)
 
     async def close(self) -> None:
-        async with self._lock:
-            await asyncio.to_thread(self._db.close)
+        await self._connection.close()
