@@ -98,7 +98,7 @@ def create_app(
         )
         tunnels = TunnelHub(ping_interval_s=config.probe_interval_s, on_rtt=balancer.tunnel_rtt)
         upstreams = Upstreams(session, tunnels)
-        registry = await registry_of(config, balancer, tunnels, clock) if config.join_token else None
+        registry = await registry_of(config, balancer, tunnels, clock, upstreams) if config.join_token else None
         limits = ProxyLimits(
             connect_s=config.connect_timeout_s,
             first_byte_s=config.first_byte_timeout_s,
@@ -189,7 +189,11 @@ def create_app(
 
 
 async def registry_of(
-    config: GatewayConfig, balancer: Balancer, tunnels: TunnelHub, clock: Callable[[], float] | None
+    config: GatewayConfig,
+    balancer: Balancer,
+    tunnels: TunnelHub,
+    clock: Callable[[], float] | None,
+    upstreams: Upstreams,
 ) -> Registry:
     store = await EnrollmentStore.open(config.state_path(os.environ))
     log.info("gateway key %s (workers found through Consul list it in gateway_keys)", store.identity.public_text)
@@ -205,6 +209,7 @@ async def registry_of(
         RegistryLimits(config.worker_ttl_s, config.heartbeat_interval_s, config.max_workers_per_address),
         tunnels,
         clock=clock,
+        forget_address=upstreams.forget_address,
     )
 
 

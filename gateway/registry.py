@@ -71,8 +71,10 @@ class Registry:
         *,
         clock: Callable[[], float] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        forget_address: Callable[[str], None] = lambda url: None,
     ):
         self._balancer = balancer
+        self._forget_address = forget_address
         self._verifier = verifier
         self.enrollments = enrollments
         self.minter = minter
@@ -100,6 +102,8 @@ class Registry:
         worker = registration.worker(source="registry", bearer=self.minter.token_for(registration.worker_id))
         self._addresses[worker.id] = addresses
         self._last_seen[worker.id] = self._clock()
+        if not tunnelled:  # a worker that registers again may be at a new address under the same name
+            self._forget_address(worker.url)
         if self._balancer.apply(Upsert(worker, registration.offers)):
             log.info(
                 "worker %s registered: %s at %s (%s), serving %s",

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Protocol
 
 import aiohttp
+from yarl import URL
 
 from gateway.tunnels import TunnelHub
 from routing.fleet import TUNNEL, Worker
@@ -69,6 +70,23 @@ class Upstreams:
         """The worker's answer, once its head has arrived (the caller closes it)."""
         if worker.via == TUNNEL:
             return await self.tunnels.request(worker.id, method, path, tuple(headers.items()), body)
-        return await self._session.request(
-            method, worker.url + path, data=body or None, headers=headers, timeout=http_timeout, allow_redirects=False
-        )
+        try:
+            return await self._session.request(
+                method,
+                worker.url + path,
+                data=body or None,
+                headers=headers,
+                timeout=http_timeout,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+            self.forget_address(worker.url)
+            raise
+
+    def forget_address(self, url: str) -> None:
+        """Resolve the URL's host again next time: a worker that restarted (a container, a DHCP lease)
+        may answer at a new address under the same name, and the session caches names for minutes."""
+        host = URL(url)
+        connector = self._session.connector
+        if host.host and isinstance(connector, aiohttp.TCPConnector):
+            connector.clear_dns_cache(host.host, host.port)

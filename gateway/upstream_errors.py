@@ -40,6 +40,8 @@ class AttemptFailed(Exception):
 def map_upstream_errors(worker_id: str) -> Iterator[None]:
     try:
         yield
+    except aiohttp.ConnectionTimeoutError:  # a TimeoutError too, but nothing was sent: as safe to retry as a refusal
+        raise AttemptFailed(AllWorkersFailed("could not reach a worker: connect timed out"), Failure.CONNECT) from None
     except TimeoutError:
         raise AttemptFailed(UpstreamTimeout(f"worker {worker_id} sent nothing in time"), Failure.TIMEOUT) from None
     except (aiohttp.ClientConnectorError, NoTunnel) as exc:
