@@ -3,26 +3,32 @@
 #   docker build -f deploy/docker/worker-cuda.Dockerfile -t infercdn/worker-cuda .
 # Run with a GPU (docker run --gpus all …, or nvidia.com/gpu on Kubernetes) and a model
 # directory mounted at /models, e.g. INFERCDN_WORKER_MODELS=/models/Qwen2.5-7B-Instruct-AWQ.
-ARG VLLM_IMAGE=vllm/vllm-openai:v0.11.0
+ARG BASE_IMAGE=vllm/vllm-openai:v0.11.0
 
-FROM ${VLLM_IMAGE} AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
 COPY deploy/docker/requirements-gateway.txt deploy/docker/requirements-worker-cuda.txt ./
-RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements-worker-cuda.txt
+RUN pip wheel --no-cache-dir --wheel-dir /wheels/deps -r requirements-worker-cuda.txt
 COPY pyproject.toml README.md ./
 COPY gateway/ gateway/
 COPY routing/ routing/
 COPY edge_worker/ edge_worker/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels/app .
 
-FROM ${VLLM_IMAGE}
+FROM ${BASE_IMAGE}
+# vLLM's own Python (not a venv: vLLM is installed there). The image's dependencies are exactly
+# its pinned requirements file: no llama.cpp, which the package itself would ask for.
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels /wheels/*.whl && rm -rf /wheels \
+RUN pip install --no-cache-dir --no-index /wheels/deps/*.whl \
+ && pip install --no-cache-dir --no-index --no-deps /wheels/app/*.whl \
+ && rm -rf /wheels \
  && useradd --create-home --uid 10001 infercdn \
- && mkdir /models && chown infercdn /models
+ && mkdir /models /var/lib/infercdn && chown infercdn /models /var/lib/infercdn
 USER 10001
-VOLUME ["/models"]
-ENV INFERCDN_WORKER_HOST=0.0.0.0 \
+# /var/lib/infercdn: its key (its identity in the fleet) and its receipts; keep them.
+VOLUME ["/models", "/var/lib/infercdn"]
+ENV XDG_STATE_HOME=/var/lib \
+    INFERCDN_WORKER_HOST=0.0.0.0 \
     INFERCDN_WORKER_PORT=8081 \
     INFERCDN_WORKER_RUNTIME=vllm \
     HF_HOME=/models/.cache \
