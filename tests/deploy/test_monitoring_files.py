@@ -25,6 +25,11 @@ def test_the_static_config_and_its_rules_are_valid() -> None:
     assert "4 rules found" in result.stdout
 
 
+def test_the_compose_config_is_valid() -> None:
+    result = promtool("check", "config", "prometheus-compose.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_alerts_fire_on_what_they_are_for() -> None:
     result = promtool("test", "rules", "alerts_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
