@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # crashed on AVX-512/AMX CPUs). pip caches the built wheel for later installs.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: run test lint bench install system-deps vllm-env test-vllm clean
+.PHONY: run test lint bench install system-deps vllm-env test-vllm container-deps test-containers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,20 @@ vllm-env: $(VLLM_STAMP)
 
 test-vllm: vllm-env
 	$(VLLM_VENV)/bin/python -m pytest tests/edge_worker/runtimes/vllm/test_vllm_real.py -ra
+
+# The images built and run for real with podman (runc; settings in deploy/podman/containers.conf),
+# on a Debian base made here with debootstrap: no image registry is reachable from these machines.
+# podman's store caches the base image and the image layers (llama.cpp's compile among them).
+CONTAINER_PACKAGES := podman runc debootstrap netavark aardvark-dns
+export CONTAINERS_CONF ?= $(CURDIR)/deploy/podman/containers.conf
+BASE_IMAGE ?= localhost/infercdn-base:bookworm
+container-deps:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || \
+	  { $(SUDO) apt-get install -y -q $(CONTAINER_PACKAGES) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(CONTAINER_PACKAGES); }; }
+	$(SUDO) deploy/podman/base-image.sh $(BASE_IMAGE)
+
+test-containers: $(STAMP) container-deps
+	$(SUDO) env INFERCDN_BASE_IMAGE=$(BASE_IMAGE) $(BIN)/python -m pytest -m containers tests/deploy -ra
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
