@@ -21,6 +21,7 @@ class Finished:
     outcome: str  # served, failed_over, failed, rejected, client_closed
     started: float  # loop clock
     ended: float
+    key_id: str = ""  # the client's API key id; "" on an open gateway
 
 
 def outcome_label(status: int, attempts: int) -> str:
@@ -44,6 +45,8 @@ def account(metrics: GatewayMetrics, done: Finished, outcome: Outcome) -> None:
     if usage.prompt_tokens or usage.completion_tokens:
         series.prompt_tokens.inc(usage.prompt_tokens)
         series.completion_tokens.inc(usage.completion_tokens)
+        if outcome.worker:
+            metrics.count_usage(outcome.worker, done.key_id, usage.prompt_tokens, usage.completion_tokens)
     if not log.isEnabledFor(logging.INFO):
         return  # the line is built only when someone reads it
     fields = {

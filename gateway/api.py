@@ -104,6 +104,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             outcome=outcome_label(status, outcome.attempts),
             started=started,
             ended=clock(),
+            key_id=key.id if key is not None else "",
         )
         account(state.metrics, done, outcome)
         if outcome.worker and outcome.sent_at is not None and outcome.usage.completion_tokens:

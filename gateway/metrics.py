@@ -66,6 +66,15 @@ class GatewayMetrics:
         self.completion_tokens = Counter(
             "infercdn_gateway_completion_tokens", "Completion tokens, as workers reported.", ["model"], registry=r
         )
+        # Usage by who served and who asked (the ledger's split, live): workers are bounded by enrollments,
+        # keys by the keys file; "open" for a gateway without keys.
+        self.usage_tokens = Counter(
+            "infercdn_gateway_usage_tokens",
+            "Tokens served, by worker, client key id and kind (prompt, completion), as workers reported.",
+            ["worker", "key", "kind"],
+            registry=r,
+        )
+        self._usage: dict[tuple[str, str], tuple[Counter, Counter]] = {}
         self.failovers = Counter(
             "infercdn_gateway_failovers",
             "Attempts that failed before the first byte and moved on (or gave up), by reason.",
@@ -137,6 +146,16 @@ class GatewayMetrics:
         if child is None:
             child = self._requests[key] = self.requests.labels(*key)
         child.inc()
+
+    def count_usage(self, worker: str, key: str, prompt_tokens: int, completion_tokens: int) -> None:
+        children = self._usage.get((worker, key))
+        if children is None:
+            children = self._usage[(worker, key)] = (
+                self.usage_tokens.labels(worker, key or "open", "prompt"),
+                self.usage_tokens.labels(worker, key or "open", "completion"),
+            )
+        children[0].inc(prompt_tokens)
+        children[1].inc(completion_tokens)
 
     def for_model(self, model: str) -> ModelSeries:
         """The per-model children, looked up once (labels() costs a lock and a hash per call)."""

@@ -18,6 +18,7 @@ from gateway.keys import KeyStore, create_key
 from routing.ratelimit import Limits
 from tests.gateway.ledger.traffic import Told, run_traffic
 from tests.gateway.test_registry import start_gateway
+from tests.metrics_text import sample
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -62,11 +63,21 @@ async def test_usage_by_key_equals_what_each_client_was_told(worker: Server, tmp
         told_a, told_b = await asyncio.gather(run_traffic(url, key_a, 12), run_traffic(url, key_b, 9))
         assert len(told_a) == 12 and len(told_b) == 9  # nothing here fails
         admin = await asyncio.to_thread(usage_of, url, "key", ADMIN_KEY)
+        live = {  # the same split, live in Prometheus: (key, kind) → tokens
+            (record.id, kind): await asyncio.to_thread(
+                sample, url, "infercdn_gateway_usage_tokens_total", key=record.id, kind=kind
+            )
+            for record in (record_a, record_b)
+            for kind in ("prompt", "completion")
+        }
     finally:
         await server.close()
     assert reported(admin[record_a.id]) == sums(told_a)
     assert reported(admin[record_b.id]) == sums(told_b)
     assert admin["total"]["errors"] == 0
+    for record, told in ((record_a, told_a), (record_b, told_b)):
+        assert live[(record.id, "prompt")] == sum(t.prompt_tokens for t in told)
+        assert live[(record.id, "completion")] == sum(t.completion_tokens for t in told)
     assert sum(t.cached_tokens for t in told_a + told_b) > 0  # the worker's prefix cache, counted too
 
 
