@@ -23,6 +23,7 @@ from gateway.static_workers import StaticWorkers
 from gateway.usage_recorder import UsageRecorder
 from gateway.warm_up import WarmUp
 from routing.balancer import Balancer
+from routing.budget import BudgetBook
 from routing.capabilities import PLAIN, Capabilities, capabilities_to_json
 from routing.errors import ModelNotFound, NoSuitableWorker, RequestTimeout, WarmingUp
 from routing.fleet import Candidate, Fleet
@@ -38,6 +39,8 @@ from routing.receipt import KEYS_PATH
 from routing.suitability import Requirements, estimate_prompt_tokens, forwarded_body, requirements_of
 from routing.wire import quantization_to_json
 
+# What a budgeted key has left, sent with the answer (x-budget-remaining-tokens-day, …).
+BUDGET_HEADERS = web.RequestKey("budget_headers", dict[str, str])
 # A client's preferred region, as a header (or "region" in the body).
 REGION_HEADER = "x-infercdn-region"
 # Counted against a key's tokens-per-minute when a request sets no max_tokens.
@@ -54,6 +57,7 @@ class GatewayState:
     registry: Registry | None  # None without a join token: registration is off
     access: Access
     limiter: RateLimiter
+    budgets: BudgetBook
     metrics: GatewayMetrics
     started_at: int
     warm_up: WarmUp
@@ -86,7 +90,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
     clock = asyncio.get_running_loop().time
     started = clock()
     outcome = Outcome()
-    model, key, reserved = "unknown", None, 0
+    model, key, reserved, budgeted = "unknown", None, 0, 0
     recorder = (
         None
         if state.ledger is None
@@ -112,6 +116,8 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             state.balancer.slos.of(outcome.worker).served(outcome.usage.completion_tokens, serving_s, done.ended)
         if key is not None and reserved:
             state.limiter.settle(key.id, key.limits, reserved, tokens_used(outcome, reserved), time.monotonic())
+        if key is not None and budgeted:
+            state.budgets.settle(key.id, key.budget, budgeted, tokens_used(outcome, budgeted), time.time())
 
     with reported_status(finish) as status:
         raw = await _read_body(request, state.body_timeout_s)
@@ -123,9 +129,15 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
         if recorder is not None:
             recorder.model, recorder.key_id = model, key.id if key is not None else ""
         if key is not None:
-            tokens = estimate_prompt_tokens(generation_request) + (
-                generation_request.sampling.max_tokens or UNBOUNDED_COMPLETION_TOKENS
-            )
+            prompt_tokens = estimate_prompt_tokens(generation_request)
+            max_tokens = generation_request.sampling.max_tokens
+            if key.budget:
+                # Without max_tokens only the prompt is reserved: the last request may overshoot by its answer.
+                request[BUDGET_HEADERS] = state.budgets.admit(
+                    key.id, key.budget, prompt_tokens + (max_tokens or 0), time.time()
+                )
+                budgeted = prompt_tokens + (max_tokens or 0)
+            tokens = prompt_tokens + (max_tokens or UNBOUNDED_COMPLETION_TOKENS)
             state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
             reserved = tokens
         plan = _plan(state, requirements)
@@ -237,7 +249,14 @@ async def public_keys(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "keys": keys})
 
 
+async def _budget_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    told = request.get(BUDGET_HEADERS)
+    if told:
+        response.headers.update(told)
+
+
 def add_routes(app: web.Application) -> None:
+    app.on_response_prepare.append(_budget_headers)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", list_models)

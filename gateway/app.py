@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import admin, api
 from gateway.auditor import Auditor
 from gateway.auth import Access, authenticate
+from gateway.budgets import keep_in_step, observe_ledger
 from gateway.config import GatewayConfig
 from gateway.consul_watch import ConsulWatch
 from gateway.conviction_store import ConvictionStore
@@ -39,6 +40,7 @@ from routing.access_tokens import TokenMinter
 from routing.advertise import AddressPolicy
 from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
+from routing.budget import Budget, BudgetBook
 from routing.consul_client import consul_client
 from routing.errors import Forbidden
 from routing.fleet import Fleet
@@ -67,7 +69,8 @@ def _metrics_handler(metrics: GatewayMetrics) -> Callable[[web.Request], Awaitab
 
 def keys_of(config: GatewayConfig) -> KeyStore:
     limits = Limits(config.api_key_requests_per_minute, config.api_key_tokens_per_minute)
-    single = single_key(config.api_key, limits) if config.api_key else None
+    budget = Budget(config.api_key_tokens_per_day, config.api_key_tokens_per_month)
+    single = single_key(config.api_key, limits, budget) if config.api_key else None
     return KeyStore.load(Path(config.api_keys_file).expanduser() if config.api_keys_file else None, single=single)
 
 
@@ -127,6 +130,7 @@ def create_app(
             registry=registry,
             access=access,
             limiter=RateLimiter(),
+            budgets=BudgetBook(),
             metrics=metrics,
             started_at=int(time.time()),
             warm_up=warm_up,
@@ -149,6 +153,13 @@ def create_app(
         if ledger is not None:
             tasks.append(start_supervised("ledger writer", ledger.writer.run))
             tasks.append(start_supervised("ledger retention", ledger.prune_forever))
+        budgeted = access.keys.budgeted()
+        if budgeted and ledger is not None:
+            book, store = app[api.STATE].budgets, ledger.store
+            await observe_ledger(book, budgeted, store, time.time())  # what was spent before this start
+            tasks.append(start_supervised("budgets", lambda: keep_in_step(book, budgeted, store)))
+        elif budgeted:
+            log.warning("token budgets are kept in memory only (the ledger is off): a restart forgets the spending")
         if auditor is not None:
             tasks.append(start_supervised("auditor", auditor.run))
             tasks.append(start_supervised("verifier refresh", auditor.verifiers.run))

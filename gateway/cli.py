@@ -16,6 +16,7 @@ from gateway.ledger.entry import DIMENSIONS
 from gateway.serve import serve
 from gateway.up import WorkerDidNotStart, up
 from gateway.usage_report import run_usage_command
+from routing.budget import Budget
 from routing.policies import POLICIES
 from routing.process import run
 from routing.ratelimit import Limits
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_create.add_argument("--name", default="", help="who or what the key is for")
     p_create.add_argument("--requests-per-minute", type=int, default=0, help="limit; 0 = none")
     p_create.add_argument("--tokens-per-minute", type=int, default=0, help="limit; 0 = none")
+    p_create.add_argument("--tokens-per-day", type=int, default=0, help="budget per UTC day; 0 = none")
+    p_create.add_argument("--tokens-per-month", type=int, default=0, help="budget per calendar month (UTC); 0 = none")
     p_list = keys_sub.add_parser("list", help="list keys (ids, names, limits; never secrets)")
     p_list.add_argument("--keys-file", type=Path, required=True)
 
@@ -195,12 +198,17 @@ def keys_command(args: argparse.Namespace) -> int:
         return 2
     if args.keys_command == "list":
         for k in store.records():
-            print(f"{k.id}  {k.name or '-'}  rpm={k.requests_per_minute or '-'}  tpm={k.tokens_per_minute or '-'}")
+            print(
+                f"{k.id}  {k.name or '-'}  rpm={k.requests_per_minute or '-'}  tpm={k.tokens_per_minute or '-'}  "
+                f"per day={k.tokens_per_day or '-'}  per month={k.tokens_per_month or '-'}"
+            )
         return 0
-    if args.requests_per_minute < 0 or args.tokens_per_minute < 0:
+    limits = Limits(args.requests_per_minute, args.tokens_per_minute)
+    budget = Budget(args.tokens_per_day, args.tokens_per_month)
+    if min(limits.requests_per_minute, limits.tokens_per_minute, budget.tokens_per_day, budget.tokens_per_month) < 0:
         print(f"{PROG} keys create: limits must be >= 0", file=sys.stderr)
         return 2
-    key, record = create_key(store, args.name, Limits(args.requests_per_minute, args.tokens_per_minute))
+    key, record = create_key(store, args.name, limits, budget)
     store.save(args.keys_file)
     print(key)
     print(f"(key {record.id} saved to {args.keys_file} as a hash; this is the only time it is shown)", file=sys.stderr)

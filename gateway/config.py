@@ -95,6 +95,9 @@ class GatewayConfig:
     # Limits for the api_key setting's key (keys in the file carry their own); 0 = none.
     api_key_requests_per_minute: int = 0
     api_key_tokens_per_minute: int = 0
+    # Token budgets for the api_key setting's key, per UTC day and calendar month; 0 = none.
+    api_key_tokens_per_day: int = 0
+    api_key_tokens_per_month: int = 0
     # Guards /admin/…; without it, admin endpoints answer only an open loopback gateway.
     admin_key: str = field(default="", repr=False)
     # With no API keys, a gateway on a non-loopback address refuses to start unless this is set.
@@ -163,7 +166,8 @@ class GatewayConfig:
             f"no API keys are configured and host {self.host} is not loopback: create keys with "
             "'infercdn keys create', set api_key, or set allow_open = true to serve anyone",
         )
-        for key in ("api_key_requests_per_minute", "api_key_tokens_per_minute"):
+        limit_settings = ("requests_per_minute", "tokens_per_minute", "tokens_per_day", "tokens_per_month")
+        for key in (f"api_key_{name}" for name in limit_settings):
             require(getattr(self, key) >= 0, f"gateway.{key}", "must be >= 0")
         if self.consul_url:
             require(bool(self.join_token), "gateway.join_token", "is needed to check workers found in Consul")

@@ -19,10 +19,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from routing.budget import Budget
 from routing.ratelimit import Limits
 from routing.settings import ConfigError
 
 PREFIX = "icdn"
+NO_BUDGET = Budget()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +35,16 @@ class ApiKey:
     created: int
     requests_per_minute: int = 0
     tokens_per_minute: int = 0
+    tokens_per_day: int = 0  # UTC day
+    tokens_per_month: int = 0  # calendar month, UTC
 
     @property
     def limits(self) -> Limits:
         return Limits(self.requests_per_minute, self.tokens_per_minute)
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.tokens_per_day, self.tokens_per_month)
 
 
 def _digest(key: str) -> str:
@@ -53,6 +61,11 @@ class KeyStore:
 
     def records(self) -> tuple[ApiKey, ...]:
         return tuple(self._by_id.values())
+
+    def budgeted(self) -> tuple[ApiKey, ...]:
+        """Keys with a token budget, the api_key setting's included."""
+        every = (*self._by_id.values(), *((self._single,) if self._single is not None else ()))
+        return tuple(k for k in every if k.budget)
 
     def add(self, key: ApiKey) -> None:
         self._by_id[key.id] = key
@@ -87,15 +100,21 @@ class KeyStore:
         os.replace(tmp, path)
 
 
-def single_key(key: str, limits: Limits) -> ApiKey:
+def single_key(key: str, limits: Limits, budget: Budget = NO_BUDGET) -> ApiKey:
     """The one key given by the ``api_key`` setting (env ``INFERCDN_GATEWAY_API_KEY``), as a record."""
-    return ApiKey("setting", "api_key setting", _digest(key), 0, limits.requests_per_minute, limits.tokens_per_minute)
+    return ApiKey(
+        "setting", "api_key setting", _digest(key), 0, limits.requests_per_minute, limits.tokens_per_minute,
+        budget.tokens_per_day, budget.tokens_per_month,
+    )  # fmt: skip
 
 
-def create_key(store: KeyStore, name: str, limits: Limits) -> tuple[str, ApiKey]:
+def create_key(store: KeyStore, name: str, limits: Limits, budget: Budget = NO_BUDGET) -> tuple[str, ApiKey]:
     """A new key (shown once) and its record (stored)."""
     key_id = secrets.token_hex(4)
     key = f"{PREFIX}-{key_id}-{secrets.token_urlsafe(32)}"
-    record = ApiKey(key_id, name, _digest(key), int(time.time()), limits.requests_per_minute, limits.tokens_per_minute)
+    record = ApiKey(
+        key_id, name, _digest(key), int(time.time()), limits.requests_per_minute, limits.tokens_per_minute,
+        budget.tokens_per_day, budget.tokens_per_month,
+    )  # fmt: skip
     store.add(record)
     return key, record

@@ -18,6 +18,7 @@ from gateway.app import create_app
 from gateway.cli import main
 from gateway.config import GatewayConfig
 from gateway.fleet_table import run_fleet_command
+from gateway.keys import KeyStore
 from routing.settings import ConfigError
 from tests.gateway.standin import MODEL, OK_BODY, StandIn
 
@@ -212,3 +213,13 @@ def test_an_open_gateway_off_loopback_is_refused_unless_asked_for() -> None:
 def test_secrets_stay_out_of_reprs() -> None:
     config = GatewayConfig(join_token="join-token-0123456789abc", api_key="k" * 20, admin_key="a" * 20)
     assert "join-token-0123456789abc" not in repr(config) and "k" * 20 not in repr(config)
+
+
+def test_keys_create_sets_day_and_month_budgets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys_file = tmp_path / "keys.json"
+    create_key(keys_file, capsys, "--tokens-per-day", "500", "--tokens-per-month", "9000")
+    (record,) = KeyStore.load(keys_file).records()
+    assert (record.budget.tokens_per_day, record.budget.tokens_per_month) == (500, 9000)
+    assert main(["keys", "list", "--keys-file", str(keys_file)]) == 0
+    assert "per day=500  per month=9000" in capsys.readouterr().out
+    assert main(["keys", "create", "--keys-file", str(keys_file), "--tokens-per-day", "-1"]) == 2
