@@ -65,8 +65,13 @@ container-deps:
 	  { $(SUDO) apt-get install -y -q $(CONTAINER_PACKAGES) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(CONTAINER_PACKAGES); }; }
 	$(SUDO) deploy/podman/base-image.sh $(BASE_IMAGE)
 
+# The CUDA image is built only on a GPU host: it needs vLLM's base image from Docker Hub, and
+# nothing here can run it (no machine here has both a GPU and a registry).
 test-containers: $(STAMP) container-deps
 	$(SUDO) env INFERCDN_BASE_IMAGE=$(BASE_IMAGE) $(BIN)/python -m pytest -m containers tests/deploy -ra
+	@if nvidia-smi -L >/dev/null 2>&1; then \
+	  $(SUDO) podman build --format docker -f deploy/docker/worker-cuda.Dockerfile -t localhost/infercdn/worker-cuda:test . ; \
+	else echo "test-containers: no GPU here, so the CUDA image was not built (it is linted by make test)"; fi
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.overhead
