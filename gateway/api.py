@@ -133,10 +133,9 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
             max_tokens = generation_request.sampling.max_tokens
             if key.budget:
                 # Without max_tokens only the prompt is reserved: the last request may overshoot by its answer.
-                request[BUDGET_HEADERS] = state.budgets.admit(
-                    key.id, key.budget, prompt_tokens + (max_tokens or 0), time.time()
-                )
-                budgeted = prompt_tokens + (max_tokens or 0)
+                cost = prompt_tokens + (max_tokens or 0)
+                request[BUDGET_HEADERS] = state.budgets.admit(key.id, key.budget, cost, time.time())
+                budgeted = cost
             tokens = prompt_tokens + (max_tokens or UNBOUNDED_COMPLETION_TOKENS)
             state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
             reserved = tokens
