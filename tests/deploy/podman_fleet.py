@@ -3,14 +3,13 @@ waiting for workers to join, and requests through the `openai` SDK (test_images_
 
 from __future__ import annotations
 
-import json
 import secrets
-import urllib.request
 from dataclasses import dataclass
 
 import openai
 
 from bench.podman import Container, wait_for
+from gateway.fleet_table import call_admin
 from tests.conftest import MODEL
 
 GATEWAY_PORT = 8080
@@ -42,12 +41,8 @@ class Fleet:
 
     def rows(self) -> list[dict[str, object]]:
         """The gateway's view of its fleet (/admin/v1/fleet); none while it cannot be reached."""
-        request = urllib.request.Request(
-            f"{self.url}/admin/v1/fleet", headers={"Authorization": f"Bearer {self.keys.admin_key}"}
-        )
         try:
-            with urllib.request.urlopen(request, timeout=5) as answer:
-                return list(json.load(answer)["workers"])
+            return list(call_admin(self.url, self.keys.admin_key, "/admin/v1/fleet")["workers"])
         except OSError:
             return []
 
