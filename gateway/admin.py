@@ -44,6 +44,7 @@ class FleetRow:
     trust: str  # its standing from audits (probation, trusted, suspect, convicted); "-" with audits off
     slo_weight: float  # 1 while it meets its SLOs; less as it burns its error budget
     slo: dict[str, dict[str, object]]  # per window (1h, 24h, 30d): availability, success, TTFT, tokens/s
+    below_slo_floor: list[str]  # models whose SLO floor (model_slos) it misses: tried after those meeting it
 
 
 def health_of(state: WorkerState, now: float) -> str:
@@ -93,6 +94,7 @@ async def fleet(request: web.Request) -> web.Response:
                 trust=trust_of(state.balancer.reputations, s),
                 slo_weight=round(s.slo_weight, 4),
                 slo={w.name: state.balancer.slos.of(w_id).report(w.name, now).to_json() for w in WINDOWS},
+                below_slo_floor=state.balancer.models_below_floor(s),
             )
         )
     return web.json_response({"workers": [asdict(r) for r in rows], "panics": state.balancer.panics})

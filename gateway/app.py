@@ -86,6 +86,7 @@ def create_app(
         config.health_policy(),
         max_attempts=config.max_attempts,
         reputations=Reputations(config.trust_policy(), enabled=bool(config.verifiers)),
+        floors=config.slo_floors(),
     )
     metrics = GatewayMetrics(balancer)
     access = Access(keys_of(config), config.admin_key, config.loopback)

@@ -14,6 +14,7 @@ from routing.health import HealthPolicy
 from routing.policies import POLICIES
 from routing.reputation import TrustPolicy
 from routing.settings import require, state_dir
+from routing.slo_floors import SloFloors, parse_slo_floors
 from routing.telemetry import LOG_FORMATS
 from routing.upstreams import parse_upstream
 
@@ -125,6 +126,9 @@ class GatewayConfig:
     ledger_rollup_days: float = 400.0
     # An answer's last bytes wait this long at most for its ledger commit (then go; it still commits).
     ledger_wait_s: float = 2.0
+    # Per-model SLO floors over the last hour: "MODEL min_availability=0.99 max_ttft_p99_s=2.5"
+    # ("*": every other model). Workers missing one get that model's requests only when no worker meets it.
+    model_slos: tuple[str, ...] = ()
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "gateway.port", f"must be 0-65535, got {self.port}")
@@ -195,6 +199,7 @@ class GatewayConfig:
             "gateway.ledger_url",
             "must be a postgresql:// URL, a SQLite file path, or off",
         )
+        parse_slo_floors(self.model_slos)  # raises ConfigError naming what is wrong
         for key in ("ledger_raw_days", "ledger_rollup_days", "ledger_wait_s"):
             require(getattr(self, key) > 0, f"gateway.{key}", "must be > 0")
         require(
@@ -221,6 +226,9 @@ class GatewayConfig:
             trusted_rate=self.audit_trusted_rate,
             suspect_rate=self.audit_suspect_rate,
         )
+
+    def slo_floors(self) -> SloFloors:
+        return parse_slo_floors(self.model_slos)
 
     def health_policy(self) -> HealthPolicy:
         return HealthPolicy(

@@ -80,8 +80,9 @@ def render_audits(audits: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def slo_cell(report: dict[str, Any], weight: float) -> str:
-    """e.g. "up 99.9% ok 100% p99 0.41s": what the last hour shows, and the routing weight when it is cut."""
+def slo_cell(report: dict[str, Any], weight: float, below_floor: list[str]) -> str:
+    """e.g. "up 99.9% ok 100% p99 0.41s": what the last hour shows, the routing weight when it is cut,
+    and the models whose floor (model_slos) it misses."""
     parts = []
     if report.get("availability") is not None:
         parts.append(f"up {report['availability']:.1%}")
@@ -91,6 +92,8 @@ def slo_cell(report: dict[str, Any], weight: float) -> str:
         parts.append(f"p99 {report['ttft_p99_s']:.2f}s")
     if weight < 1:
         parts.append(f"weight {weight:.2f}")
+    if below_floor:
+        parts.append(f"below floor: {', '.join(below_floor)}")
     return " ".join(parts) or "-"
 
 
@@ -106,7 +109,7 @@ def render(fleet: dict[str, Any]) -> str:
             "region": w["region"] or "-",
             "hardware": w["hardware"] or "-",
             "runtime": w["runtime"] or "-",
-            "slo_1h": slo_cell(w.get("slo", {}).get("1h", {}), w.get("slo_weight", 1.0)),
+            "slo_1h": slo_cell(w.get("slo", {}).get("1h", {}), w.get("slo_weight", 1.0), w.get("below_slo_floor", [])),
         }
         rows.append([str(cells[key]) for _, key in COLUMNS])
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]

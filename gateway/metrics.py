@@ -258,7 +258,12 @@ class FleetCollector(Collector):
             "Ejections earned by failures but held back by the per-model cap (max_ejected_share).",
         )
         suppressed.add_metric([], self._balancer.suppressed_ejections)
-        yield from (up, state, rtt, in_flight, queued, ejections, sizes, panics, suppressed)
+        floors_unmet = CounterMetricFamily(
+            "infercdn_gateway_slo_floor_unmet_plans",
+            "Plans where no worker met the model's SLO floor (model_slos), so every worker was kept.",
+        )
+        floors_unmet.add_metric([], self._balancer.floors_unmet)
+        yield from (up, state, rtt, in_flight, queued, ejections, sizes, panics, suppressed, floors_unmet)
         yield from self._slos(workers)
         if self._balancer.reputations.enabled:
             yield from self._trust(workers)

@@ -30,6 +30,7 @@ from routing.latency import Ewma
 from routing.policies import Dispatch, ExpectedLatency, Policy
 from routing.reputation import Check, Reputations, Standing
 from routing.slo import SloBook
+from routing.slo_floors import SloFloors
 from routing.suitability import Requirements, suitable
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,13 @@ class Balancer:
     max_attempts: int = 3
     reputations: Reputations = field(default_factory=Reputations)
     slos: SloBook = field(default_factory=SloBook)
+    floors: SloFloors = field(default_factory=SloFloors)  # per-model minimums an operator set
+    slo_routing: bool = True  # False: SLOs are measured and shown, but weigh nothing (a baseline)
     slo_every_s: float = 1.0  # how often SLO weights are worked out again (on a probe's arrival)
     _slo_weighed_at: float = float("-inf")
     panics: int = 0  # plans made in panic mode, for metrics
     suppressed_ejections: int = 0  # ejections the per-model cap held back, for metrics
+    floors_unmet: int = 0  # plans where no worker met its model's SLO floor, so all were kept, for metrics
 
     def plan(self, req: Requirements, now: float) -> list[Candidate]:
         candidates = self.fleet.candidates(req.model)
@@ -68,20 +72,41 @@ class Balancer:
         if len(allowed) < self.health_policy.panic_below_share * len(reachable):
             self.panics += 1
             allowed = reachable
-        ready = [c for c in allowed if _first_choice(c.state)]
-        held = [c for c in allowed if not _first_choice(c.state)]
-        ordered = self.policy.order(ready, now, self.rng) if ready else []
-        if held:
-            ordered += self.policy.order(held, now, self.rng)
+        below = self._below_floor(req.model, allowed)
+        # Tiers, each ordered by the policy: workers meeting the model's SLO floor before those
+        # missing it; within each, ready workers before those on probation with a request in flight.
+        tiers: dict[tuple[bool, bool], list[Candidate]] = {}
+        for c in allowed:
+            tiers.setdefault((c.state.worker.id in below, not _first_choice(c.state)), []).append(c)
+        ordered = [c for tier in sorted(tiers) for c in self.policy.order(tiers[tier], now, self.rng)]
         if req.region or any(c.state.health.busy_until > now for c in ordered):
             ordered.sort(
                 key=lambda c: (
+                    c.state.worker.id in below,
                     not _first_choice(c.state),
                     bool(req.region) and c.state.worker.region != req.region,
                     c.state.health.busy_until > now,
                 )
             )
         return ordered[: self.max_attempts]
+
+    def models_below_floor(self, state: WorkerState) -> list[str]:
+        """The models it offers whose SLO floor it misses (for the fleet view)."""
+        return sorted({o.model for o in state.offers if not self._meets_floor(o.model, state)})
+
+    def _meets_floor(self, model: str, state: WorkerState) -> bool:
+        floor = self.floors.of(model)
+        return floor is None or floor.met_by(state.slo_report, self.slos.policy.min_samples)
+
+    def _below_floor(self, model: str, candidates: list[Candidate]) -> set[str]:
+        """Workers missing the model's SLO floor, to be tried only after every one that meets it."""
+        if self.floors.of(model) is None:
+            return set()
+        below = {c.state.worker.id for c in candidates if not self._meets_floor(model, c.state)}
+        if below and len(below) == len(candidates):
+            self.floors_unmet += 1  # none meets it: the floor steers nothing
+            return set()
+        return below
 
     @contextlib.contextmanager
     def attempt(self, candidate: Candidate, now: float) -> Iterator[Dispatch]:
@@ -173,9 +198,11 @@ class Balancer:
     def weigh_slos(self, now: float) -> None:
         """Every worker's routing weight from its SLOs, again."""
         self._slo_weighed_at = now
-        weights = self.slos.weights(now)
+        verdicts = self.slos.judge(now)
         for state in self.fleet.workers():
-            state.slo_weight = weights.get(state.worker.id, 1.0)
+            verdict = verdicts.get(state.worker.id)
+            state.slo_report = verdict.report if verdict else None
+            state.slo_weight = verdict.weight if verdict and self.slo_routing else 1.0
 
     def tunnel_rtt(self, worker_id: str, rtt_s: float, now: float) -> None:
         """A tunnel's ping came back: the worker's round trip, for routing."""

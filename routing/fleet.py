@@ -13,6 +13,7 @@ from routing.capabilities import PLAIN, Capabilities
 from routing.health import Health
 from routing.latency import Ewma, PeakEwma
 from routing.quantization import Quantization
+from routing.slo import SloReport
 
 # Until measured, assume a far worker and a slow model: a new worker must
 # earn traffic with real samples (it is probed at once and on probation).
@@ -115,6 +116,8 @@ class WorkerState:
     trust_weight: float = 1.0
     # Whether it keeps its SLOs (``routing.slo``): 1 while it does, less as it burns its error budget.
     slo_weight: float = 1.0
+    # Its figures over the window routing uses, as of the last weighing (for per-model SLO floors).
+    slo_report: SloReport | None = None
     # Per model: seconds one request takes once it starts (peak-EWMA of samples).
     service_s: dict[str, PeakEwma] = field(default_factory=dict)
 

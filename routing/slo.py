@@ -87,8 +87,11 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 @dataclass(slots=True)
 class _Window:
+    """A ring of buckets with running totals, so a report costs the same however full the window is."""
+
     spec: WindowSpec
     buckets: deque[_Bucket] = field(default_factory=deque)
+    total: _Bucket = field(default_factory=lambda: _Bucket(0.0))
 
     def bucket(self, now: float) -> _Bucket:
         """The bucket for a sample at ``now``; samples come in time order (a restore replays them so)."""
@@ -100,24 +103,31 @@ class _Window:
 
     def _expire(self, now: float) -> None:
         while self.buckets and self.buckets[0].start <= now - self.spec.span_s - self.spec.bucket_s:
-            self.buckets.popleft()
+            gone, t = self.buckets.popleft(), self.total
+            t.probes -= gone.probes
+            t.probes_ok -= gone.probes_ok
+            t.requests -= gone.requests
+            t.requests_ok -= gone.requests_ok
+            t.tokens -= gone.tokens
+            t.serving_s -= gone.serving_s
+            for i, n in enumerate(gone.ttft):
+                if n:
+                    t.ttft[i] -= n
+        if not self.buckets:
+            self.total = _Bucket(0.0)  # no float drift left behind
 
     def report(self, now: float) -> SloReport:
         self._expire(now)
-        live = self.buckets
-        probes, probes_ok = sum(b.probes for b in live), sum(b.probes_ok for b in live)
-        requests, ok = sum(b.requests for b in live), sum(b.requests_ok for b in live)
-        ttft = [sum(col) for col in zip(*(b.ttft for b in live), strict=True)] if live else []
-        tokens, serving = sum(b.tokens for b in live), sum(b.serving_s for b in live)
+        t = self.total
         return SloReport(
             window=self.spec.name,
-            probes=probes,
-            availability=probes_ok / probes if probes else None,
-            requests=requests,
-            success_ratio=ok / requests if requests else None,
-            ttft_p50_s=_quantile(ttft, 0.50),
-            ttft_p99_s=_quantile(ttft, 0.99),
-            tokens_per_second=tokens / serving if serving > 0 else None,
+            probes=t.probes,
+            availability=t.probes_ok / t.probes if t.probes else None,
+            requests=t.requests,
+            success_ratio=t.requests_ok / t.requests if t.requests else None,
+            ttft_p50_s=_quantile(t.ttft, 0.50),
+            ttft_p99_s=_quantile(t.ttft, 0.99),
+            tokens_per_second=t.tokens / t.serving_s if t.serving_s > 1e-9 else None,
         )
 
 
@@ -139,24 +149,24 @@ class WorkerSlo:
 
     def probe(self, reached: bool, now: float) -> None:
         for w in self.windows.values():
-            b = w.bucket(now)
-            b.probes += 1
-            b.probes_ok += reached
+            for b in (w.bucket(now), w.total):
+                b.probes += 1
+                b.probes_ok += reached
 
     def attempt(self, ok: bool, ttft_s: float | None, now: float) -> None:
         at = None if ttft_s is None else bisect.bisect_left(TTFT_EDGES, max(0.0, ttft_s))
         for w in self.windows.values():
-            b = w.bucket(now)
-            b.requests += 1
-            b.requests_ok += ok
-            if at is not None:
-                b.ttft[at] += 1
+            for b in (w.bucket(now), w.total):
+                b.requests += 1
+                b.requests_ok += ok
+                if at is not None:
+                    b.ttft[at] += 1
 
     def served(self, tokens: int, serving_s: float, now: float) -> None:
         for w in self.windows.values():
-            b = w.bucket(now)
-            b.tokens += tokens
-            b.serving_s += max(0.0, serving_s)
+            for b in (w.bucket(now), w.total):
+                b.tokens += tokens
+                b.serving_s += max(0.0, serving_s)
 
     def report(self, window: str, now: float) -> SloReport:
         return self.windows[window].report(now)
@@ -189,15 +199,38 @@ class SloBook:
         self.workers.pop(worker_id, None)
 
     def weights(self, now: float) -> dict[str, float]:
-        """Every worker's routing weight, each TTFT judged against the median of the others'."""
+        return {worker_id: verdict.weight for worker_id, verdict in self.judge(now).items()}
+
+    def judge(self, now: float) -> dict[str, SloVerdict]:
+        """Every worker's routing window and weight, each TTFT judged against the median of the others'."""
         reports = {w: slo.report(ROUTING_WINDOW, now) for w, slo in self.workers.items()}
         p99s = {
             w: r.ttft_p99_s
             for w, r in reports.items()
             if r.ttft_p99_s is not None and r.requests >= self.policy.min_samples
         }
+        ordered = sorted(p99s.values())
         out = {}
         for worker_id, report in reports.items():
-            peers = sorted(v for w, v in p99s.items() if w != worker_id)
-            out[worker_id] = weight(report, self.policy, peers[len(peers) // 2] if peers else None)
+            out[worker_id] = SloVerdict(
+                weight(report, self.policy, _median_without(ordered, p99s.get(worker_id))), report
+            )
         return out
+
+
+def _median_without(ordered: list[float], own: float | None) -> float | None:
+    """The (upper) median of ``ordered`` once one copy of ``own`` is left out, without copying the list."""
+    n = len(ordered) - (own is not None)
+    if n <= 0:
+        return None
+    k = n // 2
+    if own is None:
+        return ordered[k]
+    i = bisect.bisect_left(ordered, own)  # where its own value sits; equal values are interchangeable
+    return ordered[k] if k < i else ordered[k + 1]
+
+
+@dataclass(frozen=True, slots=True)
+class SloVerdict:
+    weight: float  # for routing, in [min_weight, 1]
+    report: SloReport  # the routing window's figures, for per-model floors

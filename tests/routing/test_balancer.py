@@ -7,6 +7,7 @@ from routing.discovery import Remove, Upsert
 from routing.errors import ModelNotFound, NoSuitableWorker
 from routing.fleet import LOAD_TTL_S, Fleet, Load, Worker
 from routing.health import Failure, Status
+from routing.slo_floors import parse_slo_floors
 from routing.suitability import Requirements
 from tests.routing.fleets import fleet_of, measured, offer
 
@@ -233,3 +234,50 @@ def test_a_worker_missing_its_availability_slo_drops_behind_a_slightly_slower_on
     measured(s["flaky"], rtt_s=0.01, service_s=0.2, now=3000.0).health.status = Status.HEALTHY
     assert s["flaky"].slo_weight == pytest.approx(0.1, rel=0.02)
     assert ids(balancer.plan(M, now=3003.0)) == ["steady", "flaky"]  # still a fallback, never dropped
+
+
+def _an_hour_of_probes(balancer: Balancer, s: dict, answered: dict[str, int]) -> None:  # type: ignore[type-arg]
+    """100 probes each over an hour; ``answered[id]`` of every 10 get through."""
+    for i in range(100):
+        for worker_id, per_ten in answered.items():
+            balancer.probed(s[worker_id], rtt_s=0.01 if i % 10 < per_ten else None, now=2.0 + i * 30)
+    for state in s.values():
+        state.health.status = Status.HEALTHY
+
+
+def test_a_model_floor_puts_workers_below_it_after_every_worker_meeting_it() -> None:
+    fleet, s = fleet_of("fast-flaky", "slow-steady", "mid-steady")
+    for name, service_s in (("fast-flaky", 0.1), ("slow-steady", 0.9), ("mid-steady", 0.5)):
+        measured(s[name], rtt_s=0.01, service_s=service_s, now=3000.0)
+    floors = parse_slo_floors(["m min_availability=0.95"])
+    balancer = Balancer(fleet, random.Random(1), max_attempts=3, floors=floors, slo_routing=False)
+    _an_hour_of_probes(balancer, s, {"fast-flaky": 9, "slow-steady": 10, "mid-steady": 10})
+    assert ids(balancer.plan(M, now=3003.0)) == ["mid-steady", "slow-steady", "fast-flaky"]  # still a last resort
+    assert balancer.floors_unmet == 0
+    other = Balancer(fleet, random.Random(1), max_attempts=3, floors=parse_slo_floors(["other max_ttft_p99_s=1"]))
+    other.weigh_slos(3003.0)
+    assert ids(other.plan(M, now=3003.0))[0] == "fast-flaky"  # a floor for another model changes nothing here
+
+
+def test_when_no_worker_meets_the_floor_the_request_still_goes_to_the_best() -> None:
+    fleet, s = fleet_of("a", "b")
+    measured(s["a"], rtt_s=0.01, service_s=0.1, now=3000.0)
+    measured(s["b"], rtt_s=0.01, service_s=0.5, now=3000.0)
+    balancer = Balancer(
+        fleet, random.Random(1), floors=parse_slo_floors(["* min_availability=0.99"]), slo_routing=False
+    )
+    _an_hour_of_probes(balancer, s, {"a": 9, "b": 8})
+    assert ids(balancer.plan(M, now=3003.0)) == ["a", "b"]
+    assert balancer.floors_unmet == 1
+
+
+def test_a_ttft_floor_judges_the_last_hours_p99() -> None:
+    fleet, s = fleet_of("spiky", "even")
+    balancer = Balancer(fleet, random.Random(1), floors=parse_slo_floors(["m max_ttft_p99_s=2.0"]))
+    for i in range(100):
+        balancer.slos.of("spiky").attempt(True, 0.2 if i % 20 else 8.0, float(i))  # 5% take 8 s
+        balancer.slos.of("even").attempt(True, 0.6, float(i))
+    measured(s["spiky"], rtt_s=0.01, service_s=0.2, now=100.0)
+    measured(s["even"], rtt_s=0.01, service_s=0.6, now=100.0)
+    balancer.weigh_slos(100.0)
+    assert ids(balancer.plan(M, now=100.0)) == ["even", "spiky"]

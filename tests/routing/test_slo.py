@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from routing.slo import TTFT_EDGES, SloBook, SloPolicy, WorkerSlo, weight
+from routing.slo import TTFT_EDGES, SloBook, SloPolicy, WorkerSlo, _median_without, weight
 
 
 def test_availability_and_success_over_each_window_and_old_samples_fall_off() -> None:
@@ -68,3 +70,34 @@ def test_a_report_without_samples_judges_nothing() -> None:
     report = WorkerSlo().report("24h", 0.0)
     assert report.availability is None and report.ttft_p99_s is None
     assert weight(report, SloPolicy(), peers_ttft_p99_s=0.1) == 1.0
+
+
+@given(st.lists(st.tuples(st.floats(0, 4 * 3600), st.booleans(), st.floats(0.001, 60)), max_size=300))
+def test_running_totals_equal_a_fresh_count_of_the_window(samples: list[tuple[float, bool, float]]) -> None:
+    slo, seen = WorkerSlo(), []
+    for at, ok, ttft in sorted(samples):
+        slo.attempt(ok, ttft, at)
+        slo.probe(ok, at)
+        slo.served(10, ttft, at)
+        seen.append((at, ok, ttft))
+    now = max((at for at, _, _ in seen), default=0.0) + 1.0
+    window = slo.windows["1h"]
+    report = slo.report("1h", now)
+    live = [s for s in seen if s[0] >= window.buckets[0].start] if window.buckets else []
+    assert report.requests == report.probes == len(live)
+    assert report.success_ratio == (sum(ok for _, ok, _ in live) / len(live) if live else None)
+    serving = sum(t for _, _, t in live)
+    assert report.tokens_per_second == (pytest.approx(10 * len(live) / serving) if live else None)
+
+
+@given(st.lists(st.floats(0.001, 100), min_size=1, max_size=30), st.data())
+def test_the_median_of_the_others_leaves_exactly_one_copy_of_its_own_value_out(
+    values: list[float], data: st.DataObject
+) -> None:
+    ordered = sorted(values)
+    own = data.draw(st.sampled_from(values))
+    others = list(ordered)
+    others.remove(own)
+    expected = others[len(others) // 2] if others else None
+    assert _median_without(ordered, own) == expected
+    assert _median_without(ordered, None) == ordered[len(ordered) // 2]
