@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 import pytest
@@ -46,7 +47,7 @@ async def test_the_only_worker_below_its_floor_still_serves_and_the_fleet_view_s
 
 
 def test_a_bad_floor_is_a_config_error_naming_the_setting() -> None:
-    with pytest.raises(ConfigError, match="gateway.model_slos: 'm min_availability=2'"):
+    with pytest.raises(ConfigError, match=re.escape("gateway.model_slos: 'm min_availability=2'")):
         load_settings(GatewayConfig, section="gateway", toml={"gateway": {"model_slos": ["m min_availability=2"]}})
     env = {"INFERCDN_GATEWAY_MODEL_SLOS": "a max_ttft_p99_s=2, * min_availability=0.9"}
     config = load_settings(GatewayConfig, section="gateway", env=env)
