@@ -26,6 +26,7 @@ from routing.health import Failure
 from routing.policies import Dispatch, Policy
 from routing.quantization import Quantization
 from routing.sim.scenario import Scenario, SimWorker
+from routing.slo_floors import SloFloors
 from routing.suitability import Requirements
 
 MODEL = "sim-model"
@@ -40,6 +41,8 @@ class SimResult:
     failed: int = 0
     attempts: int = 0
     served_by: Counter[str] = field(default_factory=Counter)
+    tried_on: Counter[str] = field(default_factory=Counter)  # attempts per worker, failed ones too
+    failures: Counter[Failure] = field(default_factory=Counter)  # failed attempts by kind (ERROR: cut mid-generation)
 
     @property
     def requests(self) -> int:
@@ -82,11 +85,25 @@ class _SimNode:
 class Simulation:
     """One world of workers, and ``scenario.gateways`` gateways that each know only what they see."""
 
-    def __init__(self, scenario: Scenario, make_policy: Callable[[], Policy]):
+    def __init__(
+        self,
+        scenario: Scenario,
+        make_policy: Callable[[], Policy],
+        *,
+        slo_routing: bool = True,
+        floors: SloFloors | None = None,
+    ):
         self.scenario = scenario
         self.rng = random.Random(scenario.seed)  # the world: arrivals, service times, jitter
         self.gateways = [
-            Balancer(Fleet(), random.Random(scenario.seed + 1 + i), make_policy(), max_attempts=scenario.max_attempts)
+            Balancer(
+                Fleet(),
+                random.Random(scenario.seed + 1 + i),
+                make_policy(),
+                max_attempts=scenario.max_attempts,
+                slo_routing=slo_routing,
+                floors=floors or SloFloors(),
+            )
             for i in range(scenario.gateways)
         ]
         self.balancer = self.gateways[0]
@@ -104,8 +121,8 @@ class Simulation:
         for node in self.nodes.values():
             for gateway, state in zip(self.gateways, node.states, strict=True):
                 self._at(self.rng.uniform(0, sc.probe_interval_s), partial(self._probe, node, gateway, state))
-            if node.spec.dies_at_s is not None:
-                self._at(node.spec.dies_at_s, partial(self._die, node))
+            for crash in node.spec.crashes(sc.duration_s + sc.deadline_s):
+                self._at(crash, partial(self._crash, node))
         self._at(self.rng.expovariate(sc.arrival_rps), self._arrive)
         while self._events:
             self.now, _, action = heapq.heappop(self._events)
@@ -139,6 +156,7 @@ class Simulation:
         candidate = request.plan[request.next_index]
         request.next_index += 1
         self.result.attempts += 1
+        self.result.tried_on[candidate.state.worker.id] += 1
         node = self.nodes[candidate.state.worker.id]
         attempt = _Attempt(request.gateway.dispatch(candidate, self.now), request)
         if node.spec.dead(self.now):
@@ -161,6 +179,7 @@ class Simulation:
         if attempt.settled:
             return
         attempt.settled = True
+        self.result.failures[kind] += 1
         gateway = attempt.request.gateway
         gateway.failed(attempt.dispatch, kind, self.now)
         gateway.finished(attempt.dispatch)
@@ -190,12 +209,14 @@ class Simulation:
             mean = spec.service_s * spec.service_factor(self.now)
             sigma = self.scenario.service_sigma
             service = self.rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)
+            if spec.stall_share and self.rng.random() < spec.stall_share:
+                service *= spec.stall_factor
             attempt.job_end = self.now + service
             node.running.append(attempt)
-            if spec.dies_at_s is not None and attempt.job_end >= spec.dies_at_s:
-                # The process dies mid-generation: the gateway sees the connection break.
-                when = max(self.now, spec.dies_at_s) + spec.rtt_s / 2
-                self._at(when, partial(self._fail, attempt, Failure.ERROR))
+            crash = spec.next_crash(self.now)
+            if crash is not None and attempt.job_end >= crash:
+                # The process goes down mid-generation: the gateway sees the connection break.
+                self._at(crash + spec.rtt_s / 2, partial(self._fail, attempt, Failure.ERROR))
             else:
                 self._at(attempt.job_end, partial(self._finish_job, node, attempt))
 
@@ -205,11 +226,12 @@ class Simulation:
             self._at(self.now + node.spec.rtt_s / 2, lambda: self._answered(attempt))
         self._start_jobs(node)
 
-    def _die(self, node: _SimNode) -> None:
+    def _crash(self, node: _SimNode) -> None:
         """Queued requests break with the process (running ones were scheduled to break already)."""
         for attempt in node.queue:
             self._at(self.now + node.spec.rtt_s / 2, partial(self._fail, attempt, Failure.ERROR))
         node.queue.clear()
+        node.running.clear()
 
     def _cancel(self, node: _SimNode, attempt: _Attempt) -> None:
         if attempt in node.queue:
@@ -232,8 +254,10 @@ class Simulation:
         self._at(self.now + rtt, lambda: gateway.probed(state, rtt_s=rtt, now=self.now, load=load))
 
 
-def simulate(scenario: Scenario, make_policy: Callable[[], Policy]) -> SimResult:
-    return Simulation(scenario, make_policy).run()
+def simulate(
+    scenario: Scenario, make_policy: Callable[[], Policy], *, slo_routing: bool = True, floors: SloFloors | None = None
+) -> SimResult:
+    return Simulation(scenario, make_policy, slo_routing=slo_routing, floors=floors).run()
 
 
 def _join(gateway: Balancer, worker: Worker) -> WorkerState:

@@ -4,9 +4,10 @@ import logging
 
 import pytest
 
+from routing.health import Failure
 from routing.policies import ExpectedLatency, RoundRobin
 from routing.sim.engine import simulate
-from routing.sim.scenario import Scenario, SimWorker, heterogeneous_fleet
+from routing.sim.scenario import Scenario, SimWorker, flaky_fleet, heterogeneous_fleet
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +57,27 @@ def test_ours_beats_round_robin_on_the_tail_of_a_mixed_fleet() -> None:
     ours, rr = simulate(scenario, ExpectedLatency), simulate(scenario, RoundRobin)
     assert ours.success_rate == 1.0
     assert ours.percentile(0.99) * 2 < rr.percentile(0.99)
+
+
+def test_a_flapping_worker_is_down_a_tenth_of_the_time_and_comes_back_empty() -> None:
+    worker = SimWorker("flaps", "near", rtt_s=0.01, capacity=1, service_s=0.5, down_every_s=60.0, down_for_s=6.0)
+    assert [t for t in range(180) if worker.dead(t)] == [*range(54, 60), *range(114, 120), *range(174, 180)]
+    assert worker.crashes(180.0) == [54.0, 114.0, 174.0]
+    assert worker.next_crash(55.0) == 114.0 and worker.next_crash(114.0) == 114.0
+    result = simulate(Scenario((worker,), load=0.3, duration_s=180, seed=3), ExpectedLatency)
+    # Alone, it loses what arrives while it is down, and serves again after each outage (a jammed
+    # queue after the first crash would leave a third of the requests served).
+    assert 0.8 < result.success_rate < 1.0
+    assert result.failures[Failure.ERROR] + result.failures[Failure.CONNECT] > 0
+
+
+def test_slo_routing_sends_less_to_the_flaky_and_the_stalling_worker() -> None:
+    scenario = Scenario(flaky_fleet(12), load=0.7, duration_s=150)
+    flaky = next(w.id for w in scenario.workers if w.down_every_s)
+    stalling = next(w.id for w in scenario.workers if w.stall_share)
+    off = simulate(scenario, ExpectedLatency, slo_routing=False)
+    on = simulate(scenario, ExpectedLatency)
+    assert on.success_rate == off.success_rate == 1.0
+    assert on.tried_on[flaky] * 2 < off.tried_on[flaky]
+    assert on.tried_on[stalling] * 2 < off.tried_on[stalling]
+    assert on.failures[Failure.ERROR] <= off.failures[Failure.ERROR]
