@@ -4,7 +4,8 @@ pass-through, and through the InferCDN gateway, interleaved in one run.
     python -m bench.overhead [--quick]
 
 (a) an instant stand-in upstream: latency at concurrency 1 (non-streaming
-and a 64-chunk stream) and requests/s at concurrency 32;
+and a 64-chunk stream) and requests/s at concurrency 32, through the gateway
+with its usage ledger (the default: SQLite) and without it (``ledger_url = "off"``);
 (b) the real llama.cpp worker: streamed tokens/s direct vs through the gateway.
 Prints medians, p99s and ratios; quote ratios, these machines are noisy.
 """
@@ -125,18 +126,33 @@ def table(rows: list[list[str]]) -> str:
 
 
 async def standin_part(targets: dict[str, str], rounds: int, seconds: float) -> str:
-    rows = [["measure", "direct", "bare pass-through", "gateway", "gateway added", "gateway / bare"]]
+    rows = [
+        [
+            "measure",
+            "direct",
+            "bare pass-through",
+            "gateway, no ledger",
+            "gateway",
+            "gateway added",
+            "gateway / bare",
+            "ledger on / off",
+        ]
+    ]
+    names = ("direct", "bare", "no-ledger", "gateway")
     for label, body in (("non-streaming", CHAT), ("64-chunk stream", CHAT_STREAM)):
         lat = await latencies(targets, "/v1/chat/completions", body, rounds)
         for stat, q in (("median", 0.5), ("p99", 0.99)):
-            d, b, g = (ms(lat[n], q) for n in ("direct", "bare", "gateway"))
-            rows.append([f"{label} c=1 {stat} ms", f"{d:.3f}", f"{b:.3f}", f"{g:.3f}", f"{g - d:+.3f}", f"{g / b:.2f}"])
+            d, b, n, g = (ms(lat[name], q) for name in names)
+            times = (f"{d:.3f}", f"{b:.3f}", f"{n:.3f}", f"{g:.3f}", f"{g - d:+.3f}")
+            rows.append([f"{label} c=1 {stat} ms", *times, f"{g / b:.2f}", f"{g / n:.2f}"])
     rps: dict[str, list[float]] = {n: [] for n in targets}
     for _ in range(3):  # interleaved repeats, median taken
         for name, url in targets.items():
             rps[name].append(await throughput(url + "/v1/chat/completions", CHAT, 32, seconds))
-    d, b, g = (statistics.median(rps[n]) for n in ("direct", "bare", "gateway"))
-    rows.append(["non-streaming c=32 req/s", f"{d:.0f}", f"{b:.0f}", f"{g:.0f}", "", f"{g / b:.2f}"])
+    d, b, n, g = (statistics.median(rps[name]) for name in names)
+    rows.append(
+        ["non-streaming c=32 req/s", f"{d:.0f}", f"{b:.0f}", f"{n:.0f}", f"{g:.0f}", "", f"{g / b:.2f}", f"{g / n:.2f}"]
+    )
     return table(rows)
 
 
@@ -175,8 +191,10 @@ def main() -> None:
     with ExitStack() as stack:
         upstream = stack.enter_context(script("standin_upstream"))
         bare = stack.enter_context(script("bare_passthrough", upstream.url))
-        gw = stack.enter_context(running("gateway", "gateway", "--worker", upstream.url, "--log-level", "warning"))
-        targets = {"direct": upstream.url, "bare": bare.url, "gateway": gw.url}
+        quiet = ("gateway", "gateway", "--worker", upstream.url, "--log-level", "warning")
+        unledgered = stack.enter_context(running(*quiet, env={"INFERCDN_GATEWAY_LEDGER_URL": "off"}))
+        gw = stack.enter_context(running(*quiet))
+        targets = {"direct": upstream.url, "bare": bare.url, "no-ledger": unledgered.url, "gateway": gw.url}
         print("## (a) instant stand-in upstream\n")
         print(asyncio.run(standin_part(targets, rounds, seconds)), flush=True)
     with ExitStack() as stack:

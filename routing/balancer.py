@@ -72,7 +72,7 @@ class Balancer:
         if len(allowed) < self.health_policy.panic_below_share * len(reachable):
             self.panics += 1
             allowed = reachable
-        below = self._below_floor(req.model, allowed)
+        below = self._below_floor(req.model, allowed, now)
         # Tiers, each ordered by the policy: workers meeting the model's SLO floor before those
         # missing it; within each, ready workers before those on probation with a request in flight.
         tiers: dict[tuple[bool, bool], list[Candidate]] = {}
@@ -98,13 +98,18 @@ class Balancer:
         floor = self.floors.of(model)
         return floor is None or floor.met_by(state.slo_report, self.slos.policy.min_samples)
 
-    def _below_floor(self, model: str, candidates: list[Candidate]) -> set[str]:
-        """Workers missing the model's SLO floor, to be tried only after every one that meets it."""
+    def _below_floor(self, model: str, candidates: list[Candidate], now: float) -> set[str]:
+        """Workers missing the model's SLO floor, tried only after those meeting it while one of
+        those has a free slot. When they are all full, the floor steers nothing: piling requests
+        onto the few that meet it would push them past the floor too, and the rest with them."""
         if self.floors.of(model) is None:
             return set()
         below = {c.state.worker.id for c in candidates if not self._meets_floor(model, c.state)}
-        if below and len(below) == len(candidates):
-            self.floors_unmet += 1  # none meets it: the floor steers nothing
+        room = any(
+            c.state.pending(now) < c.state.worker.capacity for c in candidates if c.state.worker.id not in below
+        )
+        if below and not room:
+            self.floors_unmet += 1
             return set()
         return below
 

@@ -281,3 +281,16 @@ def test_a_ttft_floor_judges_the_last_hours_p99() -> None:
     measured(s["even"], rtt_s=0.01, service_s=0.6, now=100.0)
     balancer.weigh_slos(100.0)
     assert ids(balancer.plan(M, now=100.0)) == ["even", "spiky"]
+
+
+def test_when_every_worker_meeting_the_floor_is_full_the_floor_steers_nothing() -> None:
+    fleet, s = fleet_of("fast-flaky", "steady")
+    measured(s["fast-flaky"], rtt_s=0.01, service_s=0.1, now=3000.0)
+    measured(s["steady"], rtt_s=0.01, service_s=0.5, now=3000.0)
+    floors = parse_slo_floors(["m min_availability=0.95"])
+    balancer = Balancer(fleet, random.Random(1), floors=floors, slo_routing=False)
+    _an_hour_of_probes(balancer, s, {"fast-flaky": 9, "steady": 10})
+    assert ids(balancer.plan(M, now=3003.0)) == ["steady", "fast-flaky"]
+    s["steady"].in_flight = 1  # its one slot is taken: queueing there would only push it past the floor too
+    assert ids(balancer.plan(M, now=3003.0)) == ["fast-flaky", "steady"]
+    assert balancer.floors_unmet == 1
