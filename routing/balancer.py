@@ -105,9 +105,7 @@ class Balancer:
         if self.floors.of(model) is None:
             return set()
         below = {c.state.worker.id for c in candidates if not self._meets_floor(model, c.state)}
-        room = any(
-            c.state.pending(now) < c.state.worker.capacity for c in candidates if c.state.worker.id not in below
-        )
+        room = any(c.state.pending(now) < c.state.worker.capacity for c in candidates if c.state.worker.id not in below)
         if below and not room:
             self.floors_unmet += 1
             return set()
