@@ -26,11 +26,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The monitoring tests run a real Prometheus and promtool, the ledger tests a real PostgreSQL
-# (started by the tests on a private port and data dir): Debian's packages.
+# (started by the tests on a private port and data dir), the NAT tunnel test network namespaces
+# with nftables (as root): Debian's packages.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := prometheus postgresql
+SYSTEM_PACKAGES := prometheus postgresql iproute2 nftables
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
+	  command -v ip >/dev/null && command -v nft >/dev/null || \
 	  { $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES); }; }
 
 test: lint system-deps
