@@ -10,13 +10,10 @@ passes the clock, so every figure is reproducible in tests.
 Routing uses the 1 h window as an error-budget burn rate (as SRE practice
 does): with a 99% objective, a worker failing 10% of its probes burns its
 budget 10 times too fast, and its weight is 1/10 of a healthy one's. A worker
-whose TTFT tail (p99 over p50) is more than ``ttft_tail_vs_peers`` times its
-peers' median tail loses weight in proportion. The tail, not the p99 itself:
-a slow but steady device is already given its share by the expected-latency
-policy (which knows its mean); what that policy cannot see is a worker that
-stalls now and then, and the p99 of a fleet mixing GPUs and laptops would
-punish every laptop (measured in ``python -m bench.fleet``: it made p99 worse).
-The weight never reaches zero (``min_weight``): the worker keeps a trickle of
+whose TTFT p99 is more than ``ttft_p99_vs_peers`` times its peers' median
+loses weight in proportion. (Judging the tail, p99 over p50, instead was
+tried in ``python -m bench.fleet``: no better on a mixed fleet, and it let a
+stalling worker keep more traffic.) The weight never reaches zero (``min_weight``): the worker keeps a trickle of
 traffic, and all of it when it is the only one.
 """
 
@@ -46,7 +43,7 @@ ROUTING_WINDOW = "1h"
 class SloPolicy:
     availability: float = 0.99  # objectives
     success_ratio: float = 0.99
-    ttft_tail_vs_peers: float = 2.0
+    ttft_p99_vs_peers: float = 2.0
     min_samples: int = 20  # fewer in the window: no verdict
     min_weight: float = 0.05
 
@@ -73,13 +70,6 @@ class SloReport:
     ttft_p50_s: float | None
     ttft_p99_s: float | None
     tokens_per_second: float | None
-
-    @property
-    def ttft_tail(self) -> float | None:
-        """p99 over p50: how far its slow answers stray from its usual ones."""
-        if self.ttft_p99_s is None or not self.ttft_p50_s:
-            return None
-        return self.ttft_p99_s / self.ttft_p50_s
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -184,16 +174,15 @@ class WorkerSlo:
         return self.windows[window].report(now)
 
 
-def weight(report: SloReport, policy: SloPolicy, peers_ttft_tail: float | None) -> float:
+def weight(report: SloReport, policy: SloPolicy, peers_ttft_p99_s: float | None) -> float:
     """Routing weight in [min_weight, 1] from one window's report: 1 while the worker meets its objectives."""
     w = 1.0
     if report.probes >= policy.min_samples and report.availability is not None:
         w /= max(1.0, (1 - report.availability) / (1 - policy.availability))
     if report.requests >= policy.min_samples and report.success_ratio is not None:
         w /= max(1.0, (1 - report.success_ratio) / (1 - policy.success_ratio))
-    tail = report.ttft_tail
-    if report.requests >= policy.min_samples and tail and peers_ttft_tail:
-        w *= min(1.0, policy.ttft_tail_vs_peers * peers_ttft_tail / tail)
+    if report.requests >= policy.min_samples and report.ttft_p99_s and peers_ttft_p99_s:
+        w *= min(1.0, policy.ttft_p99_vs_peers * peers_ttft_p99_s / report.ttft_p99_s)
     return max(policy.min_weight, w)
 
 
@@ -215,17 +204,17 @@ class SloBook:
         return {worker_id: verdict.weight for worker_id, verdict in self.judge(now).items()}
 
     def judge(self, now: float) -> dict[str, SloVerdict]:
-        """Every worker's routing window and weight, each TTFT tail judged against the median of the others'."""
+        """Every worker's routing window and weight, each TTFT p99 judged against the median of the others'."""
         reports = {w: slo.report(ROUTING_WINDOW, now) for w, slo in self.workers.items()}
-        tails = {
-            w: tail
+        p99s = {
+            w: r.ttft_p99_s
             for w, r in reports.items()
-            if (tail := r.ttft_tail) is not None and r.requests >= self.policy.min_samples
+            if r.ttft_p99_s is not None and r.requests >= self.policy.min_samples
         }
-        ordered = sorted(tails.values())
+        ordered = sorted(p99s.values())
         out = {}
         for worker_id, report in reports.items():
-            peers = _median_without(ordered, tails.get(worker_id))
+            peers = _median_without(ordered, p99s.get(worker_id))
             out[worker_id] = SloVerdict(weight(report, self.policy, peers), report)
         return out
 
