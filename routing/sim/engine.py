@@ -227,7 +227,8 @@ class Simulation:
         self._start_jobs(node)
 
     def _crash(self, node: _SimNode) -> None:
-        """Queued requests break with the process (running ones were scheduled to break already)."""
+        """Queued requests break with the process (running ones were scheduled to break already);
+        it comes back, if it does, with nothing running."""
         for attempt in node.queue:
             self._at(self.now + node.spec.rtt_s / 2, partial(self._fail, attempt, Failure.ERROR))
         node.queue.clear()
