@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ class Wan:
     gateway_ns: str
     near: Edge
     far: Edge
-    relays: dict[str, object]
+    relays: dict[str, subprocess.Popen[bytes]]  # by worker namespace
     logs: Path
 
 
@@ -76,7 +77,7 @@ def wan(tmp_path: Path) -> Iterator[Wan]:
             },
             tmp_path / "gateway.log",
         )
-        relays = {}
+        relays: dict[str, subprocess.Popen[bytes]] = {}
         for edge_ns, listen, delay in ((near_ns, "10.199.1.1", "0.005"), (far_ns, "10.199.2.1", "0.080")):
             log = tmp_path / f"relay-{edge_ns}.log"
             relays[edge_ns] = spaces.spawn(
@@ -156,8 +157,7 @@ async def test_workers_nobody_can_dial_serve_through_tunnels_the_near_one_first_
         # The near worker's tunnel dies mid-load (its link goes): no non-streaming request is lost.
         load = [asyncio.create_task(complete(session)) for _ in range(12)]
         await wait_until(lambda: near_busy(session))
-        relay = wan.relays[wan.near.namespace]
-        relay.send_signal(signal.SIGKILL)  # type: ignore[attr-defined]
+        wan.relays[wan.near.namespace].send_signal(signal.SIGKILL)
         results = await asyncio.gather(*load)
         assert all(status == 200 and "Paris" in text for status, _, text in results), results
         assert any(worker == "far" for _, worker, _ in results), results
