@@ -6,6 +6,10 @@ needs come from its fields (``tools`` needs tools, ``n=4`` needs ``max_n`` of
 at least 4); suitability routes it only to offers whose capabilities cover
 them, and when none do, the error names the first thing missing.
 
+Generating text is a capability too, one every offer has unless it says
+otherwise: an embedding model embeds and generates nothing, so a chat request
+for it is refused by name instead of failing on the worker.
+
 A plain OpenAI server that says nothing about itself is assumed able to do
 everything: it refuses what it cannot do with its own 4xx, which reaches the
 client as it is, instead of the gateway guessing.
@@ -23,7 +27,14 @@ from routing.errors import InvalidRequest
 MAX_N = 128
 FLAGS = ("tools", "structured_output", "logprobs", "embeddings", "vision")
 # The request field that asks for each capability (``n=K`` is asked by ``n``).
-_PARAM_OF = {"tools": "tools", "structured_output": "response_format", "logprobs": "logprobs", "vision": "messages"}
+_PARAM_OF = {
+    "tools": "tools",
+    "structured_output": "response_format",
+    "logprobs": "logprobs",
+    "vision": "messages",
+    "embeddings": "model",
+    "generation": "model",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +45,12 @@ class Capabilities:
     embeddings: bool = False
     vision: bool = False
     max_n: int = 1
+    generation: bool = True  # chat and completions; False for an embedding model
 
     def missing(self, needs: Needs) -> str | None:
         """The first thing ``needs`` asks that this cannot do, as a capability name; None if nothing."""
+        if needs.generation and not self.generation:
+            return "generation"
         for name in FLAGS:
             if getattr(needs, name) and not getattr(self, name):
                 return name
@@ -60,6 +74,7 @@ class Capabilities:
         return Capabilities(
             **{name: getattr(self, name) or getattr(other, name) for name in FLAGS},
             max_n=max(self.max_n, other.max_n),
+            generation=self.generation or other.generation,
         )
 
     def names(self) -> list[str]:
@@ -70,6 +85,8 @@ class Capabilities:
 ASSUMED = Capabilities(**dict.fromkeys(FLAGS, True), max_n=MAX_N)
 # Text generation only: what nothing in a request can be refused by.
 PLAIN = Capabilities()
+# Nothing at all: where unions over offers start.
+NOTHING = Capabilities(generation=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +99,7 @@ class Needs:
     embeddings: bool = False
     vision: bool = False
     n: int = 1
+    generation: bool = True  # False for /v1/embeddings
 
 
 def capabilities_to_json(c: Capabilities) -> dict[str, Any]:
@@ -101,17 +119,28 @@ def capabilities_from_json(obj: Any) -> Capabilities:
         if not isinstance(value, bool):
             raise InvalidRequest(f"'capabilities.{name}' must be a boolean", param="capabilities")
         flags[name] = value
-    return Capabilities(**flags, max_n=bounded_int(obj.get("max_n", 1), "capabilities.max_n", 1, MAX_N))
+    # Workers from before embeddings say nothing of generation: they all generated.
+    generation = obj.get("generation", True)
+    if not isinstance(generation, bool):
+        raise InvalidRequest("'capabilities.generation' must be a boolean", param="capabilities")
+    max_n = bounded_int(obj.get("max_n", 1), "capabilities.max_n", 1, MAX_N)
+    return Capabilities(**flags, max_n=max_n, generation=generation)
 
 
 def parse_capability_list(text: str, max_n: int) -> Capabilities:
-    """A config line's ``capabilities=tools,logprobs`` (``none`` for plain generation)."""
+    """A config line's ``capabilities=tools,logprobs`` (``none`` for plain generation).
+
+    A list naming ``embeddings`` without ``generation`` is an embedding model's: it generates nothing."""
     names = [] if text == "none" else [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FLAGS]
+    known = (*FLAGS, "generation")
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(FLAGS)}, or none)")
-    return Capabilities(**{name: name in names for name in FLAGS}, max_n=max_n)
+        raise ValueError(f"unknown capabilities {', '.join(unknown)} (known: {', '.join(known)}, or none)")
+    generation = "generation" in names or "embeddings" not in names
+    return Capabilities(**{name: name in names for name in FLAGS}, max_n=max_n, generation=generation)
 
 
 # A plain request: text out, one choice.
 NO_NEEDS = Needs()
+# A /v1/embeddings request.
+EMBEDDING_NEEDS = Needs(embeddings=True, generation=False)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routing.capabilities import NO_NEEDS, Needs
+from routing.embedding_requests import EmbeddingRequest
 from routing.errors import ContextLengthExceeded, InvalidRequest, NoSuitableWorker
 from routing.fleet import Candidate
 from routing.model_ref import parse_model_ref
@@ -43,7 +44,11 @@ class Requirements:
     needs: Needs = NO_NEEDS
 
 
-def requirements_of(body: dict[str, Any], request: GenerationRequest, region_header: str = "") -> Requirements:
+# What the gateway routes: a generation (chat, completions) or an embedding request.
+RoutedRequest = GenerationRequest | EmbeddingRequest
+
+
+def requirements_of(body: dict[str, Any], request: RoutedRequest, region_header: str = "") -> Requirements:
     ref = parse_model_ref(request.model)
     region = body.get("region", region_header) or ""
     if not isinstance(region, str):
@@ -52,15 +57,30 @@ def requirements_of(body: dict[str, Any], request: GenerationRequest, region_hea
         model=ref.name,
         suffix=ref.quantization,
         quantizations=_quantizations(body.get("quantizations")),
-        min_context=estimate_prompt_tokens(request) + (request.sampling.max_tokens or 1),
+        min_context=_min_context(request),
         region=region,
         needs=request.needs,
     )
 
 
-def estimate_prompt_tokens(request: GenerationRequest) -> int:
+def estimate_prompt_tokens(request: RoutedRequest) -> int:
+    """A low estimate of the tokens the worker reads (every input of an embedding request together)."""
+    if isinstance(request, EmbeddingRequest):
+        return request.estimated_tokens(CHARS_PER_TOKEN)
     texts = [m.content for m in request.messages] if request.messages is not None else [request.prompt or ""]
     return sum(len(t) for t in texts) // CHARS_PER_TOKEN
+
+
+def completion_allowance(request: RoutedRequest) -> int | None:
+    """The most tokens the answer may generate: ``max_tokens``, 0 for embeddings, None where unbounded."""
+    return 0 if isinstance(request, EmbeddingRequest) else request.sampling.max_tokens
+
+
+def _min_context(request: RoutedRequest) -> int:
+    # Each input of an embedding request is read on its own: the longest must fit.
+    if isinstance(request, EmbeddingRequest):
+        return request.largest_input_tokens(CHARS_PER_TOKEN)
+    return estimate_prompt_tokens(request) + (request.sampling.max_tokens or 1)
 
 
 def suitable(candidates: Sequence[Candidate], req: Requirements) -> list[Candidate]:
@@ -81,6 +101,12 @@ def suitable(candidates: Sequence[Candidate], req: Requirements) -> list[Candida
         # Certain, not transient (the estimate is a lower bound): a client
         # error, as OpenAI reports it, rather than a 503 inviting retries.
         largest = max(c.offer.context_length for c in fit_quant)
+        if not req.needs.generation:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {largest} tokens, and this request's longest input "
+                f"has at least {req.min_context}. Please shorten it.",
+                param="input",
+            )
         raise ContextLengthExceeded(
             f"This model's maximum context length is {largest} tokens, and this request needs at least "
             f"{req.min_context} (prompt + max_tokens). Please reduce the length of the prompt or the completion.",

@@ -3,7 +3,7 @@
 One spec per server, as a line:
 
     URL model=NAME[:QUANT] [model=NAME2[:QUANT]] [context=N] [key_env=VAR] [health=/PATH]
-        [capabilities=tools,structured_output,logprobs,embeddings,vision|none] [max_n=N]
+        [capabilities=tools,structured_output,logprobs,embeddings,vision,generation|none] [max_n=N]
 
 e.g. ``http://10.0.0.9:8000 model=llama-3.1-8b-instruct:awq context=8192
 key_env=VLLM_API_KEY`` for ``vllm serve … --api-key``, or
@@ -11,7 +11,8 @@ key_env=VLLM_API_KEY`` for ``vllm serve … --api-key``, or
 key is read from the environment variable named, so it never sits in a
 config file. Without ``capabilities=`` the server is assumed able to do
 whatever it is asked (it refuses the rest itself); with it, requests needing
-anything else go to other workers, or get a 400 naming what is missing.
+anything else go to other workers, or get a 400 naming what is missing
+(``capabilities=embeddings`` alone: an embedding model, which generates nothing).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ class Usage:
         if not isinstance(obj, dict) or not isinstance(obj.get("usage"), dict):
             return False
         usage = obj["usage"]
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        # Embeddings' usage has no completion_tokens: nothing was generated.
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
         if _count(prompt) and _count(completion):
             self.prompt_tokens = min(max(prompt, 0), MAX_REPORTED_TOKENS)
             self.completion_tokens = min(max(completion, 0), MAX_REPORTED_TOKENS)

@@ -8,6 +8,7 @@ import pytest
 
 from routing.capabilities import (
     ASSUMED,
+    EMBEDDING_NEEDS,
     Capabilities,
     Needs,
     capabilities_from_json,
@@ -32,6 +33,29 @@ def test_missing_names_the_first_thing_an_offer_cannot_do() -> None:
     assert LLAMA.missing(Needs(n=5)) == "n=5"
     assert Capabilities().missing(Needs(structured_output=True, n=9)) == "structured_output"
     assert ASSUMED.missing(Needs(True, True, True, True, True, 128)) is None
+
+
+def test_an_embedding_model_embeds_and_generates_nothing() -> None:
+    embedder = Capabilities(embeddings=True, generation=False)
+    assert embedder.missing(EMBEDDING_NEEDS) is None
+    assert embedder.missing(Needs()) == "generation"
+    assert LLAMA.missing(EMBEDDING_NEEDS) == "embeddings"
+    with pytest.raises(InvalidRequest, match="model 'minilm' has no worker that supports generation"):
+        embedder.require(Needs(), "minilm")
+    assert embedder.union(LLAMA).generation and embedder.union(LLAMA).embeddings
+
+
+def test_workers_that_predate_embeddings_still_generate() -> None:
+    assert capabilities_from_json({"tools": True}).generation
+    assert not capabilities_from_json({"embeddings": True, "generation": False}).generation
+    with pytest.raises(InvalidRequest):
+        capabilities_from_json({"generation": "no"})
+
+
+def test_a_config_line_naming_only_embeddings_is_an_embedding_model() -> None:
+    assert parse_capability_list("embeddings", 1) == Capabilities(embeddings=True, generation=False)
+    assert parse_capability_list("embeddings,generation", 1).generation
+    assert parse_capability_list("tools", 1).generation and parse_capability_list("none", 1).generation
 
 
 def test_union_is_what_any_offer_can_do() -> None:
