@@ -17,10 +17,12 @@ from aiohttp import web
 from edge_worker.config import DEFAULT_MAX_CONTEXT, WorkerConfig
 from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.base import BACKEND
-from edge_worker.runtimes.llama_cpp import api
+from edge_worker.runtimes.llama_cpp import api, embeddings_api
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.embedder import LlamaCppEmbedder, is_embedding_model, load_embedding_llama
 from edge_worker.runtimes.llama_cpp.engine import EngineStats
 from edge_worker.runtimes.llama_cpp.events import ModelRuntime
+from edge_worker.runtimes.llama_cpp.gguf import read_metadata
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, kv_bytes_per_token, load_llama
 from edge_worker.runtimes.llama_cpp.model_set import ModelSet
 from edge_worker.runtimes.llama_cpp.slots import default_slots, machine_ram_bytes
@@ -39,6 +41,9 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
         size_mb = path.stat().st_size / 1e6
         log.info("loading model %d/%d: %s (%.0f MB)…", index, len(paths), path.name, size_mb)
         started = time.monotonic()
+        if is_embedding_model(await asyncio.to_thread(read_metadata, path)):
+            runtimes.append(await _load_embedder(path, config, started))
+            continue
         llm, facts = await asyncio.to_thread(
             load_llama,
             path,
@@ -83,6 +88,28 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
     return runtimes
 
 
+async def _load_embedder(path: Path, config: WorkerConfig, started: float) -> LlamaCppEmbedder:
+    llm, facts = await asyncio.to_thread(
+        load_embedding_llama,
+        path,
+        context_length=config.context_length,
+        threads=config.threads,
+        max_context=DEFAULT_MAX_CONTEXT,
+    )
+    embedder = LlamaCppEmbedder(llm, facts, max_queue=config.max_queue)
+    offer = embedder.offer
+    log.info(
+        "loaded %s (%s, %s) in %.1f s: an embedding model, %d dimensions, up to %d tokens an input",
+        offer.model,
+        offer.quantization.label,
+        offer.architecture,
+        time.monotonic() - started,
+        embedder.dimensions,
+        offer.context_length,
+    )
+    return embedder
+
+
 def _export_model_metrics(metrics: WorkerMetrics, runtime: ModelRuntime) -> None:
     offer, q = runtime.offer, runtime.offer.quantization
     metrics.model_info.labels(offer.model, q.label, q.quant_class, offer.runtime, str(offer.context_length)).set(1)
@@ -106,3 +133,4 @@ def install(app: web.Application, config: WorkerConfig, metrics: WorkerMetrics) 
 
     app.cleanup_ctx.append(models_ctx)
     api.add_routes(app)
+    embeddings_api.add_routes(app)

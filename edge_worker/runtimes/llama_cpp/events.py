@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edge_worker.runtimes.llama_cpp.logprobs import TokenLogprob
 from edge_worker.runtimes.llama_cpp.output_plan import OutputPlan
+from routing.embedding_requests import EmbeddingRequest
 from routing.fleet import ModelOffer
 from routing.openai_requests import GenerationRequest
+
+if TYPE_CHECKING:
+    from edge_worker.runtimes.llama_cpp.embedder import Embeddings
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,10 @@ class ModelRuntime(Protocol):
     async def start(self, request: GenerationRequest) -> Sequence[Generation]:
         """Admit and prepare a request, one generation per choice (``n``); raises Busy or
         ContextLengthExceeded before any output."""
+        ...
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Every input's vector; an InvalidRequest naming ``embeddings`` where the model makes none."""
         ...
 
     async def close(self) -> None: ...

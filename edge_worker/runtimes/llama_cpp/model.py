@@ -22,6 +22,7 @@ from typing import Any
 
 from edge_worker.runtimes.llama_cpp.admission import Admission
 from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, file_sha256, trained_context
+from edge_worker.runtimes.llama_cpp.embedder import Embeddings
 from edge_worker.runtimes.llama_cpp.engine import BatchEngine, EngineStats, Job
 from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
@@ -30,6 +31,7 @@ from edge_worker.runtimes.llama_cpp.output_plan import PLAIN_TEXT, OutputPlan, p
 from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
 from edge_worker.runtimes.llama_cpp.sampler import SequenceSampler
 from routing.capabilities import Capabilities
+from routing.embedding_requests import EmbeddingRequest
 from routing.errors import ContextLengthExceeded
 from routing.openai_requests import GenerationRequest
 
@@ -199,6 +201,11 @@ class LlamaCppModel:
         )
         self._engine.submit(job)
         return generation
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """Refused: a generation model makes no embeddings (a 400 naming ``embeddings``)."""
+        self.offer.capabilities.require(request.needs, self.offer.model)
+        raise AssertionError("a generation model's capabilities never include embeddings")
 
     def _logprob_reader(self, top: int) -> Callable[[Any, int, int], TokenLogprob]:
         reader = self._logprobs
