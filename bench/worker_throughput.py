@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -78,7 +79,9 @@ async def closed_loop(url: str, concurrency: int, seconds: float) -> tuple[Run, 
             n = next(numbers)  # distinct prompts: no two requests share more than a few tokens
             await stream_once(session, url, f"Story {n}: {n * 7919 % 1000} dragons and {n} knights", run)
 
-    async with aiohttp.ClientSession() as session:
+    # A connection per request, for every target: llama-server's HTTP library closes kept-alive
+    # connections under load, which a pooled client sees as "server disconnected".
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
         await stream_once(session, url, "warm up", Run())
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
@@ -108,7 +111,10 @@ async def turn_three_ttft(url: str, warm: bool, repeats: int = 5) -> float:
 @contextmanager
 def llama_server(binary: str, parallel: int) -> Iterator[str]:
     port = free_port()
+    # The same threads as the worker uses by default (all cores); llama-server would pick the physical ones.
+    threads = str(os.cpu_count() or 1)
     command = [binary, "-m", str(bundled_model_path()), "--port", str(port), "-np", str(parallel), "-c", "16384"]
+    command += ["-t", threads, "-tb", threads]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", timeout_s=120)
@@ -145,13 +151,17 @@ def main() -> None:
         with llama_server(args.llama_server, 8) as url:
             results["llama-server -np 8"] = measure(url, args.seconds)
     base = results["worker --parallel 1"]
+    reference = results.get("llama-server -np 8")
     rows = [["target", "streams", "tokens/s", "req/s", "TTFT p50 ms", "TTFT p99 ms", "tokens/s vs --parallel 1"]]
+    if reference:
+        rows[0] += ["tokens/s vs llama-server", "TTFT p50 vs llama-server"]
     for label, by_c in results.items():
         for c, (tps, rps, p50, p99) in by_c.items():
             ratio = tps / base[c][0]
-            rows.append(
-                [label, str(c), f"{tps:.1f}", f"{rps:.2f}", f"{p50 * 1000:.0f}", f"{p99 * 1000:.0f}", f"{ratio:.2f}"]
-            )
+            row = [label, str(c), f"{tps:.1f}", f"{rps:.2f}", f"{p50 * 1000:.0f}", f"{p99 * 1000:.0f}", f"{ratio:.2f}"]
+            if reference:
+                row += [f"{tps / reference[c][0]:.2f}", f"{p50 / reference[c][2]:.2f}"]
+            rows.append(row)
     print(f"## Concurrent greedy {MAX_TOKENS}-token streams, closed loop, {args.seconds:g} s each\n")
     print(table(rows))
     print("\n## Multi-turn: TTFT of turn 3 (worker --parallel 8, median of 5)\n")

@@ -34,27 +34,34 @@ def model_paths(config: WorkerConfig) -> list[Path]:
     return [Path(p).expanduser() for p in config.models] or [bundled_model_path()]
 
 
+def generation_threads(config: WorkerConfig) -> int:
+    """``threads``, or every core this process may run on (0 would leave llama.cpp at its own default
+    of 4: on a 2-core machine its spinning threads then fight each other, at half the speed)."""
+    return config.threads or len(os.sched_getaffinity(0)) or 1
+
+
 async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[ModelRuntime]:
     runtimes: list[ModelRuntime] = []
+    threads = generation_threads(config)
     paths = model_paths(config)
     for index, path in enumerate(paths, start=1):
         size_mb = path.stat().st_size / 1e6
         log.info("loading model %d/%d: %s (%.0f MB)…", index, len(paths), path.name, size_mb)
         started = time.monotonic()
         if is_embedding_model(await asyncio.to_thread(read_metadata, path)):
-            runtimes.append(await _load_embedder(path, config, started))
+            runtimes.append(await _load_embedder(path, config, threads, started))
             continue
         llm, facts = await asyncio.to_thread(
             load_llama,
             path,
             context_length=config.context_length,
-            threads=config.threads,
+            threads=threads,
             max_context=DEFAULT_MAX_CONTEXT,
         )
         offer = facts.offer
         kv_per_token = kv_bytes_per_token(llm)
         slots = config.parallel or default_slots(
-            cores=config.threads or os.cpu_count() or 1,
+            cores=threads,
             context_per_slot=offer.context_length,
             kv_bytes_per_token=kv_per_token,
             ram_bytes=machine_ram_bytes(),
@@ -69,12 +76,13 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
             facts,
             slots=slots,
             max_queue=config.max_queue,
-            threads=config.threads,
+            threads=threads,
             stats=stats,
             queue_wait=metrics.queue_wait.labels(offer.model).observe,
         )
         log.info(
-            "loaded %s (%s, %s) in %.1f s: %d sequences at once (parallel%s), context %d each, KV cache %.0f MB",
+            "loaded %s (%s, %s) in %.1f s: %d sequences at once (parallel%s), context %d each, KV cache %.0f MB, "
+            "%d threads",
             offer.model,
             offer.quantization.label,
             offer.architecture,
@@ -83,17 +91,18 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
             "" if config.parallel else ", automatic",
             offer.context_length,
             slots * offer.context_length * kv_per_token / 1e6,
+            threads,
         )
         runtimes.append(model)
     return runtimes
 
 
-async def _load_embedder(path: Path, config: WorkerConfig, started: float) -> LlamaCppEmbedder:
+async def _load_embedder(path: Path, config: WorkerConfig, threads: int, started: float) -> LlamaCppEmbedder:
     llm, facts = await asyncio.to_thread(
         load_embedding_llama,
         path,
         context_length=config.context_length,
-        threads=config.threads,
+        threads=threads,
         max_context=DEFAULT_MAX_CONTEXT,
     )
     embedder = LlamaCppEmbedder(llm, facts, max_queue=config.max_queue)
