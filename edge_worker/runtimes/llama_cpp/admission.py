@@ -48,3 +48,17 @@ class Admission:
         # Each slot frees up after about a generation's time: the queue drains ``slots`` at a time.
         expected = self._mean_duration_s * (self.waiting // self._slots + 1)
         return max(1, min(60, math.ceil(expected)))
+
+
+class Admitted:
+    """What a runtime that admits through ``_admission`` tells heartbeats and ``/health``."""
+
+    _admission: Admission
+
+    @property
+    def in_flight(self) -> int:
+        return self._admission.running
+
+    @property
+    def queued(self) -> int:
+        return self._admission.waiting

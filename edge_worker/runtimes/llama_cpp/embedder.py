@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_worker.runtimes.llama_cpp.admission import Admission
+from edge_worker.runtimes.llama_cpp.admission import Admission, Admitted
 from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, file_sha256, trained_context
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
 from routing.capabilities import Capabilities
@@ -69,7 +69,7 @@ class Embeddings:
     prompt_tokens: int
 
 
-class LlamaCppEmbedder:
+class LlamaCppEmbedder(Admitted):
     """An embedding model behind the worker's routes (``ModelRuntime``, with ``embed`` instead of ``start``)."""
 
     slots = 1
@@ -85,14 +85,6 @@ class LlamaCppEmbedder:
         self._max_sequences = int(llm.context_params.n_seq_max)
         self._admission = Admission(max_queue, slots=1, model=self.offer.model)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"embed-{self.offer.model}")
-
-    @property
-    def in_flight(self) -> int:
-        return self._admission.running
-
-    @property
-    def queued(self) -> int:
-        return self._admission.waiting
 
     async def start(self, request: GenerationRequest) -> list[Any]:
         """Refused: an embedding model generates nothing (a 400 naming ``generation``)."""

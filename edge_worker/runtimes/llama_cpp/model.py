@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edge_worker.runtimes.llama_cpp.admission import Admission
+from edge_worker.runtimes.llama_cpp.admission import Admission, Admitted
 from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, file_sha256, trained_context
 from edge_worker.runtimes.llama_cpp.embedder import Embeddings
 from edge_worker.runtimes.llama_cpp.engine import BatchEngine, EngineStats, Job
@@ -100,7 +100,7 @@ class LlamaCppGeneration:
             self.cancel()
 
 
-class LlamaCppModel:
+class LlamaCppModel(Admitted):
     """One loaded GGUF model and the engine that generates for all its requests at once."""
 
     def __init__(
@@ -127,14 +127,6 @@ class LlamaCppModel:
         self._engine = BatchEngine(
             llm, slots=slots, context_per_slot=self.offer.context_length, threads=threads, stats=stats
         )
-
-    @property
-    def in_flight(self) -> int:
-        return self._admission.running
-
-    @property
-    def queued(self) -> int:
-        return self._admission.waiting
 
     async def start(self, request: GenerationRequest) -> list[LlamaCppGeneration]:
         """One generation per choice; each holds a slot of its own and starts as soon as it has one."""
