@@ -43,17 +43,17 @@ class EmbeddingRequest:
     def needs(self) -> Needs:
         return EMBEDDING_NEEDS
 
-    @property
-    def text_chars(self) -> int:
-        return sum(len(i) for i in self.inputs if isinstance(i, str))
-
     def largest_input_tokens(self, chars_per_token: int) -> int:
         """A low estimate of the longest input's tokens (the context each input must fit)."""
-        return max((len(i) // chars_per_token if isinstance(i, str) else len(i)) for i in self.inputs)
+        return max(_estimated_tokens(i, chars_per_token) for i in self.inputs)
 
     def estimated_tokens(self, chars_per_token: int) -> int:
         """A low estimate of all inputs' tokens together (what a key's budget is charged before the answer)."""
-        return sum((len(i) // chars_per_token if isinstance(i, str) else len(i)) for i in self.inputs)
+        return sum(_estimated_tokens(i, chars_per_token) for i in self.inputs)
+
+
+def _estimated_tokens(item: EmbeddingInput, chars_per_token: int) -> int:
+    return len(item) // chars_per_token if isinstance(item, str) else len(item)
 
 
 def parse_embedding_request(obj: dict[str, Any]) -> EmbeddingRequest:

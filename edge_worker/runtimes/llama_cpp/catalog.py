@@ -98,3 +98,8 @@ def facts_from_metadata(metadata: dict[str, Any], path: Path, context_length: in
 def trained_context(metadata: dict[str, Any]) -> int:
     value = metadata.get(f"{metadata.get('general.architecture', '')}.context_length")
     return value if isinstance(value, int) else 0
+
+
+def context_per_sequence(metadata: dict[str, Any], context_length: int, max_context: int) -> int:
+    """The context a loaded model gets: the one asked for, else what it was trained on, at most ``max_context``."""
+    return context_length or min(trained_context(metadata) or max_context, max_context)

@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 
 from edge_worker.runtimes.llama_cpp.admission import Admission, Admitted
-from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, file_sha256, trained_context
+from edge_worker.runtimes.llama_cpp.catalog import (
+    GgufFacts,
+    context_per_sequence,
+    facts_from_metadata,
+    file_sha256,
+)
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
 from routing.capabilities import Capabilities
 from routing.embedding_requests import EmbeddingInput, EmbeddingRequest
@@ -49,7 +54,7 @@ def load_embedding_llama(path: Path, *, context_length: int, threads: int, max_c
     from llama_cpp import Llama
 
     metadata = read_metadata(path)
-    n_ctx = context_length or min(trained_context(metadata) or max_context, max_context)
+    n_ctx = context_per_sequence(metadata, context_length, max_context)
     # An encoder reads a whole sequence in one micro-batch: the batch is as large as the context.
     llm = Llama(
         model_path=str(path),

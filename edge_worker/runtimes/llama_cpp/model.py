@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from edge_worker.runtimes.llama_cpp.admission import Admission, Admitted
-from edge_worker.runtimes.llama_cpp.catalog import GgufFacts, facts_from_metadata, file_sha256, trained_context
+from edge_worker.runtimes.llama_cpp.catalog import (
+    GgufFacts,
+    context_per_sequence,
+    facts_from_metadata,
+    file_sha256,
+)
 from edge_worker.runtimes.llama_cpp.embedder import Embeddings
 from edge_worker.runtimes.llama_cpp.engine import BatchEngine, EngineStats, Job
 from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent
@@ -47,7 +52,7 @@ def load_llama(path: Path, *, context_length: int, threads: int, max_context: in
     from llama_cpp import Llama
 
     metadata = read_metadata(path)
-    n_ctx = context_length or min(trained_context(metadata) or max_context, max_context)
+    n_ctx = context_per_sequence(metadata, context_length, max_context)
     llm = Llama(model_path=str(path), n_ctx=_TOKENIZER_CONTEXT, n_threads=threads or None, verbose=False)
     return llm, facts_from_metadata(metadata, path, n_ctx, file_sha256(path))
 
