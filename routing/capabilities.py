@@ -87,6 +87,8 @@ ASSUMED = Capabilities(**dict.fromkeys(FLAGS, True), max_n=MAX_N)
 PLAIN = Capabilities()
 # Nothing at all: where unions over offers start.
 NOTHING = Capabilities(generation=False)
+# An embedding model's, on any runtime: it embeds and generates nothing.
+EMBEDDING_ONLY = Capabilities(embeddings=True, generation=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,13 @@ class Quantization:
     def matches(self, wanted: str) -> bool:
         """True when ``wanted`` names this quantization's class or exact label."""
         w = wanted.strip().lower()
-        return w == self.quant_class or w == self.label.lower()
+        if w == self.quant_class or w == self.label.lower():
+            return True
+        # Unquantized weights have one class per float format, however it is spelt (F32, fp32, float32).
+        return self.quant_class in _UNQUANTIZED and from_label(w).quant_class == self.quant_class
+
+
+_UNQUANTIZED = ("fp32", "fp16", "bf16")
 
 
 def integer_class(bits: float) -> str:

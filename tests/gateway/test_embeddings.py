@@ -15,8 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bench.servers import Server
-from edge_worker.runtimes.llama_cpp.embedder import EMBEDDING_CAPABILITIES
-from routing.capabilities import Capabilities
+from routing.capabilities import EMBEDDING_ONLY, Capabilities
 from tests.conftest import EMBEDDING_MODEL, MODEL
 from tests.gateway.standin import OFFER, StandIn, start_gateway, start_standin
 from tests.gateway.test_openai_client import async_client, client
@@ -124,7 +123,7 @@ async def test_many_inputs_at_once_match_each_alone(mixed_gateway: Server) -> No
 
 # --- workers that answer embeddings wrongly -------------------------------------------------------
 
-EMBEDDING_OFFER = replace(OFFER, model="standin-embedder", capabilities=EMBEDDING_CAPABILITIES)
+EMBEDDING_OFFER = replace(OFFER, model="standin-embedder", capabilities=EMBEDDING_ONLY)
 
 
 def _answer(data: list[Any]) -> Any:

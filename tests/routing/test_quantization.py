@@ -1,4 +1,4 @@
-from routing.quantization import Quantization, from_gguf_file_type
+from routing.quantization import Quantization, from_gguf_file_type, from_label
 
 
 def test_gguf_file_types_map_to_label_bits_and_class() -> None:
@@ -20,3 +20,12 @@ def test_matches_class_or_label_case_insensitively() -> None:
     q = from_gguf_file_type(15)
     assert q.matches("int4") and q.matches("q4_k_m") and q.matches("Q4_K_M")
     assert not q.matches("int8") and not q.matches("Q4_0")
+
+
+def test_an_unquantized_format_matches_however_it_is_spelt() -> None:
+    fp32 = from_label("float32")  # as an HF config.json writes it
+    assert fp32.matches("f32") and fp32.matches("F32") and fp32.matches("fp32") and fp32.matches("float32")
+    assert not fp32.matches("f16") and not fp32.matches("bf16")
+    f16 = from_gguf_file_type(1)
+    assert f16.matches("float16") and f16.matches("fp16") and not f16.matches("bfloat16")
+    assert not from_label("Q8_0").matches("f32")

@@ -34,14 +34,13 @@ from edge_worker.runtimes.llama_cpp.catalog import (
     file_sha256,
 )
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
-from routing.capabilities import Capabilities
+from routing.capabilities import EMBEDDING_ONLY
 from routing.embedding_requests import EmbeddingInput, EmbeddingRequest
 from routing.errors import ContextLengthExceeded, InvalidRequest
 from routing.openai_requests import GenerationRequest
 
 # llama.cpp's pooling types that give one vector per sequence (4, "rank", is a reranker's score).
 _POOLED = {1: "mean", 2: "cls", 3: "last"}
-EMBEDDING_CAPABILITIES = Capabilities(embeddings=True, generation=False)
 
 
 def is_embedding_model(metadata: dict[str, Any]) -> bool:
@@ -82,7 +81,7 @@ class LlamaCppEmbedder(Admitted):
     def __init__(self, llm: Any, facts: GgufFacts, *, max_queue: int):
         self._llm = llm
         self.facts = facts
-        self.offer = replace(facts.offer, capabilities=EMBEDDING_CAPABILITIES)
+        self.offer = replace(facts.offer, capabilities=EMBEDDING_ONLY)
         self.dimensions = int(llm.n_embd())
         # llama.cpp rounds the context up (to 256); a batch holds exactly what was asked, and so does an input.
         self._n_ctx = min(int(llm.n_ctx()), int(llm.n_batch))

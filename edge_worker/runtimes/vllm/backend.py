@@ -25,7 +25,7 @@ from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.vllm.hf_model import context_from_config, find_config, quantization_from_config, read_config
 from edge_worker.runtimes.vllm.load import VllmLoad, parse_vllm_metrics
 from edge_worker.runtimes.vllm.process import VllmProcess
-from routing.capabilities import MAX_N, Capabilities
+from routing.capabilities import EMBEDDING_ONLY, MAX_N, Capabilities
 from routing.fleet import Load, ModelOffer
 
 log = logging.getLogger("edge_worker.vllm")
@@ -132,6 +132,9 @@ class VllmBackend:
         if card is None:
             return
         self._name = str(card["id"])
+        embeds = await self._runs_an_embedding_model(session, url)
+        if embeds is None:
+            return  # asked again at the next poll
         source = self._config.models[0] if self._config.models else str(card.get("root") or self._name)
         hf = await asyncio.to_thread(lambda: read_config(find_config(source)))  # disk, maybe a big HF cache
         context = int(card.get("max_model_len") or 0) or context_from_config(hf)
@@ -142,14 +145,30 @@ class VllmBackend:
             context_length=context,
             runtime="vllm",
             architecture=str(architectures[0]),
-            capabilities=vllm_capabilities(hf),
+            capabilities=EMBEDDING_ONLY if embeds else vllm_capabilities(hf),
         )
         q = self.offer.quantization
-        log.info("vLLM serves %s (%s, %s, context %d)", self._name, q.label, q.quant_class, context)
+        kind = "embeddings" if embeds else "generation"
+        log.info("vLLM serves %s for %s (%s, %s, context %d)", self._name, kind, q.label, q.quant_class, context)
         self._metrics.model_info.labels(self._name, q.label, q.quant_class, "vllm", str(context)).set(1)
         self._metrics.in_flight.labels(self._name).set_function(lambda: self.vllm_load.running)
         self._metrics.queue_depth.labels(self._name).set_function(lambda: self.vllm_load.waiting)
         self.ready.set()
+
+    async def _runs_an_embedding_model(self, session: aiohttp.ClientSession, url: str) -> bool | None:
+        """Whether vLLM's runner pools (an embedding model) rather than generates; None if unsure yet.
+
+        vLLM registers only the routes of its runner's tasks (older releases answer the others with a
+        400), so one tiny input tells, whatever flags (``--runner pooling``, ``--convert embed``) or
+        architecture decided it."""
+        body = {"model": self._name, "input": "ping"}
+        try:
+            async with session.post(f"{url}/v1/embeddings", json=body, timeout=self._poll_timeout) as resp:
+                if resp.status == 200:
+                    return True
+                return False if resp.status in (400, 404, 405, 501) else None
+        except (aiohttp.ClientError, TimeoutError):
+            return None
 
     async def _read_load(self, session: aiohttp.ClientSession, url: str) -> None:
         try:

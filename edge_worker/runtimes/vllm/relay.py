@@ -1,5 +1,9 @@
 """The worker's OpenAI routes in front of vLLM: requests relayed byte for byte.
 
+Chat, completions and embeddings take the same path: vLLM answers only the
+ones its runner serves (an embedding model's vLLM has no chat route), and the
+offer says which those are, so a gateway sends nothing else.
+
 Only the model name may change on the way (a gateway may pin ``id:LABEL``;
 vLLM knows the plain id). A client that goes away cancels the handler, which
 closes the connection to vLLM, which aborts the generation. Tokens are
@@ -38,6 +42,8 @@ class VllmState(Protocol):
 
 
 _RELAYED_HEADERS = ("Content-Type", "Cache-Control")
+# The metrics' endpoint label of each relayed path (the names the llama.cpp runtime uses).
+_ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/embeddings": "embeddings"}
 # A generation may run as long as the gateway lets it (600 s by default); only
 # connecting and silences are bounded here, not aiohttp's default 300 s total.
 _VLLM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=600)
@@ -52,6 +58,7 @@ class VllmRelay:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.generate)
         app.router.add_post("/v1/completions", self.generate)
+        app.router.add_post("/v1/embeddings", self.generate)
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         backend, session = self._backend, self.session
@@ -69,7 +76,7 @@ class VllmRelay:
             raise ModelNotFound(f"The model '{model}' is not loaded on this worker (it serves: {offer.model}).")
         body["model"] = offer.model
         hidden_usage = _ask_for_usage(body)
-        endpoint = "chat" if request.path.endswith("/chat/completions") else "completions"
+        endpoint = _ENDPOINTS[request.path]
         account = RequestAccount(self._metrics, offer.model, endpoint, request.headers.get(REQUEST_ID, "-"))
         status = CLIENT_CLOSED
         usage = Usage()

