@@ -13,6 +13,12 @@ whose cached tokens share the longest prefix with its prompt and reads only
 the rest (the second turn of a chat does not pay for the first again); the
 reused count is reported as ``cached_tokens``.
 
+A job whose prompt another job is still reading (the choices of an ``n > 1``
+request, or the same prompt sent twice at once) follows it instead of reading
+it again: when the leader's prompt is in, the follower samples its first token
+from the leader's logits and gets a copy of the leader's KV (a whole cache
+stream, copied by llama.cpp before the next decode), then goes its own way.
+
 The loop runs on its own thread (llama.cpp contexts are not thread-safe);
 events cross to the event loop through each job's ``emit``.
 """
@@ -58,6 +64,8 @@ class Job:
     end_token: int | None = None
     unreported: int = 0  # produced tokens whose text is still held back
     unreported_logprobs: list[TokenLogprob] = field(default_factory=list)
+    leader: _Slot | None = None  # the slot reading this job's prompt for it, while it does
+    followers: list[_Slot] = field(default_factory=list)  # the slots waiting for this job's prompt
     scanner: StopScanner = field(init=False)
     decoder: Any = field(init=False)
 
@@ -109,15 +117,15 @@ class BatchEngine:
         self._vocab = llm._model.vocab
         self._batch = lc.llama_batch_init(batch_tokens, 0, 1)
         self._slots = [_Slot(seq) for seq in range(slots)]
-        self._incoming: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._incoming: queue.SimpleQueue[tuple[Job, ...]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> None:
-        """Hand over an admitted job (never more than there are slots: admission sees to it)."""
-        self._incoming.put(job)
+    def submit(self, *jobs: Job) -> None:
+        """Hand over admitted jobs, placed together (never more than there are slots: admission sees to it)."""
+        self._incoming.put(jobs)
         self._wake.set()
 
     def close(self) -> None:
@@ -152,20 +160,33 @@ class BatchEngine:
     def _take_incoming(self) -> None:
         while True:
             try:
-                job = self._incoming.get_nowait()
+                jobs = self._incoming.get_nowait()
             except queue.Empty:
                 return
-            self._place(job)
+            for job in jobs:
+                self._place(job)
 
     def _place(self, job: Job) -> None:
         free = [s for s in self._slots if s.job is None]
+        leader = next((s for s in self._slots if s.job is not None and _reads_prompt_of(s.job, job)), None)
+        if leader is not None and leader.job is not None:
+            # Its cache is replaced by the leader's: the free slot whose cache is worth least.
+            slot = min(free, key=lambda s: (len(s.cached), s.last_used))
+            slot.job, job.leader = job, leader
+            leader.job.followers.append(slot)
+            return
         # The free slot sharing the longest prefix with the prompt; else the one idle longest.
         slot = max(free, key=lambda s: (_common_prefix(s.cached, job.prompt), -s.last_used))
+        self._claim(slot, job)
+
+    def _claim(self, slot: _Slot, job: Job) -> None:
+        """``job`` reads its prompt in ``slot``, after what the slot's cache already holds of it."""
         # At least the prompt's last token is read again: its logits give the first new token.
         reuse = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
         self._lc.llama_memory_seq_rm(self._memory, slot.seq, reuse, -1)
         slot.cached = job.prompt[:reuse]
         job.fed = job.cached = reuse
+        job.leader = None
         slot.job = job
         if reuse:
             self._stats.cached_tokens(reuse)
@@ -191,7 +212,7 @@ class BatchEngine:
         chunk = self._prefill_chunk if generating else self._batch_tokens
         for slot in active:  # then prompts, in chunks, so running streams keep flowing
             job = slot.job
-            if job is None or job.fed >= len(job.prompt) or room <= 0:
+            if job is None or job.leader is not None or job.fed >= len(job.prompt) or room <= 0:
                 continue
             take = job.prompt[job.fed : job.fed + min(chunk, room)]
             for offset, token in enumerate(take):
@@ -210,11 +231,32 @@ class BatchEngine:
             raise RuntimeError(f"llama_decode returned {status}")
         for slot, index in sampled_at:
             job = slot.job
-            if job is not None:
-                token = job.sampler.sample(self._ctx, index)
-                # Now or never: the next decode overwrites these logits.
-                logprob = job.logprobs(self._ctx, index, token) if job.logprobs is not None else None
-                self._on_token(slot, job, token, logprob)
+            if job is None:
+                continue
+            # Followers first: the leader may finish at its first token and give its slot back.
+            followers, job.followers = job.followers, []
+            for follower in followers:
+                self._take_over_prompt(slot, follower)
+            for taker in (slot, *followers):
+                if taker.job is not None:
+                    self._sample(taker, taker.job, index)
+
+    def _sample(self, slot: _Slot, job: Job, index: int) -> None:
+        token = job.sampler.sample(self._ctx, index)
+        # Now or never: the next decode overwrites these logits.
+        logprob = job.logprobs(self._ctx, index, token) if job.logprobs is not None else None
+        self._on_token(slot, job, token, logprob)
+
+    def _take_over_prompt(self, leader: _Slot, follower: _Slot) -> None:
+        """The leader's prompt is in its KV: the follower gets a copy, as if it had read it itself."""
+        job, lead = follower.job, leader.job
+        if job is None or lead is None:
+            return
+        # Across cache streams only whole streams copy; the leader's holds exactly the prompt now.
+        self._lc.llama_memory_seq_cp(self._memory, leader.seq, follower.seq, -1, -1)
+        follower.cached = list(leader.cached)
+        job.fed, job.cached, job.leader = lead.fed, lead.cached, None  # the prompt counts once, as read
+        self._stats.cached_tokens(len(job.prompt))
 
     def _add(self, seq: int, token: int, position: int, *, logits: bool) -> int:
         batch = self._batch
@@ -283,6 +325,16 @@ class BatchEngine:
         if job is None:
             return
         slot.job = None
+        if job.leader is not None and job.leader.job is not None:
+            job.leader.job.followers.remove(slot)
+        if job.followers:  # it leaves before its prompt was in: the first follower reads it instead
+            heir, *rest = job.followers
+            if heir.job is not None:
+                self._claim(heir, heir.job)
+                heir.job.followers = rest
+                for other in rest:
+                    if other.job is not None:
+                        other.job.leader = heir
         slot.last_used = time.monotonic()
         job.sampler.close()
         job.done()
@@ -311,6 +363,11 @@ def new_context(llm: Any, *, n_ctx: int, batch_tokens: int, sequences: int, thre
     if not ctx:
         raise InferCDNError("llama.cpp could not create a context")
     return ctx
+
+
+def _reads_prompt_of(lead: Job, job: Job) -> bool:
+    """True when ``lead`` is reading the prompt ``job`` has, and ``job`` can wait for it."""
+    return lead.leader is None and lead.fed < len(lead.prompt) and lead.prompt == job.prompt
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -134,7 +134,8 @@ class LlamaCppModel(Admitted):
         )
 
     async def start(self, request: GenerationRequest) -> list[LlamaCppGeneration]:
-        """One generation per choice; each holds a slot of its own and starts as soon as it has one."""
+        """One generation per choice, each holding a slot of its own; they start together once all have
+        one, so the engine reads the prompt once for all of them."""
         self.offer.capabilities.require(request.needs, self.offer.model)
         plan = PLAIN_TEXT
         if request.tool_choice.mode != "none" or request.response_format.structured:
@@ -146,6 +147,7 @@ class LlamaCppModel(Admitted):
         seed = sampling.seed if sampling.seed is not None else self._rng.getrandbits(31)
         logprobs = self._logprob_reader(request.top_logprobs) if request.logprobs else None
         generations: list[LlamaCppGeneration] = []
+        jobs: list[Job] = []
         try:
             for choice in range(request.n):
                 if plan.grammar is None:
@@ -155,15 +157,18 @@ class LlamaCppModel(Admitted):
                     sampler = await asyncio.to_thread(
                         SequenceSampler, sampling, seed + choice, grammar=plan.grammar, vocab=vocab
                     )
-                generation = await self._submit(prompt_tokens, max_tokens, sampler, plan, sampling.stop, logprobs)
+                generation, job = await self._admit(prompt_tokens, max_tokens, sampler, plan, sampling.stop, logprobs)
                 generations.append(generation)
+                jobs.append(job)
         except BaseException:
-            for generation in generations:
-                generation.cancel()
+            for job in jobs:  # never submitted: their slots are given back here
+                job.sampler.close()
+                job.done()
             raise
+        self._engine.submit(*jobs)
         return generations
 
-    async def _submit(
+    async def _admit(
         self,
         prompt_tokens: list[int],
         max_tokens: int,
@@ -171,7 +176,7 @@ class LlamaCppModel(Admitted):
         plan: OutputPlan,
         stops: tuple[str, ...],
         logprobs: Callable[[Any, int, int], TokenLogprob] | None,
-    ) -> LlamaCppGeneration:
+    ) -> tuple[LlamaCppGeneration, Job]:
         arrived = time.monotonic()
         try:
             await self._admission.acquire()
@@ -196,8 +201,7 @@ class LlamaCppModel(Admitted):
             done=done,
             logprobs=logprobs,
         )
-        self._engine.submit(job)
-        return generation
+        return generation, job
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         """Refused: a generation model makes no embeddings (a 400 naming ``embeddings``)."""

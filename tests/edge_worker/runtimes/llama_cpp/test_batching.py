@@ -110,3 +110,28 @@ async def test_a_long_prompt_is_read_in_chunks_while_running_streams_keep_flowin
     # About 1,500 prompt tokens read 128 per step: the running stream got a token at each of those steps.
     during = [t for t in arrivals if sent <= t <= answered]
     assert len(during) >= 8, (len(during), answered - sent)
+
+
+async def test_the_choices_of_one_request_read_its_prompt_once(batching_worker: Server) -> None:
+    url = batching_worker.url
+    body = {"model": MODEL, "prompt": "Tell me about lighthouses. " * 20, "temperature": 0.9, "max_tokens": 12}
+    async with aiohttp.ClientSession() as session:
+
+        async def ask(**extra: Any) -> dict[str, Any]:
+            async with session.post(f"{url}/v1/completions", json={**body, **extra}) as resp:
+                assert resp.status == 200, await resp.text()
+                answer: dict[str, Any] = await resp.json()
+                return answer
+
+        alone = []
+        for i in range(3):  # choice i is seeded seed + i; each reads the whole prompt, as the first choice will
+            await asyncio.gather(*(complete(session, url, p) for p in PROMPTS))  # other prompts in every slot
+            alone.append(await ask(seed=11 + i))
+        await asyncio.gather(*(complete(session, url, p) for p in PROMPTS))
+        computed_before = sample(url, "infercdn_worker_batch_tokens_sum", model=MODEL)
+        together = await ask(seed=11, n=3)
+        computed = sample(url, "infercdn_worker_batch_tokens_sum", model=MODEL) - computed_before
+    by_index = sorted(together["choices"], key=lambda c: c["index"])
+    assert [c["text"] for c in by_index] == [text(a) for a in alone]
+    usage = together["usage"]
+    assert computed <= usage["prompt_tokens"] + usage["completion_tokens"], (computed, usage)
