@@ -78,6 +78,7 @@ class Outcome:
     status: int = 0
     sent_at: float | None = None  # the first attempt left for a worker
     first_byte_at: float | None = None
+    streamed: bool = False  # the answer was a stream: its first byte is a real time to first token
     quantization: str = ""  # of the offer last tried
     usage: Usage = field(default_factory=Usage)
     trail: AnswerTrail = field(default_factory=AnswerTrail)  # for an audit after delivery
@@ -211,7 +212,8 @@ class Proxy:
                 # The worker refused the request itself: the client's error, relayed and never held against it.
                 await a.before_end(status)
                 return web.Response(body=payload, status=status, headers=reply_headers)
-            self._balancer.first_byte(a.dispatch, a.outcome.first_byte_at)
+            a.outcome.streamed = bool(first_events)
+            self._balancer.first_byte(a.dispatch, a.outcome.first_byte_at, streamed=a.outcome.streamed)
             if not first_events:
                 a.outcome.usage.read(answer)
                 await a.before_end(status)

@@ -69,5 +69,5 @@ class UsageRecorder:
             cached_tokens=o.usage.cached_tokens,
             completion_tokens=o.usage.completion_tokens,
             worker_seconds=0.0 if o.sent_at is None else now - o.sent_at,
-            ttft_s=None if o.first_byte_at is None else o.first_byte_at - self.started,
+            ttft_s=None if o.first_byte_at is None or not o.streamed else o.first_byte_at - self.started,
         )

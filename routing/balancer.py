@@ -126,12 +126,15 @@ class Balancer:
         state.in_flight += 1
         return Dispatch(candidate, now, ahead)
 
-    def first_byte(self, dispatch: Dispatch, now: float) -> None:
-        """The attempt answered: a latency sample, and a success for health."""
+    def first_byte(self, dispatch: Dispatch, now: float, *, streamed: bool = True) -> None:
+        """The attempt answered: a latency sample, and a success for health.
+
+        Only a stream's first byte is a time to first token for the SLOs; a whole answer (a plain
+        completion, embeddings) took as long as its work did, and would blur the TTFT percentiles."""
         state = dispatch.candidate.state
         self.policy.observe(dispatch, now - dispatch.started, now)
         state.health.succeeded(now, self.health_policy)
-        self.slos.of(state.worker.id).attempt(True, now - dispatch.started, now)
+        self.slos.of(state.worker.id).attempt(True, now - dispatch.started if streamed else None, now)
 
     def failed(self, dispatch: Dispatch, kind: Failure, now: float) -> None:
         state = dispatch.candidate.state

@@ -28,7 +28,7 @@ class LedgerEntry:
     cached_tokens: int
     completion_tokens: int
     worker_seconds: float  # from the first attempt's send to the end: the serving time the request took
-    ttft_s: float | None  # None when no first byte came
+    ttft_s: float | None  # None when no first byte came, or the answer was not a stream
 
     @property
     def hour(self) -> int:

@@ -5,6 +5,7 @@ with offers) so the gateway treats it as any worker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,17 @@ class StandIn:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.close()
+
+
+async def answer_stream(request: web.Request) -> web.StreamResponse:
+    """A chat stream of one token, as a worker sends it."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+    await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 async def answer_500(request: web.Request) -> web.StreamResponse:
