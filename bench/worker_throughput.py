@@ -1,11 +1,16 @@
 """One edge worker under concurrent streams: continuous batching against one sequence at a time.
 
-    python -m bench.worker_throughput [--seconds S] [--llama-server PATH]
+    python -m bench.worker_throughput [--seconds S] [--rounds R] [--llama-server PATH]
 
 Closed loop: C clients each stream greedy 64-token completions of distinct
 prompts, one after another, for S seconds, at C = 1, 4, 8. Targets, side by
 side in one run: the worker with ``--parallel 1``, with ``--parallel 8``, and
-llama.cpp's own ``llama-server -np 8`` when a binary is given. Then a
+llama.cpp's own ``llama-server -np 8`` when a binary is given. All of them
+run at once (idle but for the one measured) and are measured in R
+interleaved rounds of S/R seconds: this machine's speed drifts by a fifth
+within minutes, and one target measured after another would carry the
+drift into the ratios. Tokens/s are the median over rounds; TTFT
+percentiles pool every round's requests. Then a
 multi-turn chat: the time to first token of turn 3 when its earlier turns
 are in the worker's KV cache, against the same length of conversation it has
 never seen. Prints medians and ratios; quote ratios.
@@ -22,7 +27,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -69,10 +74,12 @@ async def stream_once(session: aiohttp.ClientSession, url: str, prompt: str, run
     run.requests += 1
 
 
-async def closed_loop(url: str, concurrency: int, seconds: float) -> tuple[Run, float]:
+async def closed_loop(url: str, concurrency: int, seconds: float, first: int = 0) -> tuple[Run, float]:
     run = Run()
     deadline = time.perf_counter() + seconds
-    numbers = itertools.count()  # every target gets the same prompts, in the same order
+    # Every target gets the same prompts, in the same order; a later round (``first``) new ones, so that
+    # no server answers from a cache of what it was asked in an earlier round.
+    numbers = itertools.count(first)
 
     async def client(session: aiohttp.ClientSession) -> None:
         while time.perf_counter() < deadline:
@@ -124,32 +131,44 @@ def llama_server(binary: str, parallel: int) -> Iterator[str]:
         process.wait(10)
 
 
-def measure(url: str, seconds: float) -> dict[int, tuple[float, float, float, float]]:
-    out = {}
-    for c in CONCURRENCY:
-        run, elapsed = asyncio.run(closed_loop(url, c, seconds))
-        ttft = sorted(run.ttft_s)
+def measure(targets: dict[str, str], seconds: float, rounds: int) -> dict[str, dict[int, tuple[float, ...]]]:
+    """(tokens/s, req/s, TTFT p50, TTFT p99) per target and concurrency, from interleaved rounds."""
+    rates: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    ttfts: dict[tuple[str, int], list[float]] = {}
+    for round_ in range(rounds):
+        for level, c in enumerate(CONCURRENCY):
+            for label, url in targets.items():
+                first = 1_000_000 * (round_ * len(CONCURRENCY) + level)
+                run, elapsed = asyncio.run(closed_loop(url, c, seconds / rounds, first))
+                rates.setdefault((label, c), []).append((run.tokens / elapsed, run.requests / elapsed))
+                ttfts.setdefault((label, c), []).extend(run.ttft_s)
+    out: dict[str, dict[int, tuple[float, ...]]] = {}
+    for (label, c), samples in rates.items():
+        ttft = sorted(ttfts[(label, c)])
         p99 = ttft[min(len(ttft) - 1, int(0.99 * len(ttft)))]
-        out[c] = (run.tokens / elapsed, run.requests / elapsed, statistics.median(ttft), p99)
+        tokens = statistics.median(t for t, _ in samples)
+        requests = statistics.median(r for _, r in samples)
+        out.setdefault(label, {})[c] = (tokens, requests, statistics.median(ttft), p99)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    parser.add_argument("--seconds", type=float, default=12.0, help="per target and concurrency level, all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--llama-server", help="a llama-server binary, to compare with -np 8")
     args = parser.parse_args()
-    results: dict[str, dict[int, tuple[float, float, float, float]]] = {}
     turn3: dict[str, float] = {}
-    for label, parallel in (("worker --parallel 1", "1"), ("worker --parallel 8", "8")):
-        with running("edge_worker", "--parallel", parallel, "--log-level", "warning") as worker:
-            results[label] = measure(worker.url, args.seconds)
-            if parallel == "8":
-                turn3["cold"] = asyncio.run(turn_three_ttft(worker.url, warm=False))
-                turn3["warm"] = asyncio.run(turn_three_ttft(worker.url, warm=True))
-    if args.llama_server:
-        with llama_server(args.llama_server, 8) as url:
-            results["llama-server -np 8"] = measure(url, args.seconds)
+    with ExitStack() as stack:
+        targets = {
+            label: stack.enter_context(running("edge_worker", "--parallel", parallel, "--log-level", "warning")).url
+            for label, parallel in (("worker --parallel 1", "1"), ("worker --parallel 8", "8"))
+        }
+        if args.llama_server:
+            targets["llama-server -np 8"] = stack.enter_context(llama_server(args.llama_server, 8))
+        results = measure(targets, args.seconds, args.rounds)
+        turn3["cold"] = asyncio.run(turn_three_ttft(targets["worker --parallel 8"], warm=False))
+        turn3["warm"] = asyncio.run(turn_three_ttft(targets["worker --parallel 8"], warm=True))
     base = results["worker --parallel 1"]
     reference = results.get("llama-server -np 8")
     rows = [["target", "streams", "tokens/s", "req/s", "TTFT p50 ms", "TTFT p99 ms", "tokens/s vs --parallel 1"]]
@@ -162,7 +181,9 @@ def main() -> None:
             if reference:
                 row += [f"{tps / reference[c][0]:.2f}", f"{p50 / reference[c][2]:.2f}"]
             rows.append(row)
-    print(f"## Concurrent greedy {MAX_TOKENS}-token streams, closed loop, {args.seconds:g} s each\n")
+    print(
+        f"## Concurrent greedy {MAX_TOKENS}-token streams, closed loop, {args.rounds} rounds, {args.seconds:g} s each\n"
+    )
     print(table(rows))
     print("\n## Multi-turn: TTFT of turn 3 (worker --parallel 8, median of 5)\n")
     print(
