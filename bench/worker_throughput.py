@@ -1,6 +1,6 @@
 """One edge worker under concurrent streams: continuous batching against one sequence at a time.
 
-    python -m bench.worker_throughput [--seconds S] [--rounds R] [--llama-server PATH]
+    python -m bench.worker_throughput [--seconds S] [--rounds R] [--llama-server PATH] [--quantize Q4_0]
 
 Closed loop: C clients each stream greedy 64-token completions of distinct
 prompts, one after another, for S seconds, at C = 1, 4, 8. Targets, side by
@@ -10,7 +10,9 @@ run at once (idle but for the one measured) and are measured in R
 interleaved rounds of S/R seconds: this machine's speed drifts by a fifth
 within minutes, and one target measured after another would carry the
 drift into the ratios. Tokens/s are the median over rounds; TTFT
-percentiles pool every round's requests. Then a
+percentiles pool every round's requests. ``--quantize TYPE`` serves the
+bundled model requantized (with llama.cpp's own quantizer) instead of its
+Q4_1, whose matrices have no batched CPU kernel. Then a
 multi-turn chat: the time to first token of turn 3 when its earlier turns
 are in the worker's KV cache, against the same length of conversation it has
 never seen. Prints medians and ratios; quote ratios.
@@ -20,15 +22,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import itertools
 import json
 import os
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -116,11 +121,11 @@ async def turn_three_ttft(url: str, warm: bool, repeats: int = 5) -> float:
 
 
 @contextmanager
-def llama_server(binary: str, parallel: int) -> Iterator[str]:
+def llama_server(binary: str, parallel: int, model: Path) -> Iterator[str]:
     port = free_port()
     # The same threads as the worker uses by default (all cores); llama-server would pick the physical ones.
     threads = str(os.cpu_count() or 1)
-    command = [binary, "-m", str(bundled_model_path()), "--port", str(port), "-np", str(parallel), "-c", "16384"]
+    command = [binary, "-m", str(model), "--port", str(port), "-np", str(parallel), "-c", "16384"]
     command += ["-t", threads, "-tb", threads]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -129,6 +134,20 @@ def llama_server(binary: str, parallel: int) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def requantized(kind: str, directory: Path) -> Path:
+    """The bundled model requantized to ``kind`` (a GGUF type name such as Q4_0), under the same model id."""
+    import llama_cpp as lc
+
+    file_types = {name.removeprefix("LLAMA_FTYPE_MOSTLY_"): value for name, value in vars(lc).items()}
+    params = lc.llama_model_quantize_default_params()
+    params.ftype = file_types[kind.upper()]
+    params.allow_requantize = True
+    target = directory / f"SmolLM2-135M-Instruct.{kind.upper()}.gguf"
+    if lc.llama_model_quantize(str(bundled_model_path()).encode(), str(target).encode(), ctypes.byref(params)):
+        raise SystemExit(f"llama.cpp could not quantize to {kind}")
+    return target
 
 
 def measure(targets: dict[str, str], seconds: float, rounds: int) -> dict[str, dict[int, tuple[float, ...]]]:
@@ -157,15 +176,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0, help="per target and concurrency level, all rounds")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--llama-server", help="a llama-server binary, to compare with -np 8")
+    parser.add_argument("--quantize", help="serve the bundled model requantized to this GGUF type, e.g. Q4_0")
     args = parser.parse_args()
     turn3: dict[str, float] = {}
     with ExitStack() as stack:
+        model = bundled_model_path()
+        if args.quantize:
+            model = requantized(args.quantize, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        worker_args = ("--model", str(model), "--log-level", "warning")
         targets = {
-            label: stack.enter_context(running("edge_worker", "--parallel", parallel, "--log-level", "warning")).url
+            label: stack.enter_context(running("edge_worker", "--parallel", parallel, *worker_args)).url
             for label, parallel in (("worker --parallel 1", "1"), ("worker --parallel 8", "8"))
         }
         if args.llama_server:
-            targets["llama-server -np 8"] = stack.enter_context(llama_server(args.llama_server, 8))
+            targets["llama-server -np 8"] = stack.enter_context(llama_server(args.llama_server, 8, model))
         results = measure(targets, args.seconds, args.rounds)
         turn3["cold"] = asyncio.run(turn_three_ttft(targets["worker --parallel 8"], warm=False))
         turn3["warm"] = asyncio.run(turn_three_ttft(targets["worker --parallel 8"], warm=True))
@@ -181,6 +205,7 @@ def main() -> None:
             if reference:
                 row += [f"{tps / reference[c][0]:.2f}", f"{p50 / reference[c][2]:.2f}"]
             rows.append(row)
+    print(f"Model: {model.name}\n")
     print(
         f"## Concurrent greedy {MAX_TOKENS}-token streams, closed loop, {args.rounds} rounds, {args.seconds:g} s each\n"
     )
