@@ -103,7 +103,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
     clock = asyncio.get_running_loop().time
     started = clock()
     outcome = Outcome()
-    model, key, reserved, budgeted = "unknown", None, 0, 0
+    model, key, reserved, budgeted, completion_cap = "unknown", None, 0, 0, None
     recorder = (
         None
         if state.ledger is None
@@ -145,8 +145,11 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
             prompt_tokens = estimate_prompt_tokens(routed)
             max_tokens = completion_allowance(routed)
             if key.budget:
-                # Without max_tokens only the prompt is reserved: the last request may overshoot by its answer.
                 cost = prompt_tokens + (max_tokens or 0)
+                if max_tokens is None and isinstance(routed, GenerationRequest):
+                    # It may generate what the key has left; it reserves a usual answer (see routing/budget.py).
+                    completion_cap = state.budgets.remaining(key.id, key.budget, time.time()) - prompt_tokens
+                    cost += max(1, min(completion_cap, UNBOUNDED_COMPLETION_TOKENS))
                 request[BUDGET_HEADERS] = state.budgets.admit(key.id, key.budget, cost, time.time())
                 budgeted = cost
             tokens = prompt_tokens + (UNBOUNDED_COMPLETION_TOKENS if max_tokens is None else max_tokens)
@@ -158,7 +161,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
         response = await state.proxy.forward(
             request,
             plan,
-            lambda candidate: forwarded_body(raw, body, requirements, candidate),
+            lambda candidate: forwarded_body(raw, body, requirements, candidate, completion_cap),
             stream=routed.stream,
             request_id=request_id_of(request),
             outcome=outcome,

@@ -2,10 +2,12 @@
 
 A request reserves what it may cost (its prompt estimate plus its ``max_tokens``) and is refused
 with 429 if that would take the key past a budget; at its end the reservation is replaced by what
-the worker reported it used. With no ``max_tokens``, only the prompt is reserved, so one request
-may overshoot by its completion. The spent figures start from the usage ledger and are set from
-it again every so often (``observe``): gateways sharing a ledger see each other's spending within
-that interval, and a restart forgets nothing.
+the worker reported it used. A request without ``max_tokens`` may generate only what the key has
+left (``remaining``: the gateway sets ``max_tokens`` to it), and reserves its prompt and a usual
+answer's length, so that a key with plenty left is not held to one request at a time. The spent
+figures start from the usage ledger and are set from it again every so often (``observe``):
+gateways sharing a ledger see each other's spending within that interval, and a restart forgets
+nothing.
 """
 
 from __future__ import annotations
@@ -92,6 +94,15 @@ class BudgetBook:
         for account in accounts.values():
             account.reserved += tokens
         return headers(tokens)
+
+    def remaining(self, key_id: str, budget: Budget, wall: float) -> int:
+        """What the key may still spend now: the least left in any of its budgets, less what is in flight."""
+        return min(
+            max(0, budget.limit(p) - account.spent - account.reserved)
+            for p in PERIODS
+            if budget.limit(p)
+            for account in (self._account(key_id, p, wall),)
+        )
 
     def settle(self, key_id: str, budget: Budget, reserved: int, used: int, wall: float) -> None:
         """Replace a reservation by what the request used (in the period it ended in)."""

@@ -122,19 +122,27 @@ def _quant_fits(candidate: Candidate, req: Requirements) -> bool:
     )
 
 
-def forwarded_body(raw: bytes, body: dict[str, Any], req: Requirements, candidate: Candidate) -> bytes:
+def forwarded_body(
+    raw: bytes, body: dict[str, Any], req: Requirements, candidate: Candidate, completion_cap: int | None = None
+) -> bytes:
     """What the chosen worker receives: the client's bytes, unless they must change.
 
     Routing-only fields are dropped, and where the worker holds the model at
     more than one quantization (or the client named one), ``model`` names the
-    chosen offer exactly (``id:LABEL``) so the worker serves that file.
+    chosen offer exactly (``id:LABEL``) so the worker serves that file. A
+    ``completion_cap`` (what a budgeted key has left, for a request without
+    ``max_tokens``) becomes its ``max_tokens`` where the offer's context would
+    allow more.
     """
     offer = candidate.offer
     siblings = sum(1 for o in candidate.state.offers if o.model == offer.model)
     pin = bool(req.suffix) or siblings > 1
-    if not pin and not any(f in body for f in ROUTING_FIELDS):
+    cap = completion_cap is not None and completion_cap < offer.context_length
+    if not pin and not cap and not any(f in body for f in ROUTING_FIELDS):
         return raw
     out = {k: v for k, v in body.items() if k not in ROUTING_FIELDS}
+    if cap:
+        out["max_tokens"] = completion_cap
     if pin:
         # A foreign upstream knows the model by its plain name; an InferCDN worker by id:LABEL.
         foreign = candidate.state.worker.source == "upstream"

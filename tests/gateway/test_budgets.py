@@ -9,7 +9,9 @@ import aiohttp
 from bench.servers import Server
 from gateway.keys import KeyStore, create_key
 from routing.budget import Budget
+from routing.openai_requests import parse_completion_request
 from routing.ratelimit import Limits
+from routing.suitability import estimate_prompt_tokens
 from tests.conftest import MODEL
 from tests.gateway.test_registry import start_gateway
 
@@ -66,3 +68,30 @@ async def test_a_spent_day_budget_is_refused_with_429_and_stays_spent_after_a_re
     finally:
         await server.close()
     assert status == 429 and int(headers["x-budget-remaining-tokens-day"]) == max(0, DAY_BUDGET - used)
+
+
+async def test_a_request_without_max_tokens_generates_only_what_the_key_has_left(
+    worker: Server, tmp_path: Path
+) -> None:
+    store = KeyStore()
+    key, _ = create_key(store, "capped", Limits(0, 0), Budget(tokens_per_day=DAY_BUDGET))
+    store.save(tmp_path / "keys.json")
+    settings = {"workers": (worker.url,), "api_keys_file": str(tmp_path / "keys.json"), "state_file": ":memory:"}
+    body = {"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6,", "temperature": 0}  # counts on for thousands of tokens
+    headers = {"Authorization": f"Bearer {key}"}
+    server, url = await start_gateway(**settings)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/v1/completions", json=body, headers=headers) as resp:
+                assert resp.status == 200
+                answer = await resp.json()
+            async with session.post(f"{url}/v1/completions", json=body, headers=headers) as resp:
+                refused = resp.status
+    finally:
+        await server.close()
+    assert answer["choices"][0]["finish_reason"] == "length"
+    # Capped at what was left after the gateway's estimate of the prompt (the worker counts a few more:
+    # what the budget can be overshot by).
+    estimate = estimate_prompt_tokens(parse_completion_request(body))
+    assert answer["usage"]["completion_tokens"] == DAY_BUDGET - estimate
+    assert refused == 429

@@ -74,3 +74,7 @@ def test_forwarded_body_strips_routing_fields_and_pins_the_offer() -> None:
     out = forwarded_body(raw, {**body, "quantizations": ["int8"]}, Requirements("m"), a_q8)
     assert out == b'{"model": "m:Q8_0", "messages": []}'
     assert forwarded_body(raw, {**body, "region": "eu"}, Requirements("m"), only_b) == b'{"model": "m", "messages": []}'
+    # A budgeted key's cap becomes max_tokens only where the context would allow more.
+    capped = forwarded_body(raw, body, Requirements("m"), only_b, completion_cap=150)
+    assert capped == b'{"model": "m", "messages": [], "max_tokens": 150}'
+    assert forwarded_body(raw, body, Requirements("m"), only_b, completion_cap=5000) is raw
