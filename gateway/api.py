@@ -16,6 +16,7 @@ from gateway.answers import completion_answer, embeddings_answer
 from gateway.auditor import Auditor, Sample, auditable
 from gateway.auth import API_KEY, Access
 from gateway.errors import request_id_of
+from gateway.keys import ApiKey
 from gateway.ledger.service import Ledger
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Outcome, Proxy, nothing_before_end
@@ -144,15 +145,17 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
         if key is not None:
             prompt_tokens = estimate_prompt_tokens(routed)
             max_tokens = completion_allowance(routed)
+            if max_tokens is None and isinstance(routed, GenerationRequest):
+                # Unbounded, it may generate no more than the key may spend: what its budgets have left,
+                # one minute's tokens; it reserves a usual answer's length (see routing/budget.py).
+                completion_cap = completion_cap_of(state.budgets, key, prompt_tokens, time.time())
+            unbounded = UNBOUNDED_COMPLETION_TOKENS if completion_cap is None else completion_cap
+            completion_reserve = max(1, min(unbounded, UNBOUNDED_COMPLETION_TOKENS))
             if key.budget:
-                cost = prompt_tokens + (max_tokens or 0)
-                if max_tokens is None and isinstance(routed, GenerationRequest):
-                    # It may generate what the key has left; it reserves a usual answer (see routing/budget.py).
-                    completion_cap = state.budgets.remaining(key.id, key.budget, time.time()) - prompt_tokens
-                    cost += max(1, min(completion_cap, UNBOUNDED_COMPLETION_TOKENS))
+                cost = prompt_tokens + (completion_reserve if max_tokens is None else max_tokens)
                 request[BUDGET_HEADERS] = state.budgets.admit(key.id, key.budget, cost, time.time())
                 budgeted = cost
-            tokens = prompt_tokens + (UNBOUNDED_COMPLETION_TOKENS if max_tokens is None else max_tokens)
+            tokens = prompt_tokens + (completion_reserve if max_tokens is None else max_tokens)
             state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
             reserved = tokens
         plan = _plan(state, requirements)
@@ -194,6 +197,16 @@ def _consider_audit(
         outcome.worker, offer, body, request, request_id, trail.sealed, trail.text, trail.finish_reason, outcome.usage
     )
     auditor.consider(sample)
+
+
+def completion_cap_of(budgets: BudgetBook, key: ApiKey, prompt_tokens: int, wall: float) -> int | None:
+    """The most an answer without ``max_tokens`` may generate for ``key``; None where nothing caps it."""
+    caps = []
+    if key.budget:
+        caps.append(budgets.remaining(key.id, key.budget, wall) - prompt_tokens)
+    if key.limits.tokens_per_minute:
+        caps.append(key.limits.tokens_per_minute - prompt_tokens)
+    return min(caps) if caps else None
 
 
 def tokens_used(outcome: Outcome, reserved: int) -> int:

@@ -50,6 +50,11 @@ async def gateway_with(upstream: StandIn) -> AsyncIterator[object]:
         await s.close()
 
 
+async def answer_15_tokens(request: web.Request) -> web.StreamResponse:
+    usage = {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15}
+    return web.json_response({**OK_BODY, "usage": usage})
+
+
 def create_key(keys_file: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
     assert main(["keys", "create", "--keys-file", str(keys_file), "--name", "tests", *extra]) == 0
     key = capsys.readouterr().out.strip()
@@ -148,11 +153,7 @@ async def test_token_limits_count_what_workers_report_not_the_estimate(
     session,
     upstream: StandIn,  # type: ignore[no-untyped-def]
 ) -> None:
-    async def small_answer(request: web.Request) -> web.StreamResponse:
-        usage = {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15}
-        return web.json_response({**OK_BODY, "usage": usage})
-
-    upstream.behaviour = small_answer
+    upstream.behaviour = answer_15_tokens
     keys_file = tmp_path / "keys.json"
     key = create_key(keys_file, capsys, "--tokens-per-minute", "300")
     gw = await gateway_with(api_keys_file=str(keys_file))
@@ -167,6 +168,33 @@ async def test_token_limits_count_what_workers_report_not_the_estimate(
     async with session.get(f"{gw}/metrics") as resp:
         text = await resp.text()
     assert 'infercdn_gateway_requests_total{model="unknown",outcome="rejected",status="401"} 1.0' in text
+
+
+async def test_an_answer_without_max_tokens_may_not_outgrow_a_minutes_tokens(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gateway_with,
+    session,
+    upstream: StandIn,  # type: ignore[no-untyped-def]
+) -> None:
+    upstream.behaviour = answer_15_tokens
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, capsys, "--tokens-per-minute", "300")
+    gw = await gateway_with(api_keys_file=str(keys_file))
+    unbounded = {"model": MODEL, "messages": [{"role": "user", "content": "Write a long essay."}]}
+    async with session.post(
+        f"{gw}/v1/chat/completions", json=unbounded, headers={"Authorization": f"Bearer {key}"}
+    ) as resp:
+        assert resp.status == 200
+    sent = json.loads(upstream.seen_bodies[-1])
+    assert 250 < sent["max_tokens"] < 300  # a minute's tokens less the prompt's estimate
+    async with session.post(f"{gw}/v1/chat/completions", json={**unbounded, "max_tokens": 40}) as resp:
+        assert resp.status == 401  # (no key) and a bounded request is forwarded as it came:
+    async with session.post(
+        f"{gw}/v1/chat/completions", json={**unbounded, "max_tokens": 40}, headers={"Authorization": f"Bearer {key}"}
+    ) as resp:
+        assert resp.status == 200
+    assert json.loads(upstream.seen_bodies[-1])["max_tokens"] == 40
 
 
 async def test_the_admin_key_guards_the_fleet_endpoint(
