@@ -146,6 +146,19 @@ async def test_per_key_request_and_token_limits_give_429(
         assert r.status == 200  # the other key's limits are its own
 
 
+async def gateway_with_a_300_tokens_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gateway_with,
+    upstream: StandIn,  # type: ignore[no-untyped-def]
+) -> tuple[str, str]:
+    """A key of 300 tokens a minute, and a gateway in front of a worker that says each answer used 15."""
+    upstream.behaviour = answer_15_tokens
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, capsys, "--tokens-per-minute", "300")
+    return key, await gateway_with(api_keys_file=str(keys_file))
+
+
 async def test_token_limits_count_what_workers_report_not_the_estimate(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -153,10 +166,7 @@ async def test_token_limits_count_what_workers_report_not_the_estimate(
     session,
     upstream: StandIn,  # type: ignore[no-untyped-def]
 ) -> None:
-    upstream.behaviour = answer_15_tokens
-    keys_file = tmp_path / "keys.json"
-    key = create_key(keys_file, capsys, "--tokens-per-minute", "300")
-    gw = await gateway_with(api_keys_file=str(keys_file))
+    key, gw = await gateway_with_a_300_tokens_key(tmp_path, capsys, gateway_with, upstream)
     asks_a_lot = {**CHAT, "max_tokens": 200}  # reserves ~200 tokens, uses 15
     for _ in range(4):
         async with session.post(
@@ -177,10 +187,7 @@ async def test_an_answer_without_max_tokens_may_not_outgrow_a_minutes_tokens(
     session,
     upstream: StandIn,  # type: ignore[no-untyped-def]
 ) -> None:
-    upstream.behaviour = answer_15_tokens
-    keys_file = tmp_path / "keys.json"
-    key = create_key(keys_file, capsys, "--tokens-per-minute", "300")
-    gw = await gateway_with(api_keys_file=str(keys_file))
+    key, gw = await gateway_with_a_300_tokens_key(tmp_path, capsys, gateway_with, upstream)
     unbounded = {"model": MODEL, "messages": [{"role": "user", "content": "Write a long essay."}]}
     async with session.post(
         f"{gw}/v1/chat/completions", json=unbounded, headers={"Authorization": f"Bearer {key}"}

@@ -24,17 +24,23 @@ async def ask(session: aiohttp.ClientSession, url: str, key: str) -> tuple[int, 
         return r.status, dict(r.headers), await r.json()
 
 
-async def test_a_spent_day_budget_is_refused_with_429_and_stays_spent_after_a_restart(
-    worker: Server, tmp_path: Path
-) -> None:
+def day_budget_key(worker: Server, tmp_path: Path) -> tuple[str, dict[str, object]]:
+    """A key with a day's budget of DAY_BUDGET tokens, and settings for a gateway in front of ``worker``."""
     store = KeyStore()
     key, _ = create_key(store, "capped", Limits(0, 0), Budget(tokens_per_day=DAY_BUDGET))
     store.save(tmp_path / "keys.json")
-    settings = {
+    settings: dict[str, object] = {
         "workers": (worker.url,),
         "api_keys_file": str(tmp_path / "keys.json"),
         "state_file": str(tmp_path / "gateway.sqlite3"),  # the ledger goes beside it
     }
+    return key, settings
+
+
+async def test_a_spent_day_budget_is_refused_with_429_and_stays_spent_after_a_restart(
+    worker: Server, tmp_path: Path
+) -> None:
+    key, settings = day_budget_key(worker, tmp_path)
     remaining: list[int] = []
     used = most = 0
     server, url = await start_gateway(**settings)
@@ -73,10 +79,7 @@ async def test_a_spent_day_budget_is_refused_with_429_and_stays_spent_after_a_re
 async def test_a_request_without_max_tokens_generates_only_what_the_key_has_left(
     worker: Server, tmp_path: Path
 ) -> None:
-    store = KeyStore()
-    key, _ = create_key(store, "capped", Limits(0, 0), Budget(tokens_per_day=DAY_BUDGET))
-    store.save(tmp_path / "keys.json")
-    settings = {"workers": (worker.url,), "api_keys_file": str(tmp_path / "keys.json"), "state_file": ":memory:"}
+    key, settings = day_budget_key(worker, tmp_path)
     body = {"model": MODEL, "prompt": "1, 2, 3, 4, 5, 6,", "temperature": 0}  # counts on for thousands of tokens
     headers = {"Authorization": f"Bearer {key}"}
     server, url = await start_gateway(**settings)

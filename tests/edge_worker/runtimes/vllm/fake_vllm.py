@@ -22,6 +22,7 @@ import os
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -68,12 +69,20 @@ def main() -> None:
         )
         return web.Response(text=text, content_type="text/plain")
 
-    async def generate(request: web.Request) -> web.StreamResponse:
+    async def logged_body(request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
+        """The request's body, logged for the tests; and vLLM's 404 if it names another model."""
         body = await request.json()
         with (STATE / "requests.jsonl").open("a") as log:
             log.write(json.dumps(body) + "\n")
         if body.get("model") != name:
-            return web.json_response({"object": "error", "message": f"model {body.get('model')} not found"}, status=404)
+            message = f"model {body.get('model')} not found"
+            return body, web.json_response({"object": "error", "message": message}, status=404)
+        return body, None
+
+    async def generate(request: web.Request) -> web.StreamResponse:
+        body, refused = await logged_body(request)
+        if refused is not None:
+            return refused
         chat = request.path.endswith("chat/completions")
         usage = {"prompt_tokens": 7, "completion_tokens": CHUNKS, "total_tokens": 7 + CHUNKS}
         if not body.get("stream"):
@@ -106,11 +115,9 @@ def main() -> None:
         return response
 
     async def embed(request: web.Request) -> web.Response:
-        body = await request.json()
-        with (STATE / "requests.jsonl").open("a") as log:
-            log.write(json.dumps(body) + "\n")
-        if body.get("model") != name:
-            return web.json_response({"object": "error", "message": f"model {body.get('model')} not found"}, status=404)
+        body, refused = await logged_body(request)
+        if refused is not None:
+            return refused
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = []
         for index, text in enumerate(texts):
