@@ -151,11 +151,10 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
                 completion_cap = completion_cap_of(state.budgets, key, prompt_tokens, time.time())
             unbounded = UNBOUNDED_COMPLETION_TOKENS if completion_cap is None else completion_cap
             completion_reserve = max(1, min(unbounded, UNBOUNDED_COMPLETION_TOKENS))
-            if key.budget:
-                cost = prompt_tokens + (completion_reserve if max_tokens is None else max_tokens)
-                request[BUDGET_HEADERS] = state.budgets.admit(key.id, key.budget, cost, time.time())
-                budgeted = cost
             tokens = prompt_tokens + (completion_reserve if max_tokens is None else max_tokens)
+            if key.budget:
+                request[BUDGET_HEADERS] = state.budgets.admit(key.id, key.budget, tokens, time.time())
+                budgeted = tokens
             state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
             reserved = tokens
         plan = _plan(state, requirements)
