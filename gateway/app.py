@@ -61,6 +61,7 @@ SLO_RESTORE_S = 86400.0
 
 def _metrics_handler(metrics: GatewayMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
+        metrics.forget_departed()
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -88,7 +89,7 @@ def create_app(
         reputations=Reputations(config.trust_policy(), enabled=bool(config.verifiers)),
         floors=config.slo_floors(),
     )
-    metrics = GatewayMetrics(balancer)
+    metrics = GatewayMetrics(balancer, label_values=config.metric_label_values)
     access = Access(keys_of(config), config.admin_key, config.loopback)
     middlewares = [openai_errors, authenticate(access, metrics)]
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)

@@ -84,6 +84,9 @@ class GatewayConfig:
     worker_networks: tuple[str, ...] = ()
     # Registered workers that may share one address.
     max_workers_per_address: int = 16
+    # Distinct values a worker-named metric label (model, worker, quantization, region)
+    # may take; the rest read "other".
+    metric_label_values: int = 200
     # A registered worker silent for this long is dropped from the fleet.
     worker_ttl_s: float = 10.0
     # How often registered workers are asked to heartbeat.
@@ -178,7 +181,7 @@ class GatewayConfig:
             require(bool(self.join_token), "gateway.join_token", "is needed to check workers found in Consul")
             require(self.consul_url.startswith(("http://", "https://")), "gateway.consul_url", "not an http(s) URL")
         require(self.enrollment in ENROLLMENT_MODES, "gateway.enrollment", "must be auto or manual")
-        for key in ("enrollments_per_minute", "max_workers_per_address"):
+        for key in ("enrollments_per_minute", "max_workers_per_address", "metric_label_values"):
             require(getattr(self, key) >= 1, f"gateway.{key}", "must be >= 1")
         for network in self.worker_networks:
             try:

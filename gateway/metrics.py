@@ -1,13 +1,16 @@
 """The gateway's Prometheus metrics, in a registry owned by one app.
 
 Label values are bounded: models are those the fleet serves (anything else
-is "unknown"), workers are the fleet's, statuses are HTTP codes. Request ids,
-prompts and API keys never become labels. Per-worker and fleet gauges are
+is "unknown"), workers are the fleet's, statuses are HTTP codes; values that
+come from workers are capped (``metric_label_values`` distinct ones per label,
+the rest "other") and forgotten when the fleet no longer has them. Request
+ids, prompts and API keys never become labels. Per-worker and fleet gauges are
 read from the fleet at scrape time, so a worker that leaves leaves them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from gateway.metric_labels import OTHER, LabelCap, most_common
 from routing.balancer import Balancer
 from routing.fleet import WorkerState
 from routing.health import Status
@@ -35,7 +39,10 @@ class ModelSeries:
 
 
 class GatewayMetrics:
-    def __init__(self, balancer: Balancer):
+    def __init__(self, balancer: Balancer, *, label_values: int = 200):
+        self._balancer = balancer
+        self._models = LabelCap(label_values)
+        self._workers = LabelCap(label_values)
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
@@ -135,19 +142,23 @@ class GatewayMetrics:
             buckets=OVERHEAD_BUCKETS,
             registry=r,
         )
-        r.register(FleetCollector(balancer))
+        r.register(FleetCollector(balancer, label_values))
         self._by_model: dict[str, ModelSeries] = {}
         self._requests: dict[tuple[str, str, str], Counter] = {}
 
     def count_request(self, model: str, status: int, outcome: str) -> None:
         """One request answered; the child is looked up once (models are the fleet's, statuses few)."""
-        key = (model, str(status), outcome)
+        key = (self._models(model), str(status), outcome)
         child = self._requests.get(key)
         if child is None:
             child = self._requests[key] = self.requests.labels(*key)
         child.inc()
 
+    def count_decision(self, worker: str) -> None:
+        self.decisions.labels(self._workers(worker)).inc()
+
     def count_usage(self, worker: str, key: str, prompt_tokens: int, completion_tokens: int) -> None:
+        worker = self._workers(worker)
         children = self._usage.get((worker, key))
         if children is None:
             children = self._usage[(worker, key)] = (
@@ -159,6 +170,7 @@ class GatewayMetrics:
 
     def for_model(self, model: str) -> ModelSeries:
         """The per-model children, looked up once (labels() costs a lock and a hash per call)."""
+        model = self._models(model)
         series = self._by_model.get(model)
         if series is None:
             series = self._by_model[model] = ModelSeries(
@@ -169,12 +181,32 @@ class GatewayMetrics:
             )
         return series
 
+    def forget_departed(self) -> None:
+        """Remove the series of workers that left and of models nobody serves any more (before a scrape)."""
+        workers = self._balancer.fleet.workers()
+        served = {offer.model for s in workers for offer in s.offers}
+        for model in self._models.keep_only(served | {"unknown"}):
+            for key in [key for key in self._requests if key[0] == model]:
+                self.requests.remove(*key)
+                del self._requests[key]
+            if self._by_model.pop(model, None) is not None:
+                for family in (self.ttft, self.duration, self.prompt_tokens, self.completion_tokens):
+                    family.remove(model)
+        for worker in self._workers.keep_only(s.worker.id for s in workers):
+            with contextlib.suppress(KeyError):
+                self.decisions.remove(worker)
+            for pair in [pair for pair in self._usage if pair[0] == worker]:
+                for kind in ("prompt", "completion"):
+                    self.usage_tokens.remove(worker, pair[1] or "open", kind)
+                del self._usage[pair]
+
 
 class FleetCollector(Collector):
     """Per-worker state and fleet size, read from the balancer at scrape time."""
 
-    def __init__(self, balancer: Balancer):
+    def __init__(self, balancer: Balancer, label_values: int):
         self._balancer = balancer
+        self._label_values = label_values
 
     def _slos(self, workers: tuple[WorkerState, ...]) -> Iterator[Metric]:
         """Each worker's SLO figures per window (1h, 24h, 30d), and the routing weight they earn it."""
@@ -247,7 +279,7 @@ class FleetCollector(Collector):
             "Workers offering a model, by quantization, region and health.",
             labels=["model", "quantization", "region", "healthy"],
         )
-        for labels, count in sorted(fleet.items()):
+        for labels, count in sorted(self._capped(fleet).items()):
             sizes.add_metric(list(labels), count)
         panics = CounterMetricFamily(
             "infercdn_gateway_panic_plans", "Plans made ignoring ejections because too few workers were left."
@@ -267,6 +299,21 @@ class FleetCollector(Collector):
         yield from self._slos(workers)
         if self._balancer.reputations.enabled:
             yield from self._trust(workers)
+
+    def _capped(self, fleet: Tally[tuple[str, str, str, str]]) -> Tally[tuple[str, str, str, str]]:
+        """The same counts with each worker-named label (model, quantization, region) kept to its most common
+        values, the rest summed as "other"."""
+        kept: list[set[str]] = []
+        for column in range(3):
+            tally = Tally[str]()
+            for labels, count in fleet.items():
+                tally[labels[column]] += count
+            kept.append(most_common(tally, self._label_values))
+        capped = Tally[tuple[str, str, str, str]]()
+        for labels, count in fleet.items():
+            named = [value if value in kept[column] else OTHER for column, value in enumerate(labels[:3])]
+            capped[(named[0], named[1], named[2], labels[3])] += count
+        return capped
 
     def _trust(self, workers: tuple[WorkerState, ...]) -> Iterator[Metric]:
         book = self._balancer.reputations

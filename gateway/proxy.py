@@ -131,7 +131,7 @@ class Proxy:
             now = clock()
             if outcome.sent_at is None:
                 outcome.sent_at = now
-            self._metrics.decisions.labels(outcome.worker).inc()
+            self._metrics.count_decision(outcome.worker)
             with self._balancer.attempt(candidate, now) as dispatch:
                 try:
                     attempt = _Attempt(

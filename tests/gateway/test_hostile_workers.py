@@ -10,11 +10,13 @@ signed messages over HTTP.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from routing.announce import (
     CONTENT_TYPE,
@@ -27,6 +29,7 @@ from routing.announce import (
 )
 from routing.identity import Identity
 from tests.conftest import MODEL
+from tests.gateway.standin import OFFER
 from tests.gateway.test_registry import (
     fleet_ids,
     key_of,
@@ -156,6 +159,46 @@ async def test_registrations_are_capped_per_address_and_enrollments_per_source(s
         assert statuses == [200, 200, 403]
         more = [await register(session, gw, f"new-{i}", f"http://10.0.1.{i}:80") for i in range(3)]
         assert more == [200, 200, 429]  # four new keys a minute from one address; the refused one took none
+    finally:
+        await gateway.close()
+
+
+async def metric_labels(session: aiohttp.ClientSession, gw: str, family: str, label: str) -> dict[str, float]:
+    """Each value of ``label`` in ``family`` on the gateway's /metrics, with its samples summed."""
+    async with session.get(f"{gw}/metrics") as resp:
+        text = await resp.text()
+    values: dict[str, float] = {}
+    for metric in text_string_to_metric_families(text):
+        if metric.name == family:
+            for s in metric.samples:
+                if s.name.endswith(("_total", "_count")) or s.name == family:
+                    values[s.labels[label]] = values.get(s.labels[label], 0.0) + s.value
+    return values
+
+
+async def test_models_a_worker_names_cannot_grow_the_metrics_without_bound(session: aiohttp.ClientSession) -> None:
+    """20,000 model ids in one registration took the gateway's /metrics from 10 KB to 22.7 MB."""
+    gateway, gw = await start_gateway(metric_label_values=3)
+    models = [f"junk-{i}" for i in range(8)]
+    offers = tuple(replace(OFFER, model=model) for model in models)
+    flood = replace(registration("flood", url="http://10.0.0.7:80"), offers=offers)
+    try:
+        assert (await post_signed(session, gw, REGISTER_PATH, pack(flood)))[0] == 200
+        for model in models:  # each is routed (and fails: nobody listens there), so each is counted
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            async with session.post(f"{gw}/v1/chat/completions", json=body) as resp:
+                assert resp.status >= 500
+        fleet = await metric_labels(session, gw, "infercdn_gateway_fleet_workers", "model")
+        assert fleet == {**dict.fromkeys(sorted(models)[:3], 1.0), "other": 5.0}
+        counted = await metric_labels(session, gw, "infercdn_gateway_requests", "model")
+        assert counted == {**dict.fromkeys(models[:3], 1.0), "other": 5.0}
+        ttft = await metric_labels(session, gw, "infercdn_gateway_request_duration_seconds", "model")
+        assert set(ttft) == {*models[:3], "other"}
+        # The worker leaves: its models' series go, and the labels are free for the models that come next.
+        assert (await post_signed(session, gw, worker_path("flood"), b"", method="DELETE"))[0] == 204
+        assert set(await metric_labels(session, gw, "infercdn_gateway_requests", "model")) == {"other"}
+        assert await metric_labels(session, gw, "infercdn_gateway_request_duration_seconds", "model") == {"other": 5.0}
+        assert await metric_labels(session, gw, "infercdn_gateway_routing_decisions", "worker") == {}
     finally:
         await gateway.close()
 
