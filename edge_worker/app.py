@@ -34,6 +34,7 @@ from routing.announce import Heartbeat, Registration
 from routing.consul_client import consul_client
 from routing.fleet import DIRECT, TUNNEL
 from routing.identity import Identity, load_or_create
+from routing.key_handover import load_handover
 from routing.signing import Signer
 from routing.supervise import start_supervised, stop_all
 
@@ -86,8 +87,11 @@ def heartbeat_of(worker_id: str, backend: Backend, metrics: WorkerMetrics) -> He
 
 def create_app(config: WorkerConfig) -> web.Application:
     # Read (or made) once, before the app serves anything: a worker that registers speaks with its own key.
-    identity = load_or_create(config.key_path(os.environ)) if config.announces else None
-    worker_id = config.id_for(identity)
+    key_path = config.key_path(os.environ)
+    identity = load_or_create(key_path) if config.announces else None
+    # After "infercdn worker rotate-key": the old key's handover to this one, sent with registrations.
+    handover = load_handover(key_path, identity) if identity is not None else None
+    worker_id = config.id_for(identity, handover)
     trusted = (key for key in map(public_key_from_text, config.gateway_keys) if key is not None)
     tokens = TokenChecker(worker_id, time.time, trusted)
     middlewares: list[Middleware] = [openai_errors]
@@ -113,7 +117,7 @@ def create_app(config: WorkerConfig) -> web.Application:
         async with contextlib.AsyncExitStack() as stack:
             # Announce only once the backend can serve (vLLM takes minutes to load).
             assert identity is not None  # made above for every worker that announces
-            me = Me(worker_id, identity, tokens)
+            me = Me(worker_id, identity, tokens, handover.text if handover else "")
             starting = asyncio.create_task(_announce_when_ready(app, config, me, metrics, stack))
             yield
             starting.cancel()
@@ -155,6 +159,7 @@ class Me:
     worker_id: str
     identity: Identity
     tokens: TokenChecker
+    handover: str  # the previous key's handover to this one ("" if never rotated)
 
 
 async def _announce_when_ready(
@@ -168,7 +173,7 @@ async def _announce_when_ready(
     if config.gateways:
         session = await stack.enter_async_context(aiohttp.ClientSession())
         load = partial(heartbeat_of, me.worker_id, backend, metrics)
-        signer = Signer(me.identity, me.worker_id, config.join_token)
+        signer = Signer(me.identity, me.worker_id, config.join_token, handover=me.handover)
         tunnels = await _tunnels(config, me.worker_id, signer, stack) if config.tunnel else {}
 
         def registered(gateway: str) -> None:
@@ -195,7 +200,13 @@ async def _announce_when_ready(
         stack.push_async_callback(client.close)
         interval = config.consul_heartbeat_s
         consul = ConsulAnnouncer(
-            client, config.consul_service, registration, me.identity, config.join_token, interval_s=interval
+            client,
+            config.consul_service,
+            registration,
+            me.identity,
+            config.join_token,
+            interval_s=interval,
+            handover=me.handover,
         )
         announcers.append(consul)
     app[ANNOUNCERS].extend(announcers)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from edge_worker import receipts_cli
+from edge_worker import receipts_cli, rotate_key_cli
 from edge_worker.app import create_app, leave
 from edge_worker.config import RUNTIMES, WorkerConfig
 from edge_worker.runtimes.base import ModelLoadError
+from routing.identity import KeyFileError
 from routing.process import run, run_until_stopped
 from routing.settings import ConfigError, load_process_settings
 from routing.telemetry import LOG_FORMATS, configure_logging
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None, prog: str = "infercdn worker") -> int:
     given = sys.argv[1:] if argv is None else argv
     if given and given[0] == "receipts":
         return receipts_cli.main(given[1:], prog=f"{prog} receipts")
+    if given and given[0] == "rotate-key":
+        return rotate_key_cli.main(given[1:], prog=f"{prog} rotate-key")
     for flag in SECRET_FLAGS:
         if any(a == flag or a.startswith(flag + "=") for a in given):
             env = "INFERCDN_WORKER_" + flag.removeprefix("--").replace("-", "_").upper()
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None, prog: str = "infercdn worker") -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         run(lambda: serve(config))
-    except (OSError, ModelLoadError) as exc:
+    except (OSError, ModelLoadError, KeyFileError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from routing.access_tokens import public_key_from_text
 from routing.announce import WORKER_ID
 from routing.identity import Identity
+from routing.key_handover import Handover
 from routing.settings import require, state_dir
 from routing.telemetry import LOG_FORMATS
 
@@ -98,12 +99,16 @@ class WorkerConfig:
     def key_path(self, env: Mapping[str, str]) -> Path:
         return Path(self.key_file).expanduser() if self.key_file else state_dir(env) / f"worker-{self.port}.key"
 
-    def id_for(self, identity: Identity | None) -> str:
-        """The configured id, or HOSTNAME-FINGERPRINT: never the same for two keys (HOSTNAME-PORT without one)."""
+    def id_for(self, identity: Identity | None, handover: Handover | None = None) -> str:
+        """The configured id, or HOSTNAME-FINGERPRINT: never the same for two keys (HOSTNAME-PORT without one).
+
+        After a key rotation the fingerprint is still the first key's, so the id stays."""
         if self.worker_id:
             return self.worker_id
         host = "".join(c if c.isalnum() or c in ".-" else "-" for c in socket.gethostname())[:100] or "worker"
-        return f"{host}-{identity.fingerprint[:12]}" if identity is not None else f"{host}-{self.port}"
+        if identity is None:
+            return f"{host}-{self.port}"
+        return f"{host}-{(handover.first_fingerprint if handover else identity.fingerprint)[:12]}"
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "worker.port", f"must be 0-65535, got {self.port}")

@@ -40,7 +40,9 @@ class ConsulAnnouncer:
         join_token: str,
         *,
         interval_s: float = 2.0,
+        handover: str = "",
     ):
+        self._handover = handover
         self._client = client
         self._service = service
         self._registration = registration
@@ -73,7 +75,7 @@ class ConsulAnnouncer:
         url = urlsplit(self._registration.url)
         ttl = self._interval_s * 3
         now = time.time()
-        meta = registration_to_meta(self._registration, self._identity, self._join_token, now)
+        meta = registration_to_meta(self._registration, self._identity, self._join_token, now, handover=self._handover)
         self._renew_at = now + LIFETIME_S / 2
         await self._client.agent.service.register(
             self._service,

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
-from edge_worker.config import WorkerConfig
+from edge_worker.key_files import add_key_file_arguments, key_path_of
 from edge_worker.receipt_book import book_path, kept_since
 from routing.access_tokens import public_key_from_text
 from routing.errors import InvalidRequest
 from routing.receipt import signed_by, unseal
-from routing.settings import ConfigError, load_process_settings
+from routing.settings import ConfigError
 from routing.spans import span_seconds
 
 
@@ -39,9 +37,7 @@ class Totals:
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--config", type=Path, help="the worker's TOML config file; also $INFERCDN_CONFIG")
-    p.add_argument("--port", type=int, help="the worker's port (names its default key file)")
-    p.add_argument("--key-file", help="the worker's key file (its receipts are kept beside it)")
+    add_key_file_arguments(p)  # its receipts are kept beside its key file
     p.add_argument("--since", default="7d", help="how far back, e.g. 24h or 7d (default 7d)")
     p.add_argument("--gateway-key", help="check every receipt against this public key instead of the stored ones")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -54,15 +50,11 @@ def main(argv: list[str], prog: str = "infercdn worker receipts") -> int:
     if span is None:
         print(f"{prog}: --since is a span like 24h or 7d", file=sys.stderr)
         return 2
-    flags = {k: v for k, v in (("port", args.port), ("key_file", args.key_file)) if v is not None}
     try:
-        config = load_process_settings(
-            WorkerConfig, section="worker", config_file=args.config, env=os.environ, flags=flags
-        )
+        path = book_path(key_path_of(args))
     except ConfigError as exc:
         print(f"{prog}: invalid config: {exc}", file=sys.stderr)
         return 2
-    path = book_path(config.key_path(os.environ))
     if not path.exists():
         print(f"{prog}: no receipts kept at {path}", file=sys.stderr)
         return 1

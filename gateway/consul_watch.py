@@ -99,12 +99,12 @@ class ConsulWatch:
             try:
                 accepted = entry_from_service(service, self._join_token, self._wall_clock())
                 reg = accepted.registration
-                enrolling = self._enrollments.check(accepted.signed, registering=True)
+                binding = self._enrollments.check(accepted.signed, registering=True)
                 known = self._balancer.fleet.get(reg.worker_id)
                 if known is None or known.worker.url != reg.url:  # resolved on arrival and on change only
                     await checked_addresses(reg.url, self._policy)
-                if enrolling:  # rate limited per advertised host, as the registry limits per source address
-                    await self._enrollments.enroll(accepted.signed, source=f"consul {url_parts(reg.url)[0]}")
+                if binding is not None:  # new ones rate limited per advertised host, as the registry does per source
+                    await self._enrollments.bind(binding, source=f"consul {url_parts(reg.url)[0]}")
             except InferCDNError as exc:
                 service_id = str(service.get("ID", "?"))
                 if len(self._refused) > 4096:  # bounded: entries are anyone's who can write to Consul

@@ -84,6 +84,9 @@ class EnrollmentStore:
         return None if worker_id is None else self.rows.get(worker_id)
 
     async def put(self, row: Enrollment) -> None:
+        previous = self.rows.get(row.worker_id)
+        if previous is not None:  # a handover moves the id to a new key: the old one speaks for nothing
+            self._ids_by_key.pop(previous.public_key, None)
         self.rows[row.worker_id] = row
         self._ids_by_key[row.public_key] = row.worker_id
         await self._write(

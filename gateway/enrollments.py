@@ -1,9 +1,11 @@
-"""Which key may speak for which worker id: enrollment, approval, revocation.
+"""Which key may speak for which worker id: enrollment, approval, revocation, rotation.
 
 The first registration of a new key must prove the join token; it binds the
-worker id it names to that key, for good (``EnrollmentStore``). From then on a
-message for that id is accepted only when signed by that key: a token holder
-can no longer take over, evict or speak for another worker. With
+worker id it names to that key (``EnrollmentStore``). From then on a message
+for that id is accepted only when signed by that key, or by a key it signed a
+handover to (``routing.key_handover``: the binding moves to the new key and
+keeps its state): a token holder can no longer take over, evict or speak for
+another worker. With
 ``enrollment = "manual"`` a new binding waits, refused, until an operator
 approves it; a revoked one is refused from then on, across restarts. One key
 binds one id. New enrollments are rate limited per source address, so a
@@ -12,8 +14,10 @@ token holder cannot flood the store.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from gateway.enrollment_store import Enrollment, EnrollmentState, EnrollmentStore
 from routing.errors import Forbidden, NotFound, Unauthorized
@@ -22,6 +26,8 @@ from routing.ratelimit import Limits, RateLimiter
 from routing.signing import SignedMessage
 
 ENROLLMENT_MODES = ("auto", "manual")
+
+log = logging.getLogger("gateway.enrollments")
 
 
 class Enrollments:
@@ -40,12 +46,16 @@ class Enrollments:
         self._wall_clock = wall_clock
 
     async def admit(self, message: SignedMessage, *, registering: bool, source: str) -> None:
-        """Raise unless ``message``'s key speaks for its worker id, enrolling it first if it may."""
-        if self.check(message, registering=registering):
-            await self.enroll(message, source=source)
+        """Raise unless ``message``'s key speaks for its worker id, binding it first if it may."""
+        binding = self.check(message, registering=registering)
+        if binding is not None:
+            await self.bind(binding, source=source)
 
-    def check(self, message: SignedMessage, *, registering: bool) -> bool:
-        """Raise unless the key speaks for the id, or may enroll it (then True); changes nothing."""
+    def check(self, message: SignedMessage, *, registering: bool) -> Enrollment | None:
+        """Raise unless the key speaks for the id, or may be bound to it; changes nothing.
+
+        Returns the binding to store once the message is accepted (a new enrollment, or a handover to a
+        new key), or None when the key is bound already."""
         row = self.store.rows.get(message.worker_id)
         if row is None:
             if not (registering and message.enrollment_proven):
@@ -53,29 +63,47 @@ class Enrollments:
                     f"Worker {message.worker_id} is not enrolled here: register with the join token first.",
                     code="not_enrolled",
                 )
-            other = self.store.by_key(message.public_key)
-            if other is not None:
-                raise Forbidden(
-                    f"This key is already enrolled as worker {other.worker_id}: one key, one worker.",
-                    code="key_in_use",
-                )
-            return True
-        if row.public_key != message.public_key:
+            self._refuse_a_key_in_use(message.public_key)
+            state = EnrollmentState.PENDING if self._manual else EnrollmentState.APPROVED
+            return Enrollment(message.worker_id, message.public_key, state, self._wall_clock(), "")
+        if row.public_key == message.public_key:
+            _refuse_unless_approved(row)
+            return None
+        if not (registering and message.handed_over_by == row.public_key):
             raise Forbidden(
-                f"Worker id {message.worker_id} is enrolled with another key; pick another id "
-                "(or ask the operator to run 'infercdn fleet forget' if this worker's key was replaced).",
+                f"Worker id {message.worker_id} is enrolled with another key; pick another id, rotate keys with "
+                "'infercdn worker rotate-key' (the old key hands the id over), or ask the operator to run "
+                "'infercdn fleet forget' if the old key is lost.",
                 code="worker_id_taken",
             )
-        _refuse_unless_approved(row)
-        return False
+        if row.state is EnrollmentState.REVOKED:
+            _refuse_unless_approved(row)  # a revoked id cannot hand itself over
+        self._refuse_a_key_in_use(message.public_key)
+        return replace(row, public_key=message.public_key)
 
-    async def enroll(self, message: SignedMessage, *, source: str) -> None:
-        """Bind the message's id to its key (``check`` said it may); raise if it must wait for approval."""
-        self._limiter.admit(f"enroll {source}", self._per_source, 0, self._wall_clock())
-        state = EnrollmentState.PENDING if self._manual else EnrollmentState.APPROVED
-        row = Enrollment(message.worker_id, message.public_key, state, self._wall_clock(), source)
-        await self.store.put(row)
-        _refuse_unless_approved(row)
+    async def bind(self, binding: Enrollment, *, source: str) -> None:
+        """Store what ``check`` returned; raise if the id must wait for approval."""
+        previous = self.store.rows.get(binding.worker_id)
+        if previous is None:  # a new enrollment: limited per source, so a token holder cannot flood the store
+            self._limiter.admit(f"enroll {source}", self._per_source, 0, self._wall_clock())
+            binding = replace(binding, source=source)
+        else:
+            log.info(
+                "worker %s handed its id from key %s to key %s",
+                binding.worker_id,
+                fingerprint(previous.public_key),
+                fingerprint(binding.public_key),
+            )
+        await self.store.put(binding)
+        _refuse_unless_approved(binding)
+
+    def _refuse_a_key_in_use(self, public_key: bytes) -> None:
+        other = self.store.by_key(public_key)
+        if other is not None:
+            raise Forbidden(
+                f"This key is already enrolled as worker {other.worker_id}: one key, one worker.",
+                code="key_in_use",
+            )
 
     def listed(self) -> list[Enrollment]:
         return sorted(self.store.rows.values(), key=lambda row: row.worker_id)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from gateway.enrollment_store import Enrollment
 from gateway.enrollments import Enrollments
 from gateway.receipt_desk import ReceiptDesk
 from gateway.tunnels import TunnelHub
@@ -88,7 +89,7 @@ class Registry:
         self.receipts: ReceiptDesk | None = None  # set when the gateway keeps a ledger
 
     async def register(self, request: web.Request) -> web.Response:
-        message, body, enrolling = await self._authenticated(request, registering=True)
+        message, body, binding = await self._authenticated(request, registering=True)
         registration = unpack_registration(body)
         if registration.worker_id != message.worker_id:
             raise Forbidden("A worker may only register itself (the body names another id).", code="foreign_worker")
@@ -96,8 +97,8 @@ class Registry:
         tunnelled = registration.via == TUNNEL
         addresses = () if tunnelled else await checked_addresses(registration.url, self.policy)
         self._check_crowding(registration.worker_id, addresses)
-        if enrolling:  # only a registration that would be accepted takes a place in the store
-            await self.enrollments.enroll(message, source=request.remote or "?")
+        if binding is not None:  # only a registration that would be accepted takes a place in the store
+            await self.enrollments.bind(binding, source=request.remote or "?")
         self._verifier.remember(message, self._wall_clock())
         worker = registration.worker(source="registry", bearer=self.minter.token_for(registration.worker_id))
         self._addresses[worker.id] = addresses
@@ -195,8 +196,11 @@ class Registry:
                     code="too_many_workers_at_address",
                 )
 
-    async def _authenticated(self, request: web.Request, *, registering: bool) -> tuple[SignedMessage, bytes, bool]:
-        """The message, its body, and whether it enrolls a new key; raise unless its key may speak for its id.
+    async def _authenticated(
+        self, request: web.Request, *, registering: bool
+    ) -> tuple[SignedMessage, bytes, Enrollment | None]:
+        """The message, its body, and the binding it makes (a new key, a handover; else None); raise unless its key
+        may speak for its id.
 
         Its nonce is remembered by the caller, once the message is accepted."""
         length = request.content_length
@@ -211,5 +215,4 @@ class Registry:
         check_worker_id(message.worker_id)
         if not registering and check_worker_id(request.match_info["worker_id"]) != message.worker_id:
             raise Forbidden("A worker may only speak for itself (the path names another id).", code="foreign_worker")
-        enrolling = self.enrollments.check(message, registering=registering)
-        return message, body, enrolling
+        return message, body, self.enrollments.check(message, registering=registering)

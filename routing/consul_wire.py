@@ -6,7 +6,8 @@ meta values are ≤ 512 characters, ≤ 64 keys). The signature (Ed25519, the
 worker's key) covers the service id, the key and the blob: one canonical
 encoding, so no value can forge another key, and the service id is bound to
 the key as in the embedded registry. ``infercdn_enroll`` proves the join
-token, for a key gateways have not seen yet. Gateways refuse an expired
+token, for a key gateways have not seen yet; ``infercdn_handover`` carries a
+rotated key's handover from the previous one (``routing.key_handover``). Gateways refuse an expired
 blob, so an old capture cannot be registered again for long; the worker
 renews it at half its life.
 """
@@ -23,16 +24,17 @@ import msgpack
 from routing.announce import Registration, check_worker_id, registration_from_map
 from routing.errors import InvalidRequest
 from routing.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, from_text, to_text, verify
-from routing.signing import SignedMessage, derive_key
+from routing.signing import SignedMessage, derive_key, handover_in
 from routing.wire import offer_to_json
 
 CONSUL_ENROLLMENT = "infercdn consul enroll v2"
 KEY = "infercdn_key"
 SIGNATURE = "infercdn_sig"
 ENROLL = "infercdn_enroll"
+HANDOVER = "infercdn_handover"
 CHUNK = "infercdn_reg_"
 CHUNK_CHARS = 500
-MAX_CHUNKS = 60  # Consul allows 64 meta keys; three are the key, signature and proof
+MAX_CHUNKS = 60  # Consul allows 64 meta keys; four are the key, signature, proof and handover
 LIFETIME_S = 3600
 MAX_SKEW_S = 60
 
@@ -47,7 +49,9 @@ def _signed_bytes(service_id: str, key: str, blob: bytes) -> bytes:
     return f"infercdn consul v2\n{service_id}\n{key}\n".encode() + blob
 
 
-def registration_to_meta(reg: Registration, identity: Identity, join_token: str, now: float) -> dict[str, str]:
+def registration_to_meta(
+    reg: Registration, identity: Identity, join_token: str, now: float, *, handover: str = ""
+) -> dict[str, str]:
     offers = list(reg.offers)
     while True:
         body = {**asdict(reg), "offers": [offer_to_json(o, 0) for o in offers]}
@@ -64,6 +68,8 @@ def registration_to_meta(reg: Registration, identity: Identity, join_token: str,
     meta[KEY] = key
     meta[SIGNATURE] = to_text(identity.sign(signed))
     meta[ENROLL] = hmac.new(derive_key(join_token, CONSUL_ENROLLMENT), signed, hashlib.sha256).hexdigest()
+    if handover:
+        meta[HANDOVER] = handover
     return meta
 
 
@@ -95,6 +101,9 @@ def entry_from_service(service: dict[str, Any], join_token: str, now: float) -> 
         proof = str(meta.get(ENROLL, ""))
         expected = hmac.new(derive_key(join_token, CONSUL_ENROLLMENT), signed, hashlib.sha256).hexdigest()
         proven = hmac.compare_digest(proof.encode(), expected.encode())
-        return ConsulEntry(registration, SignedMessage(service_id, public_key, "", float(expires), proven))
+        handed_over_by = handover_in(str(meta.get(HANDOVER, "")), public_key)
+        return ConsulEntry(
+            registration, SignedMessage(service_id, public_key, "", float(expires), proven, handed_over_by)
+        )
     except (KeyError, TypeError, ValueError, AttributeError, msgpack.UnpackException) as exc:
         raise InvalidRequest(f"malformed Consul service entry: {exc!r}") from None

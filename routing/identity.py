@@ -85,6 +85,12 @@ class Identity:
     def fingerprint(self) -> str:
         return fingerprint(self.public_key)
 
+    def pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM: for its 0600 key file only."""
+        return self._private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
     def sign(self, message: bytes) -> bytes:
         return self._private.sign(message)
 
@@ -102,12 +108,32 @@ def load_or_create(path: Path) -> Identity:
     except OSError as exc:
         raise KeyFileError(f"cannot create the key file {path}: {exc.strerror}") from None
     identity = Identity.generate()
-    pem = identity._private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
     with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+        f.write(identity.pem())
     return identity
+
+
+def save(identity: Identity, path: Path) -> None:
+    """Replace the key in ``path`` with ``identity`` (atomically, mode 0600)."""
+    write_private(path, identity.pem())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by this user only, all or nothing (a temporary file, then a rename)."""
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def load_existing(path: Path) -> Identity:
+    """The key in ``path``; KeyFileError if there is none, or it is unsafe."""
+    if not path.exists():
+        raise KeyFileError(f"there is no key file at {path}")
+    return _load(path)
 
 
 def _load(path: Path) -> Identity:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from routing.errors import Busy, Unauthorized
 from routing.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Identity, from_text, to_text, verify
+from routing.key_handover import handed_over_by
 
 TIMESTAMP = "x-infercdn-timestamp"
 NONCE = "x-infercdn-nonce"
@@ -35,6 +36,7 @@ WORKER = "x-infercdn-worker"
 KEY = "x-infercdn-key"
 SIGNATURE = "x-infercdn-signature"
 ENROLL = "x-infercdn-enroll"
+HANDOVER = "x-infercdn-handover"  # on registrations after a key rotation (``routing.key_handover``)
 
 ENROLLMENT = "infercdn enroll v1"
 MAX_NONCE_LENGTH = 64
@@ -57,10 +59,11 @@ def _proof(join_key: bytes, canonical: bytes) -> str:
 class Signer:
     """A worker's side: its identity signs; the join token proves enrollment where asked."""
 
-    def __init__(self, identity: Identity, worker_id: str, join_token: str):
+    def __init__(self, identity: Identity, worker_id: str, join_token: str, *, handover: str = ""):
         self._identity = identity
         self._worker_id = worker_id
         self._join_key = derive_key(join_token, ENROLLMENT) if join_token else b""
+        self._handover = handover  # the previous key's handover to this one, if the key was rotated
 
     def headers(self, method: str, path: str, body: bytes, now: float, *, enroll: bool = False) -> dict[str, str]:
         timestamp, nonce, key = str(int(now)), secrets.token_hex(16), self._identity.public_text
@@ -74,6 +77,8 @@ class Signer:
         }
         if enroll and self._join_key:
             headers[ENROLL] = _proof(self._join_key, canonical)
+        if enroll and self._handover:
+            headers[HANDOVER] = self._handover
         return headers
 
 
@@ -86,6 +91,7 @@ class SignedMessage:
     nonce: str
     expires_at: float  # when its nonce stops mattering
     enrollment_proven: bool = False
+    handed_over_by: bytes = b""  # the previous key, when the message carries its signed handover to this one
 
 
 @dataclass(slots=True)
@@ -137,7 +143,14 @@ class Verifier:
             raise Unauthorized("The message is stale (check the clocks).", code="stale_message")
         proof = headers.get(ENROLL, "")
         proven = bool(proof) and hmac.compare_digest(proof.encode(), _proof(self._join_key, canonical).encode())
-        return SignedMessage(worker_id, public_key, nonce, sent + self._max_skew_s, proven)
+        return SignedMessage(
+            worker_id,
+            public_key,
+            nonce,
+            sent + self._max_skew_s,
+            proven,
+            handover_in(headers.get(HANDOVER), public_key),
+        )
 
     def remember(self, message: SignedMessage, now: float) -> None:
         """Refuse a replay, and an identity past its allowance; else keep the nonce for its window."""
@@ -167,6 +180,16 @@ class Verifier:
         if len(self._allowances) > 1024:
             full = now - self._burst / self._rate
             self._allowances = {k: a for k, a in self._allowances.items() if a.stamp > full}
+
+
+def handover_in(text: str | None, public_key: bytes) -> bytes:
+    """The key that handed over to ``public_key``, from a handover's text (b"" when there is none)."""
+    if not text:
+        return b""
+    old_key = handed_over_by(text, public_key)
+    if old_key is None:
+        raise Unauthorized("The key handover is malformed or not signed by the key it names.", code="bad_handover")
+    return old_key
 
 
 def _plain(text: str, max_length: int) -> bool:

@@ -29,6 +29,7 @@ from routing.consul_wire import LIFETIME_S, registration_to_meta
 from routing.discovery import Remove, Upsert
 from routing.fleet import Fleet
 from routing.identity import Identity
+from routing.key_handover import hand_over
 from routing.quantization import Quantization
 from tests.conftest import MODEL
 from tests.gateway.consul_standin import ConsulStandIn
@@ -257,9 +258,11 @@ def signed_entry(
     *,
     key: Identity | None = None,
     at: float = NOW,
+    handover: str = "",
 ) -> dict[str, object]:
     reg = Registration(worker_id, url, "eu", "llama.cpp", Hardware(cpu="x", cores=2), 1, (OFFER,))
-    return {"Service": {"ID": worker_id, "Meta": registration_to_meta(reg, key or key_of(worker_id), token, at)}}
+    meta = registration_to_meta(reg, key or key_of(worker_id), token, at, handover=handover)
+    return {"Service": {"ID": worker_id, "Meta": meta}}
 
 
 async def test_each_answer_becomes_the_changes_that_make_the_fleet_match_it() -> None:
@@ -290,6 +293,20 @@ async def test_consul_entries_are_bound_to_their_key_and_expire() -> None:
     ssrf = signed_entry("ssrf", url="http://169.254.169.254")
     changes = await watch.changes([hijack, old, future, forged, ssrf])
     assert changes == [Remove("victim")]  # nothing accepted, and the real victim is not listed in this answer
+
+
+async def test_a_rotated_key_takes_over_its_id_in_consul_with_the_old_keys_handover() -> None:
+    watch = await watch_of(Balancer(Fleet(), random.Random(1)))
+    old, new, attacker = key_of("rotating"), Identity.generate(), Identity.generate()
+    assert [type(c).__name__ for c in await watch.changes([signed_entry("rotating", key=old)])] == ["Upsert"]
+    forged = signed_entry("rotating", key=new, handover=hand_over(attacker, new.public_key).text)
+    assert await watch.changes([forged]) == [Remove("rotating")]  # refused: the id is bound to the old key
+    rotated = signed_entry(
+        "rotating", url="http://10.0.0.9:8081", key=new, handover=hand_over(old, new.public_key).text
+    )
+    (change,) = await watch.changes([rotated])
+    assert isinstance(change, Upsert) and change.worker.url == "http://10.0.0.9:8081"
+    assert await watch.changes([signed_entry("rotating", key=old)]) == [Remove("rotating")]  # the old key: refused
 
 
 def test_the_blocking_query_index_starts_over_when_consul_goes_backwards() -> None:

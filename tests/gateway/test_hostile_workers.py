@@ -28,6 +28,7 @@ from routing.announce import (
     worker_path,
 )
 from routing.identity import Identity
+from routing.key_handover import hand_over
 from tests.conftest import MODEL
 from tests.gateway.standin import OFFER
 from tests.gateway.test_registry import (
@@ -112,7 +113,56 @@ async def test_revocation_and_manual_approval_survive_a_restart(session: aiohttp
         await gateway.close()
 
 
+def handover(old: Identity, new: Identity) -> str:
+    """The text a worker sends after ``infercdn worker rotate-key`` handed ``old``'s id to ``new``."""
+    return hand_over(old, new.public_key).text
+
+
+async def enrolled_fingerprint(session: aiohttp.ClientSession, gw: str, worker_id: str) -> tuple[str, str]:
+    async with session.get(f"{gw}/admin/v1/enrollments") as resp:
+        row = next(r for r in (await resp.json())["enrollments"] if r["worker_id"] == worker_id)
+    return row["fingerprint"], row["state"]
+
+
+async def test_a_worker_rotates_its_key_and_only_the_old_key_can_hand_the_id_over(
+    session: aiohttp.ClientSession,
+) -> None:
+    gateway, gw = await start_gateway(enrollment="manual")
+    old, new, attacker = key_of("rotating"), Identity.generate(), Identity.generate()
+    body = pack(registration("rotating"))
+    try:
+        assert (await post_signed(session, gw, REGISTER_PATH, body))[0] == 403  # waits for the operator
+        async with session.post(f"{gw}/admin/v1/enrollments/rotating/approve") as resp:
+            assert resp.status == 200
+        assert (await post_signed(session, gw, REGISTER_PATH, body))[0] == 200
+        # A new key alone is another worker: refused; a handover signed by any key but the bound one too.
+        assert (await post_signed(session, gw, REGISTER_PATH, body, key=new))[0] == 403
+        forged = handover(attacker, new)
+        assert (await post_signed(session, gw, REGISTER_PATH, body, key=new, handover=forged))[0] == 403
+        stolen = handover(old, new)  # replayed by someone who does not hold the new key
+        assert (await post_signed(session, gw, REGISTER_PATH, body, key=attacker, handover=stolen))[0] == 401
+        # Only on a registration: a heartbeat carrying it is still refused.
+        beat = pack(Heartbeat("rotating", in_flight=0, queued=0))
+        assert (await post_signed(session, gw, heartbeat_path("rotating"), beat, key=new))[0] == 403
+        # The old key's handover, sent by the new key: the id moves, approved as it was, no operator needed.
+        assert (await post_signed(session, gw, REGISTER_PATH, body, key=new, handover=stolen))[0] == 200
+        assert await enrolled_fingerprint(session, gw, "rotating") == (new.fingerprint, "approved")
+        assert (await post_signed(session, gw, heartbeat_path("rotating"), beat, key=new))[0] == 204
+        # From then on the old key speaks for nothing.
+        assert (await post_signed(session, gw, heartbeat_path("rotating"), beat, key=old))[0] == 403
+        assert (await post_signed(session, gw, REGISTER_PATH, body, key=old))[0] == 403
+        # A revoked id cannot be handed over.
+        async with session.post(f"{gw}/admin/v1/enrollments/rotating/revoke") as resp:
+            assert resp.status == 200
+        again = handover(new, attacker)
+        assert (await post_signed(session, gw, REGISTER_PATH, body, key=attacker, handover=again))[0] == 403
+        assert await enrolled_fingerprint(session, gw, "rotating") == (new.fingerprint, "revoked")
+    finally:
+        await gateway.close()
+
+
 async def test_a_replaced_key_needs_the_operator_to_forget_the_old_binding(session: aiohttp.ClientSession) -> None:
+    """A worker that lost its key (no handover possible) comes back only once an operator forgets it."""
     gateway, gw = await start_gateway()
     try:
         assert (await post_signed(session, gw, REGISTER_PATH, pack(registration("rotated"))))[0] == 200

@@ -86,10 +86,12 @@ async def post_signed(
     worker_id: str | None = None,
     key: Identity | None = None,
     method: str = "POST",
+    handover: str = "",
 ) -> tuple[int, dict[str, str]]:
-    """A control message as a worker sends it: signed by ``key`` (default: the id's own), enrolling with ``token``."""
+    """A control message as a worker sends it: signed by ``key`` (default: the id's own), enrolling with ``token``
+    (and carrying ``handover`` from a previous key, as after a rotation)."""
     worker_id = worker_id or _id_in(body, path)
-    signer = Signer(key or key_of(worker_id), worker_id, token)
+    signer = Signer(key or key_of(worker_id), worker_id, token, handover=handover)
     signed = signer.headers(method, path, body, at or time.time(), enroll=path == REGISTER_PATH)
     headers = {"Content-Type": CONTENT_TYPE, **signed}
     async with session.request(method, gw + path, data=body, headers=headers) as resp:
