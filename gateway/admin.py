@@ -143,7 +143,7 @@ async def approve(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     registry = _registry(request)
     row = await registry.enrollments.set_state(_worker_id(request), EnrollmentState.REVOKED)
-    registry.evict(row.worker_id)
+    registry.drop(row.worker_id)
     log.warning("worker %s (key %s) revoked by an operator", row.worker_id, fingerprint(row.public_key))
     return web.json_response(asdict(EnrollmentRow.of(row)))
 
@@ -152,7 +152,7 @@ async def forget(request: web.Request) -> web.Response:
     registry = _registry(request)
     worker_id = _worker_id(request)
     await registry.enrollments.forget(worker_id)
-    registry.evict(worker_id)
+    registry.drop(worker_id)
     log.info("worker %s forgotten by an operator: its id may enroll again", worker_id)
     return web.Response(status=204)
 

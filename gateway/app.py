@@ -31,6 +31,7 @@ from gateway.prober import Prober
 from gateway.proxy import Proxy, ProxyLimits
 from gateway.receipt_desk import ReceiptDesk
 from gateway.registry import Registry, RegistryLimits
+from gateway.shared_decisions import SharedDecisions
 from gateway.static_workers import StaticWorkers
 from gateway.tunnels import TunnelHub
 from gateway.upstream import Upstreams
@@ -42,6 +43,7 @@ from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
 from routing.budget import Budget, BudgetBook
 from routing.consul_client import consul_client
+from routing.enrollment_decision import decision_key
 from routing.errors import Forbidden
 from routing.fleet import Fleet
 from routing.policies import policy_named
@@ -178,6 +180,13 @@ def create_app(
                 answered=lambda: warm_up.answered("consul"),
             )
             tasks.append(start_supervised("Consul watch", watch.run))
+            if config.admin_key:  # the fleet's gateways share it; decisions are MACed with it
+                shared = SharedDecisions(
+                    consul, registry.enrollments, decision_key(config.admin_key), drop=registry.drop
+                )
+                tasks.append(start_supervised("Consul enrollment decisions", shared.run))
+            else:
+                log.warning("no admin_key: approve/revoke/forget here are not shared with other gateways on Consul")
         yield
         tunnels.close_all()
         await stop_all(tasks)

@@ -21,7 +21,7 @@ import consul.aio
 from gateway.enrollments import Enrollments
 from routing.advertise import AddressPolicy, checked_addresses, url_parts
 from routing.balancer import Balancer
-from routing.consul_client import CONSUL_ERRORS
+from routing.consul_client import follow
 from routing.consul_wire import entry_from_service
 from routing.discovery import Change, Remove, Upsert
 from routing.errors import InferCDNError
@@ -56,32 +56,34 @@ class ConsulWatch:
         self._answered = answered  # told after each answer applied: the fleet is known
         self._refused: set[str] = set()  # ids already warned about
         self._known: set[str] = set()  # worker ids the last answer listed
+        self._last: list[dict[str, Any]] = []  # the last answer, looked at again after an operator's decision
+        self._applying = asyncio.Lock()
+        enrollments.listeners.append(self.reconsider)
 
     async def run(self) -> None:
-        index: str | None = None
-        unreachable = False
-        backoff = 0.5
-        while True:
-            try:
-                new_index, entries = await self._client.health.service(
-                    self._service, index=index, wait=f"{self._wait_s:g}s", passing=True
-                )
-            except CONSUL_ERRORS as exc:
-                if not unreachable:
-                    log.warning("Consul unreachable (%s): routing on the last known fleet", type(exc).__name__)
-                    unreachable = True
-                index = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if unreachable:
-                log.info("Consul is reachable again")
-                unreachable, backoff = False, 0.5
-            index = next_index(index, new_index)
-            await self.apply(entries or [])
-            self._answered()
+        await follow(self._passing, self._apply_answer, meanwhile="routing on the last known fleet")
+
+    async def _passing(self, index: str | None) -> tuple[str | None, list[dict[str, Any]]]:
+        answered, entries = await self._client.health.service(
+            self._service, index=index, wait=f"{self._wait_s:g}s", passing=True
+        )
+        return answered, entries or []
+
+    async def _apply_answer(self, entries: list[dict[str, Any]]) -> None:
+        await self.apply(entries)
+        self._answered()
+
+    async def reconsider(self) -> None:
+        """Apply the last answer again: an id approved (or revoked) since then is let in (or out) now, not at
+        Consul's next change."""
+        await self.apply(self._last)
 
     async def apply(self, entries: list[dict[str, Any]]) -> None:
+        async with self._applying:
+            self._last = entries
+            await self._apply(entries)
+
+    async def _apply(self, entries: list[dict[str, Any]]) -> None:
         for change in await self.changes(entries):
             if not self._balancer.apply(change):
                 continue
@@ -120,15 +122,3 @@ class ConsulWatch:
         gone = [Remove(worker_id) for worker_id in sorted(self._known - listed.keys())]
         self._known = set(listed)
         return [*listed.values(), *gone]
-
-
-def next_index(index: str | None, answered: str | None) -> str | None:
-    """The index for the next blocking query: an index that goes backwards (Consul restarted) means start over."""
-    return None if index is not None and _number(answered) < _number(index) else answered
-
-
-def _number(index: str | None) -> int:
-    try:
-        return int(index or 0)
-    except ValueError:
-        return 0

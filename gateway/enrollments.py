@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from gateway.enrollment_store import Enrollment, EnrollmentState, EnrollmentStore
+from routing.enrollment_decision import Decision
 from routing.errors import Forbidden, NotFound, Unauthorized
 from routing.identity import fingerprint
 from routing.ratelimit import Limits, RateLimiter
 from routing.signing import SignedMessage
 
 ENROLLMENT_MODES = ("auto", "manual")
+FORGOTTEN = "forgotten"
+SHARED = "an operator, at another gateway"  # the source of a binding that came as a shared decision
 
 log = logging.getLogger("gateway.enrollments")
 
@@ -39,6 +42,10 @@ class Enrollments:
         enrollments_per_minute: int,
         wall_clock: Callable[[], float] = time.time,
     ):
+        # Told of each operator decision taken here, to share it with the fleet's other gateways (Consul KV).
+        self.published: Callable[[Decision], Awaitable[None]] | None = None
+        # Told after any operator decision, here or shared: e.g. the Consul watch looks at its entries again.
+        self.listeners: list[Callable[[], Awaitable[None]]] = []
         self.store = store
         self._manual = manual
         self._per_source = Limits(requests_per_minute=enrollments_per_minute)
@@ -114,6 +121,7 @@ class Enrollments:
             raise Forbidden(f"Worker {worker_id} was revoked; 'forget' it and let it enroll again.")
         updated = Enrollment(row.worker_id, row.public_key, state, row.enrolled_at, row.source)
         await self.store.put(updated)
+        await self._publish(updated, state.value)
         return updated
 
     async def forget(self, worker_id: str) -> None:
@@ -122,6 +130,53 @@ class Enrollments:
         if row.state is EnrollmentState.REVOKED:
             raise Forbidden(f"Worker {worker_id} was revoked; its key stays refused, so its binding stays too.")
         await self.store.delete(worker_id)
+        await self._publish(row, FORGOTTEN)
+
+    async def follow(self, decision: Decision) -> bool:
+        """Apply an operator's decision taken at another gateway of the fleet; True if it changed anything.
+
+        A revocation refuses the id here whichever key holds it (and the key, whichever id it holds); an
+        approval applies to that key only; nothing un-revokes."""
+        changed = await self._follow(decision)
+        if changed:
+            await self._tell_listeners()
+        return changed
+
+    async def _follow(self, decision: Decision) -> bool:
+        row = self.store.rows.get(decision.worker_id)
+        holder = self.store.by_key(decision.public_key)
+        if decision.decision == FORGOTTEN:
+            if row is None or row.state is EnrollmentState.REVOKED:
+                return False
+            await self.store.delete(decision.worker_id)
+            return True
+        state = EnrollmentState(decision.decision)
+        if state is EnrollmentState.REVOKED:
+            changed = False
+            for bound in {r.worker_id: r for r in (row, holder) if r is not None}.values():
+                if bound.state is not EnrollmentState.REVOKED:
+                    await self.store.put(replace(bound, state=state))
+                    changed = True
+            if row is None and holder is None:  # not seen here yet: refused when it comes
+                await self.store.put(Enrollment(decision.worker_id, decision.public_key, state, decision.at, SHARED))
+                changed = True
+            return changed
+        if row is None and holder is None:  # approved before it came here
+            await self.store.put(Enrollment(decision.worker_id, decision.public_key, state, decision.at, SHARED))
+            return True
+        if row is not None and row.public_key == decision.public_key and row.state is EnrollmentState.PENDING:
+            await self.store.put(replace(row, state=state))
+            return True
+        return False
+
+    async def _publish(self, row: Enrollment, decision: str) -> None:
+        if self.published is not None:
+            await self.published(Decision(row.worker_id, row.public_key, decision, int(self._wall_clock())))
+        await self._tell_listeners()
+
+    async def _tell_listeners(self) -> None:
+        for listener in self.listeners:
+            await listener()
 
     def _row(self, worker_id: str) -> Enrollment:
         row = self.store.rows.get(worker_id)

@@ -157,6 +157,11 @@ class Registry:
         self._verifier.remember(message, self._wall_clock())
         return await self.tunnels.serve(request, message.worker_id)
 
+    def drop(self, worker_id: str) -> None:
+        """An operator's revocation or forgetting: out of the fleet at once, however it came (Consul too)."""
+        if not self.evict(worker_id):
+            self._balancer.apply(Remove(worker_id))
+
     def evict(self, worker_id: str) -> bool:
         """Drop a registered worker from the fleet (it left, went silent, or was revoked)."""
         self.tunnels.drop(worker_id)

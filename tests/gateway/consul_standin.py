@@ -15,12 +15,16 @@ It mirrors Consul's documented behaviour for those endpoints:
   until the index moves past it or ``wait`` elapses (then answers the same
   data);
 - a check not passed within its TTL turns ``critical``; a service critical
-  for longer than ``DeregisterCriticalServiceAfter`` is deregistered.
+  for longer than ``DeregisterCriticalServiceAfter`` is deregistered;
+- ``PUT /v1/kv/<key>`` (the body is the value) and ``GET /v1/kv/<prefix>?recurse``
+  (``Key``, base64 ``Value``, ``ModifyIndex``; 404 when none; blocking like the
+  health endpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
@@ -64,6 +68,7 @@ class _Service:
 class ConsulStandIn:
     def __init__(self) -> None:
         self.services: dict[str, _Service] = {}
+        self.kv: dict[str, tuple[bytes, int]] = {}  # key → (value, ModifyIndex)
         self.index = 1
         self._changed = asyncio.Condition()
         self.server: TestServer | None = None
@@ -80,6 +85,8 @@ class ConsulStandIn:
         app.router.add_put("/v1/agent/service/deregister/{id}", self._deregister)
         app.router.add_put("/v1/agent/check/pass/{check_id}", self._pass)
         app.router.add_get("/v1/health/service/{name}", self._health)
+        app.router.add_put("/v1/kv/{key:.+}", self._kv_put)
+        app.router.add_get("/v1/kv/{key:.+}", self._kv_get)
         self.server = TestServer(app, host="127.0.0.1", port=port)
         await self.server.start_server()
         self._ticker = asyncio.create_task(self._tick())
@@ -135,14 +142,34 @@ class ConsulStandIn:
             await self._bump()
         return web.Response(text="")
 
-    async def _health(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+    async def _kv_put(self, request: web.Request) -> web.Response:
+        self.kv[request.match_info["key"]] = (await request.read(), self.index + 1)
+        await self._bump()
+        return web.json_response(True)
+
+    async def _kv_get(self, request: web.Request) -> web.Response:
+        await self._block(request)
+        prefix = request.match_info["key"]
+        found = [
+            {"Key": k, "Value": base64.b64encode(v).decode(), "ModifyIndex": i, "CreateIndex": i, "Flags": 0}
+            for k, (v, i) in sorted(self.kv.items())
+            if (k.startswith(prefix) if "recurse" in request.query else k == prefix)
+        ]
+        headers = {"X-Consul-Index": str(self.index)}
+        return web.json_response(found, headers=headers) if found else web.Response(status=404, headers=headers)
+
+    async def _block(self, request: web.Request) -> None:
+        """A blocking query: with ``index``, wait until the index moves past it or ``wait`` elapses."""
         wanted = int(request.query.get("index", "0") or 0)
         if wanted and wanted >= self.index:
             wait = parse_duration(request.query.get("wait", "5m")) or 300.0
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait), self._changed:
                     await self._changed.wait_for(lambda: self.index > wanted)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        await self._block(request)
         passing_only = "passing" in request.query
         entries = [
             {

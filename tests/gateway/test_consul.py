@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,15 +19,16 @@ from bench.servers import free_port, running
 from gateway import api
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from gateway.consul_watch import ConsulWatch, next_index
+from gateway.consul_watch import ConsulWatch
 from gateway.enrollment_store import EnrollmentStore
 from gateway.enrollments import Enrollments
 from routing.advertise import AddressPolicy
 from routing.announce import Hardware, Registration
 from routing.balancer import Balancer
-from routing.consul_client import consul_client
+from routing.consul_client import consul_client, next_index
 from routing.consul_wire import LIFETIME_S, registration_to_meta
 from routing.discovery import Remove, Upsert
+from routing.enrollment_decision import KV_PREFIX, Decision, seal
 from routing.fleet import Fleet
 from routing.identity import Identity
 from routing.key_handover import hand_over
@@ -119,6 +121,77 @@ async def test_a_real_worker_in_consul_is_seen_and_routed_by_two_gateways(
         assert "c-1" not in consul_agent.services  # deregistered on the way out
         for gw in (first, second):
             await wait_until(lambda gw=gw: _no_workers(session, gw), timeout_s=5)  # type: ignore[misc]
+
+
+ADMIN_KEY = "admin-key-shared-by-the-fleet"
+
+
+async def admin(session: aiohttp.ClientSession, method: str, url: str) -> Any:
+    async with session.request(method, url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as resp:
+        assert resp.status in (200, 204), await resp.text()
+        return await resp.json() if resp.status == 200 else None
+
+
+async def states(session: aiohttp.ClientSession, gw: str) -> dict[str, str]:
+    listed = await admin(session, "GET", f"{gw}/admin/v1/enrollments")
+    return {row["worker_id"]: row["state"] for row in listed["enrollments"]}
+
+
+async def routed(session: aiohttp.ClientSession, gw: str) -> list[str]:
+    return sorted(w["id"] for w in (await admin(session, "GET", f"{gw}/admin/v1/fleet"))["workers"])
+
+
+async def test_an_operators_decision_at_one_gateway_holds_at_every_gateway_on_the_consul(
+    consul_agent: ConsulStandIn,
+    gateways: list[TestServer],
+    session: aiohttp.ClientSession,
+    standins: list[StandIn],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Approvals and revocations were per gateway: a worker revoked at one went on serving through the others."""
+    first, second = [
+        await start_gateway(gateways, consul_agent.url, admin_key=ADMIN_KEY, enrollment="manual") for _ in range(2)
+    ]
+    upstream = await StandIn().start()
+    standins.append(upstream)
+    await register_service(consul_agent.url, "shared-1", upstream.url)
+    for gw in (first, second):  # each saw it, proved by the join token, and holds it for an operator
+        await wait_until(lambda gw=gw: _state_is(session, gw, "shared-1", "pending"))  # type: ignore[misc]
+    await admin(session, "POST", f"{first}/admin/v1/enrollments/shared-1/approve")
+    await wait_until(lambda: _routed_is(session, second, ["shared-1"]))  # approved there too, and let in at once
+    assert await routed(session, first) == ["shared-1"]
+
+    # Someone who can write to Consul (any Consul worker can) but holds no admin key cannot decide anything.
+    forged = seal(Decision("shared-1", key_of("shared-1").public_key, "revoked", int(time.time())), b"0" * 32)
+    client = consul_client(consul_agent.url)
+    try:
+        await client.kv.put(f"{KV_PREFIX}shared-1", forged)
+        await client.kv.put(f"{KV_PREFIX}junk", b"\x00not json")
+    finally:
+        await client.close()
+
+    def ignored() -> int:
+        return sum("ignoring the enrollment decision at infercdn/enrollments/" in r.message for r in caplog.records)
+
+    await wait_until(lambda: ignored() == 4)  # both values, at both gateways, once each
+    for gw in (first, second):
+        assert await routed(session, gw) == ["shared-1"] and (await states(session, gw))["shared-1"] == "approved"
+
+    await admin(session, "POST", f"{second}/admin/v1/enrollments/shared-1/revoke")
+    for gw in (first, second):
+        await wait_until(lambda gw=gw: _routed_is(session, gw, []))  # type: ignore[misc]
+        assert (await states(session, gw))["shared-1"] == "revoked"
+    body = {"model": STANDIN_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    async with session.post(f"{first}/v1/chat/completions", json=body) as resp:
+        assert resp.status == 503
+
+
+async def _state_is(session: aiohttp.ClientSession, gw: str, worker_id: str, state: str) -> bool:
+    return (await states(session, gw)).get(worker_id) == state
+
+
+async def _routed_is(session: aiohttp.ClientSession, gw: str, ids: list[str]) -> bool:
+    return await routed(session, gw) == ids
 
 
 async def _no_workers(session: aiohttp.ClientSession, gw: str) -> bool:
