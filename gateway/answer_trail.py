@@ -1,4 +1,5 @@
-"""What an audit needs of one answer: the worker's sealed record, and the text the client was sent.
+"""What the gateway saw of one answer: for an audit, the worker's sealed record and the text the client was
+sent; for the key's limits, how much text it relayed (what a request costs when the worker reports no usage).
 
 The record never reaches the client: a stream's is an SSE comment (comments
 are not relayed), a whole answer's a field taken out of the body here.
@@ -13,6 +14,7 @@ import orjson
 
 from routing.audit_record import AUDIT_FIELD
 from routing.sse import SseEvent
+from routing.suitability import CHARS_PER_TOKEN
 
 
 @dataclass(slots=True)
@@ -22,16 +24,27 @@ class AnswerTrail:
     parts: list[str] = field(default_factory=list)
     finish_reason: str = ""
     ended: bool = False  # the whole answer arrived (a stream's [DONE], a whole body)
+    relayed_pieces: int = 0  # stream events that carried text, over every choice
+    relayed_chars: int = 0  # characters of text relayed, over every choice
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
+    @property
+    def relayed_tokens(self) -> int:
+        """The completion tokens the client was sent, as the gateway counts them: an event per token at least,
+        and no fewer than the text's length says (a worker cannot pack a long answer into one event)."""
+        return max(self.relayed_pieces, -(-self.relayed_chars // CHARS_PER_TOKEN))
+
     def from_event(self, event: SseEvent) -> None:
         self.ended = self.ended or event.done
         if event.audit is not None:
             self.sealed = event.audit
-        if not self.collect or event.data is None:
+        if event.data is None:
+            return
+        self._count(event.data, "delta")
+        if not self.collect:
             return
         choice = _first_choice(event.data)
         if choice is None:
@@ -49,6 +62,7 @@ class AnswerTrail:
         sealed = answer.pop(AUDIT_FIELD, None)
         if isinstance(sealed, str):
             self.sealed = sealed
+        self._count(answer, "message")
         if self.collect:
             choice = _first_choice(answer)
             if choice is not None:
@@ -58,6 +72,17 @@ class AnswerTrail:
                 reason = choice.get("finish_reason")
                 self.finish_reason = reason if isinstance(reason, str) else ""
         return payload if sealed is None else orjson.dumps(answer)
+
+    def _count(self, obj: dict[str, Any], part: str) -> None:
+        choices = obj.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict):
+                continue
+            holder = choice.get(part)
+            piece = holder.get("content") if isinstance(holder, dict) else choice.get("text")
+            if isinstance(piece, str) and piece:
+                self.relayed_pieces += 1
+                self.relayed_chars += len(piece)
 
 
 def _first_choice(obj: dict[str, Any]) -> dict[str, Any] | None:

@@ -104,7 +104,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
     clock = asyncio.get_running_loop().time
     started = clock()
     outcome = Outcome()
-    model, key, reserved, budgeted, completion_cap = "unknown", None, 0, 0, None
+    model, key, reserved, budgeted, completion_cap, prompt_tokens = "unknown", None, 0, 0, None, 0
     recorder = (
         None
         if state.ledger is None
@@ -129,9 +129,11 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
             serving_s = done.ended - outcome.sent_at
             state.balancer.slos.of(outcome.worker).served(outcome.usage.completion_tokens, serving_s, done.ended)
         if key is not None and reserved:
-            state.limiter.settle(key.id, key.limits, reserved, tokens_used(outcome, reserved), time.monotonic())
+            used = tokens_used(outcome, reserved, prompt_tokens)
+            state.limiter.settle(key.id, key.limits, reserved, used, time.monotonic())
         if key is not None and budgeted:
-            state.budgets.settle(key.id, key.budget, budgeted, tokens_used(outcome, budgeted), time.time())
+            used = tokens_used(outcome, budgeted, prompt_tokens)
+            state.budgets.settle(key.id, key.budget, budgeted, used, time.time())
 
     with reported_status(finish) as status:
         raw = await _read_body(request, state.body_timeout_s)
@@ -208,12 +210,17 @@ def completion_cap_of(budgets: BudgetBook, key: ApiKey, prompt_tokens: int, wall
     return min(caps) if caps else None
 
 
-def tokens_used(outcome: Outcome, reserved: int) -> int:
-    """What a request cost against its key: the worker's usage; nothing if no worker answered."""
+def tokens_used(outcome: Outcome, reserved: int, prompt_tokens: int) -> int:
+    """What a request cost against its key: the worker's usage; nothing if no worker answered.
+
+    A worker that answered but reported no usage: what the gateway relayed itself, never less than the
+    reservation (so a stream without usage cannot run past the key's limits for free)."""
     usage = outcome.usage
     if usage.prompt_tokens or usage.completion_tokens:
         return usage.prompt_tokens + usage.completion_tokens
-    return reserved if outcome.first_byte_at is not None else 0
+    if outcome.first_byte_at is None:
+        return 0
+    return max(reserved, prompt_tokens + outcome.trail.relayed_tokens)
 
 
 async def _read_body(request: web.Request, timeout_s: float) -> bytes:

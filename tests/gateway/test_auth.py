@@ -204,6 +204,39 @@ async def test_an_answer_without_max_tokens_may_not_outgrow_a_minutes_tokens(
     assert json.loads(upstream.seen_bodies[-1])["max_tokens"] == 40
 
 
+async def stream_200_tokens_without_usage(request: web.Request) -> web.StreamResponse:
+    """A worker that streams far past max_tokens and reports no usage (no usage event, no stream_options)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for _ in range(200):
+        chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "ab"}}]}
+        await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def test_an_answer_without_usage_costs_what_the_gateway_relayed(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gateway_with,
+    session,
+    upstream: StandIn,  # type: ignore[no-untyped-def]
+) -> None:
+    """A stream with no usage was charged its reservation: 8,000 chunks went through a 1,000 tokens/min key."""
+    upstream.behaviour = stream_200_tokens_without_usage
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, capsys, "--tokens-per-minute", "250")
+    gw = await gateway_with(api_keys_file=str(keys_file))
+    auth = {"Authorization": f"Bearer {key}"}
+    async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth) as resp:
+        assert resp.status == 200  # it reserved 8 tokens (max_tokens) and the prompt's estimate
+        assert (await resp.read()).count(b'"content"') == 200
+    async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "max_tokens": 60}, headers=auth) as resp:
+        assert resp.status == 429  # charged the 200 tokens relayed: 50 left, not 242
+        assert 45 <= int(resp.headers["x-ratelimit-remaining-tokens"]) <= 55
+
+
 async def test_the_admin_key_guards_the_fleet_endpoint(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
