@@ -42,6 +42,15 @@ def account(metrics: GatewayMetrics, done: Finished, outcome: Outcome) -> None:
     if outcome.sent_at is not None:
         metrics.overhead.observe(outcome.sent_at - done.started)
     usage = outcome.usage
+    if usage.overclaimed:  # billing for work it did not do, or locking the client out: worth an operator's look
+        metrics.usage_overclaims.inc()
+        log.warning(
+            "worker %s claimed more tokens than request %s could use; counted %d + %d (the most it could)",
+            outcome.worker or "?",
+            done.request_id,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
     if usage.prompt_tokens or usage.completion_tokens:
         series.prompt_tokens.inc(usage.prompt_tokens)
         series.completion_tokens.inc(usage.completion_tokens)

@@ -27,7 +27,7 @@ from gateway.warm_up import WarmUp
 from routing.balancer import Balancer
 from routing.budget import BudgetBook
 from routing.capabilities import NOTHING, Capabilities, capabilities_to_json
-from routing.embedding_requests import parse_embedding_request
+from routing.embedding_requests import EmbeddingRequest, parse_embedding_request
 from routing.errors import ModelNotFound, NoSuitableWorker, RequestTimeout, WarmingUp
 from routing.fleet import Candidate, Fleet
 from routing.http_errors import reported_status
@@ -159,6 +159,8 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
                 budgeted = tokens
             state.limiter.admit(key.id, key.limits, tokens, time.monotonic())
             reserved = tokens
+        images = sum(m.images for m in routed.messages or ()) if isinstance(routed, GenerationRequest) else 0
+        outcome.usage.bound(len(raw), most_completion_tokens(routed, completion_cap), images=images)
         plan = _plan(state, requirements)
         generation = routed if isinstance(routed, GenerationRequest) else None
         outcome.trail.collect = state.auditor is not None and generation is not None and auditable(generation)
@@ -208,6 +210,16 @@ def completion_cap_of(budgets: BudgetBook, key: ApiKey, prompt_tokens: int, wall
     if key.limits.tokens_per_minute:
         caps.append(key.limits.tokens_per_minute - prompt_tokens)
     return min(caps) if caps else None
+
+
+def most_completion_tokens(request: RoutedRequest, completion_cap: int | None) -> int | None:
+    """The longest answer ``request`` may get, over all its choices: its max_tokens, or the one the gateway
+    set (``completion_cap``); None: up to the worker's context."""
+    allowance = completion_allowance(request)
+    if isinstance(request, EmbeddingRequest):
+        return allowance
+    allowance = completion_cap if allowance is None else allowance
+    return None if allowance is None else allowance * request.n
 
 
 def tokens_used(outcome: Outcome, reserved: int, prompt_tokens: int) -> int:

@@ -82,6 +82,12 @@ class GatewayMetrics:
             registry=r,
         )
         self._usage: dict[tuple[str, str], tuple[Counter, Counter]] = {}
+        self.usage_overclaims = Counter(
+            "infercdn_gateway_usage_overclaims",
+            "Answers whose worker claimed more tokens than the request could use (cut to that; logged with the "
+            "worker's id).",
+            registry=r,
+        )
         self.failovers = Counter(
             "infercdn_gateway_failovers",
             "Attempts that failed before the first byte and moved on (or gave up), by reason.",

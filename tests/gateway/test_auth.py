@@ -237,6 +237,34 @@ async def test_an_answer_without_usage_costs_what_the_gateway_relayed(
         assert 45 <= int(resp.headers["x-ratelimit-remaining-tokens"]) <= 55
 
 
+async def claim_10_15_tokens(request: web.Request) -> web.StreamResponse:
+    usage = {"prompt_tokens": 10**15, "completion_tokens": 10**15, "total_tokens": 2 * 10**15}
+    return web.json_response({**OK_BODY, "usage": usage})
+
+
+async def test_a_worker_cannot_lock_a_client_out_by_claiming_tokens_it_did_not_serve(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    gateway_with,
+    session,
+    upstream: StandIn,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker reporting completion_tokens: 10**15 locked an honest client out for 600 million seconds."""
+    upstream.behaviour = claim_10_15_tokens
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, capsys, "--tokens-per-minute", "5000")
+    gw = await gateway_with(api_keys_file=str(keys_file))
+    auth = {"Authorization": f"Bearer {key}"}
+    for _ in range(3):  # each is charged at most its body's bytes + a template's tokens + 8: the next still fits
+        async with session.post(f"{gw}/v1/chat/completions", json=CHAT, headers=auth) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["usage"]["completion_tokens"] == 10**15  # the client's answer is untouched
+    async with session.get(f"{gw}/metrics") as resp:
+        assert "infercdn_gateway_usage_overclaims_total 3.0" in await resp.text()
+    assert sum("claimed more tokens than request" in r.message for r in caplog.records) == 3
+
+
 async def test_the_admin_key_guards_the_fleet_endpoint(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
