@@ -16,6 +16,9 @@ from routing.audit_record import AUDIT_FIELD
 from routing.sse import SseEvent
 from routing.suitability import CHARS_PER_TOKEN
 
+# Longer than any real token's text (runs of spaces or dashes are the longest, well under this).
+MAX_CHARS_PER_TOKEN = 128
+
 
 @dataclass(slots=True)
 class AnswerTrail:
@@ -36,6 +39,11 @@ class AnswerTrail:
         """The completion tokens the client was sent, as the gateway counts them: an event per token at least,
         and no fewer than the text's length says (a worker cannot pack a long answer into one event)."""
         return max(self.relayed_pieces, -(-self.relayed_chars // CHARS_PER_TOKEN))
+
+    def overran(self, max_completion: int) -> bool:
+        """Whether the stream has carried more than ``max_completion`` tokens could: more text events than
+        tokens, or more characters than the longest tokens spell."""
+        return self.relayed_pieces > max_completion or self.relayed_chars > max_completion * MAX_CHARS_PER_TOKEN
 
     def from_event(self, event: SseEvent) -> None:
         self.ended = self.ended or event.done

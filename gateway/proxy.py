@@ -264,6 +264,7 @@ class _StreamRelay:
     on_broken: Callable[[], None]
     limits: ProxyLimits
     before_end: BeforeEnd
+    overran: bool = False  # the worker sent more text than max_tokens allows
 
     async def run(
         self, request: web.Request, upstream: UpstreamResponse, events: list[SseEvent], headers: dict[str, str]
@@ -296,6 +297,9 @@ class _StreamRelay:
                         break
                     if sent > self.limits.max_stream_bytes:
                         error = AllWorkersFailed(f"the stream passed {self.limits.max_stream_bytes} bytes")
+                        break
+                    if self.overran:  # the meter: it ignored max_tokens
+                        error = AllWorkersFailed("the worker sent more tokens than max_tokens allows")
                         break
                     waiting_on_worker = True
                     events, error = await self._next_events(upstream)
@@ -345,6 +349,9 @@ class _StreamRelay:
                 return b"".join(out), event.raw, upstream_error
             self.usage.from_event(event)
             self.trail.from_event(event)
+            if self.trail.overran(self.usage.max_completion):
+                self.overran = True  # this event and the rest are not relayed
+                break
             if event.data is not None:
                 upstream_error = upstream_error or "error" in event.data
                 out.append(event.raw)

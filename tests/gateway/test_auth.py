@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import openai
@@ -204,16 +204,20 @@ async def test_an_answer_without_max_tokens_may_not_outgrow_a_minutes_tokens(
     assert json.loads(upstream.seen_bodies[-1])["max_tokens"] == 40
 
 
-async def stream_200_tokens_without_usage(request: web.Request) -> web.StreamResponse:
-    """A worker that streams far past max_tokens and reports no usage (no usage event, no stream_options)."""
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await response.prepare(request)
-    for _ in range(200):
+def stream_without_usage(events: int) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A worker that streams ``events`` tokens whatever max_tokens says, and reports no usage."""
+
+    async def behaviour(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
         chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "ab"}}]}
-        await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-    await response.write(b"data: [DONE]\n\n")
-    await response.write_eof()
-    return response
+        for _ in range(events):
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    return behaviour
 
 
 async def test_an_answer_without_usage_costs_what_the_gateway_relayed(
@@ -224,17 +228,32 @@ async def test_an_answer_without_usage_costs_what_the_gateway_relayed(
     upstream: StandIn,  # type: ignore[no-untyped-def]
 ) -> None:
     """A stream with no usage was charged its reservation: 8,000 chunks went through a 1,000 tokens/min key."""
-    upstream.behaviour = stream_200_tokens_without_usage
+    upstream.behaviour = stream_without_usage(600)
     keys_file = tmp_path / "keys.json"
-    key = create_key(keys_file, capsys, "--tokens-per-minute", "250")
+    key = create_key(keys_file, capsys, "--tokens-per-minute", "1000")
     gw = await gateway_with(api_keys_file=str(keys_file))
     auth = {"Authorization": f"Bearer {key}"}
-    async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth) as resp:
-        assert resp.status == 200  # it reserved 8 tokens (max_tokens) and the prompt's estimate
-        assert (await resp.read()).count(b'"content"') == 200
-    async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "max_tokens": 60}, headers=auth) as resp:
-        assert resp.status == 429  # charged the 200 tokens relayed: 50 left, not 242
-        assert 45 <= int(resp.headers["x-ratelimit-remaining-tokens"]) <= 55
+    unbounded = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with session.post(f"{gw}/v1/chat/completions", json=unbounded, headers=auth) as resp:
+        assert resp.status == 200  # it reserved a usual answer's 256 tokens (and may run to ~1,000)
+        assert (await resp.read()).count(b'"content"') == 600
+    async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "max_tokens": 500}, headers=auth) as resp:
+        assert resp.status == 429  # charged the 600 tokens relayed: ~400 left, not ~744
+        assert 395 <= int(resp.headers["x-ratelimit-remaining-tokens"]) <= 410
+
+
+async def test_a_stream_past_max_tokens_is_cut_with_an_error_event(
+    gateway_with,
+    session,
+    upstream: StandIn,  # type: ignore[no-untyped-def]
+) -> None:
+    upstream.behaviour = stream_without_usage(200)
+    gw = await gateway_with()
+    async with session.post(f"{gw}/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+        assert resp.status == 200
+        events = (await resp.read()).split(b"\n\n")
+    assert sum(b'"content"' in e for e in events) == 8  # max_tokens
+    assert b"more tokens than max_tokens" in events[-3] and events[-2] == b"data: [DONE]"
 
 
 async def claim_10_15_tokens(request: web.Request) -> web.StreamResponse:
