@@ -4,7 +4,9 @@ One loop per gateway. It registers (retrying with a backoff no longer than
 the heartbeat interval), then heartbeats its load. A heartbeat answered 404
 means the gateway restarted and forgot us, and a failed one may mean the
 same: either way the next step is to register again at once, so a restarted
-gateway knows its workers again within one heartbeat interval.
+gateway knows its workers again within one heartbeat interval. A gateway
+that answers it cannot dial us (a home router) gets a tunnel: the worker
+opens one and registers there again as tunnelled.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import aiohttp
@@ -25,6 +28,7 @@ from routing.announce import (
     CONTENT_TYPE,
     REGISTER_PATH,
     Heartbeat,
+    HeartbeatAnswer,
     Registration,
     heartbeat_path,
     pack,
@@ -33,6 +37,7 @@ from routing.announce import (
     worker_path,
 )
 from routing.errors import InvalidRequest
+from routing.fleet import TUNNEL
 from routing.identity import to_text
 from routing.receipt import MAX_RECEIPTS_PER_HEARTBEAT
 from routing.receipt import MAX_SEALED_CHARS as MAX_RECEIPT_CHARS
@@ -58,6 +63,7 @@ class Announcer:
         on_registered: Callable[[str], None] = lambda gateway: None,
         interval_s: float = 2.0,
         receipts: ReceiptBook | None = None,
+        tunnel_when_unreachable: Callable[[str], None] | None = None,
     ):
         self._gateways = tuple(g.rstrip("/") for g in gateways)
         self._signer = signer
@@ -69,6 +75,8 @@ class Announcer:
         self._interval_s = interval_s
         self._receipts = receipts  # where usage receipts from heartbeat answers are kept
         self._gateway_keys: dict[str, bytes] = {}  # as each gateway's welcome named it
+        self._tunnel_when_unreachable = tunnel_when_unreachable  # opens a tunnel to a gateway that cannot dial us
+        self._tunnelled: set[str] = set()  # gateways we registered with as tunnelled, having been told to
         self._timeout = aiohttp.ClientTimeout(total=5)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -123,8 +131,11 @@ class Announcer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, interval)
 
+    def _registration_for(self, gateway: str) -> Registration:
+        return replace(self._registration, via=TUNNEL) if gateway in self._tunnelled else self._registration
+
     async def _register(self, gateway: str) -> float:
-        async with self._send("POST", gateway, REGISTER_PATH, pack(self._registration)) as resp:
+        async with self._send("POST", gateway, REGISTER_PATH, pack(self._registration_for(gateway))) as resp:
             if resp.status != 200:
                 raise aiohttp.ClientResponseError(
                     resp.request_info, (), status=resp.status, message=await _reason(resp)
@@ -140,7 +151,7 @@ class Announcer:
         return welcome.heartbeat_interval_s
 
     async def _heartbeat(self, gateway: str) -> bool:
-        """Send our load; False when the gateway no longer knows us."""
+        """Send our load; False when the gateway no longer knows us (or must know us again, as tunnelled)."""
         path = heartbeat_path(self._registration.worker_id)
         beat, key = self._load(), self._gateway_keys.get(gateway)
         if self._receipts is not None and key is not None:
@@ -153,11 +164,27 @@ class Announcer:
                 raise aiohttp.ClientResponseError(
                     resp.request_info, (), status=resp.status, message=await _reason(resp)
                 )
-            if resp.status == 200 and self._receipts is not None and key is not None:
-                if resp.content_length is None or resp.content_length > MAX_ANSWER_BYTES:
-                    raise InvalidRequest(f"gateway {gateway} sent a heartbeat answer of no length or too long")
-                await self._receipts.accept(key, unpack_heartbeat_answer(await resp.read()).receipts)
-            return True
+            if resp.status != 200:
+                return True
+            if resp.content_length is None or resp.content_length > MAX_ANSWER_BYTES:
+                raise InvalidRequest(f"gateway {gateway} sent a heartbeat answer of no length or too long")
+            answer = unpack_heartbeat_answer(await resp.read())
+        if answer.receipts and self._receipts is not None and key is not None:
+            await self._receipts.accept(key, answer.receipts)
+        return not self._tunnel_if_told(gateway, answer)
+
+    def _tunnel_if_told(self, gateway: str, answer: HeartbeatAnswer) -> bool:
+        """Open a tunnel to a gateway that says it cannot dial us; True if we must register there again."""
+        if not answer.unreachable or gateway in self._tunnelled or self._tunnel_when_unreachable is None:
+            return False
+        log.warning(
+            "gateway %s cannot reach %s (a router or firewall in the way?): serving it through a tunnel",
+            gateway,
+            self._registration.url,
+        )
+        self._tunnel_when_unreachable(gateway)
+        self._tunnelled.add(gateway)
+        return True
 
     def _send(self, method: str, gateway: str, path: str, body: bytes) -> aiohttp.client._RequestContextManager:
         enroll = path == REGISTER_PATH  # only a registration may enroll a new key with the join token

@@ -28,7 +28,7 @@ from edge_worker.metrics import WorkerMetrics
 from edge_worker.receipt_book import ReceiptBook, book_path
 from edge_worker.runtimes.base import BACKEND, Backend
 from edge_worker.status_routes import STARTED_AT, add_status_routes
-from edge_worker.tunnel import TunnelClient
+from edge_worker.tunnel_pool import TunnelPool
 from routing.access_tokens import TokenChecker, public_key_from_text
 from routing.announce import Heartbeat, Registration
 from routing.consul_client import consul_client
@@ -36,7 +36,6 @@ from routing.fleet import DIRECT, TUNNEL
 from routing.identity import Identity, load_or_create
 from routing.key_handover import load_handover
 from routing.signing import Signer
-from routing.supervise import start_supervised, stop_all
 
 log = logging.getLogger(__name__)
 
@@ -140,18 +139,6 @@ def create_app(config: WorkerConfig) -> web.Application:
     return app
 
 
-async def _tunnels(
-    config: WorkerConfig, worker_id: str, signer: Signer, stack: contextlib.AsyncExitStack
-) -> dict[str, TunnelClient]:
-    """One tunnel per gateway, each dialled once registered there; closed after the drain (at cleanup)."""
-    # No connection cap: every stream on a tunnel is one local request.
-    session = await stack.enter_async_context(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
-    clients = {g.rstrip("/"): TunnelClient(g, worker_id, signer, session, config.local_url()) for g in config.gateways}
-    tasks = [start_supervised(f"tunnel to {gateway}", client.run) for gateway, client in clients.items()]
-    stack.push_async_callback(stop_all, tasks)
-    return clients
-
-
 @dataclass(frozen=True, slots=True)
 class Me:
     """Who this worker is to gateways: its id, its key, and the gateway tokens it accepts."""
@@ -174,12 +161,13 @@ async def _announce_when_ready(
         session = await stack.enter_async_context(aiohttp.ClientSession())
         load = partial(heartbeat_of, me.worker_id, backend, metrics)
         signer = Signer(me.identity, me.worker_id, config.join_token, handover=me.handover)
-        tunnels = await _tunnels(config, me.worker_id, signer, stack) if config.tunnel else {}
-
-        def registered(gateway: str) -> None:
-            if gateway in tunnels:
-                tunnels[gateway].registered.set()
-
+        tunnels = TunnelPool(me.worker_id, signer, config.local_url())
+        stack.push_async_callback(tunnels.close)  # after the drain: requests in flight come over them
+        for gateway in config.gateways if config.tunnel else ():
+            tunnels.open(gateway)
+        # A gateway that cannot dial us gets a tunnel (needs a fixed port: the tunnel passes requests to it).
+        auto = config.auto_tunnel and not config.tunnel and config.port != 0
+        when_unreachable = tunnels.open if auto else None
         # What each gateway says this worker served, checked and kept (``infercdn worker receipts``).
         book = await ReceiptBook.open(book_path(config.key_path(os.environ)), me.worker_id)
         stack.push_async_callback(book.close)
@@ -191,7 +179,8 @@ async def _announce_when_ready(
                 registration,
                 load,
                 trust=me.tokens.trust,
-                on_registered=registered,
+                on_registered=tunnels.registered,
+                tunnel_when_unreachable=when_unreachable,
                 receipts=book,
             )
         )

@@ -53,6 +53,8 @@ class WorkerConfig:
     advertise_url: str = ""
     # Nobody can dial this worker (home NAT): it dials each gateway and serves over that tunnel instead.
     tunnel: bool = False
+    # Without tunnel: dial a tunnel to each gateway that says it cannot reach advertise_url.
+    auto_tunnel: bool = True
     # How gateways name it; default HOSTNAME-FINGERPRINT (of its key). Bound to the key at enrollment.
     worker_id: str = ""
     # A static worker (listed in a gateway's config, not registering): the secret that gateway

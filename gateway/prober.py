@@ -68,6 +68,8 @@ class Prober:
         except (aiohttp.ClientError, TunnelBroken, TimeoutError, ValueError):
             reached = False
         now = loop.time()
+        if (state.worker.url, state.worker.via) != (worker.url, worker.via):
+            return  # it moved (or took a tunnel) while we asked: this answer is about where it was
         if not reached:
             if state.health.reachable:
                 log.warning("worker %s failed its health probe", worker.id)

@@ -46,8 +46,11 @@ from routing.announce import (
 from routing.balancer import Balancer
 from routing.discovery import Remove, Upsert
 from routing.errors import Forbidden, InvalidRequest, NotFound, RequestTooLarge
-from routing.fleet import TUNNEL, Load, describe_offers
+from routing.fleet import TUNNEL, Load, WorkerState, describe_offers
 from routing.signing import SignedMessage, Verifier
+
+# Heartbeats in a row that find a direct worker's probes failing before it is told to dial a tunnel.
+UNREACHABLE_BEATS = 2
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ class Registry:
         self.tunnels = tunnels
         self._last_seen: dict[str, float] = {}
         self._addresses: dict[str, tuple[IPAddress, ...]] = {}
+        self._unreachable_beats: dict[str, int] = {}  # heartbeats in a row that found the worker undialable
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._wall_clock = wall_clock
         self.receipts: ReceiptDesk | None = None  # set when the gateway keeps a ledger
@@ -138,9 +142,20 @@ class Registry:
         if token != state.worker.bearer:  # renewed at half its life
             self._balancer.apply(Upsert(dataclasses.replace(state.worker, bearer=token), state.offers))
         owed = await self.receipts.owed(message.worker_id, beat.receipts_after) if self.receipts else ()
-        if not owed:
+        unreachable = self._undialable(state)
+        if not (owed or unreachable):
             return web.Response(status=204)
-        return web.Response(body=pack(HeartbeatAnswer(owed)), content_type=CONTENT_TYPE)
+        return web.Response(body=pack(HeartbeatAnswer(owed, unreachable)), content_type=CONTENT_TYPE)
+
+    def _undialable(self, state: WorkerState) -> bool:
+        """Whether a direct worker's probes fail while its heartbeats arrive: for this many heartbeats in a row,
+        so a worker still opening its port is not sent to a tunnel."""
+        worker_id = state.worker.id
+        if state.worker.via == TUNNEL or state.health.reachable:
+            self._unreachable_beats.pop(worker_id, None)
+            return False
+        beats = self._unreachable_beats[worker_id] = self._unreachable_beats.get(worker_id, 0) + 1
+        return beats >= UNREACHABLE_BEATS
 
     async def deregister(self, request: web.Request) -> web.Response:
         message, _, _ = await self._authenticated(request, registering=False)
@@ -166,6 +181,7 @@ class Registry:
         """Drop a registered worker from the fleet (it left, went silent, or was revoked)."""
         self.tunnels.drop(worker_id)
         self._addresses.pop(worker_id, None)
+        self._unreachable_beats.pop(worker_id, None)
         self.minter.forget(worker_id)
         if self._last_seen.pop(worker_id, None) is None:
             return False

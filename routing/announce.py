@@ -96,9 +96,12 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatAnswer:
-    """A gateway's answer to a heartbeat when it has usage receipts for the worker (else 204, no body)."""
+    """A gateway's answer to a heartbeat when it has something to say (else 204, no body): usage receipts, or
+    that it cannot dial the worker."""
 
-    receipts: tuple[str, ...]  # sealed (routing.receipt), oldest first
+    receipts: tuple[str, ...] = ()  # sealed (routing.receipt), oldest first
+    # Its probes of the advertised URL fail while heartbeats arrive (a home router): dial a tunnel instead.
+    unreachable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +175,13 @@ def unpack_heartbeat(data: bytes) -> Heartbeat:
 def unpack_heartbeat_answer(data: bytes) -> HeartbeatAnswer:
     obj = _map(data)
     try:
-        receipts = bounded_list(obj["receipts"], "receipts", MAX_RECEIPTS_PER_HEARTBEAT)
+        receipts = bounded_list(obj.get("receipts", []), "receipts", MAX_RECEIPTS_PER_HEARTBEAT)
         if not all(isinstance(r, str) and len(r) <= MAX_SEALED_RECEIPT_CHARS for r in receipts):
             raise InvalidRequest("each receipt is sealed text", param="receipts")
-        return HeartbeatAnswer(tuple(receipts))
+        unreachable = obj.get("unreachable", False)
+        if not isinstance(unreachable, bool):
+            raise InvalidRequest("'unreachable' must be a boolean", param="unreachable")
+        return HeartbeatAnswer(tuple(receipts), unreachable)
     except (KeyError, TypeError) as exc:
         raise InvalidRequest(f"malformed heartbeat answer: {exc!r}") from None
 

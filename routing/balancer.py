@@ -165,13 +165,14 @@ class Balancer:
         state.load = state.load.merged(replace(load, reported_at=now))
 
     def apply(self, change: Change) -> bool:
-        """Discovery's news; True if it changed the fleet. A worker that moved starts over, on probation."""
+        """Discovery's news; True if it changed the fleet. A worker that moved (or now comes through a tunnel)
+        starts over, on probation."""
         if not isinstance(change, Upsert):
             return self.fleet.remove(change.worker_id)
         known = self.fleet.get(change.worker.id)
         if known is not None and known.worker == change.worker and known.offers == change.offers:
             return False
-        moved = known is not None and known.worker.url != change.worker.url
+        moved = known is not None and (known.worker.url, known.worker.via) != (change.worker.url, change.worker.via)
         state = self.fleet.upsert(change.worker, change.offers)
         self._reweigh(change.worker.id)
         if moved:

@@ -8,7 +8,8 @@ The test makes (root needed; it fails, never skips, where namespaces cannot be m
 
 Both worker namespaces drop every TCP connection opened from outside (``netns.NO_INBOUND``), as a
 home router does, so the workers can only dial out: each registers and opens its tunnel through its
-relay (``tc netem`` is not in this kernel, so the relays stand for the distance).
+relay (``tc netem`` is not in this kernel, so the relays stand for the distance). The near one is told
+to (``--tunnel``); the far one is not, and tunnels once the gateway says its probes cannot get through.
 """
 
 from __future__ import annotations
@@ -89,12 +90,15 @@ def wan(tmp_path: Path) -> Iterator[Wan]:
         yield Wan(spaces, gw, near, far, relays, tmp_path)
 
 
-def start_worker(wan: Wan, edge: Edge) -> None:
+def start_worker(wan: Wan, edge: Edge, *, tunnel_flag: bool) -> None:
+    """A worker in ``edge``'s namespace: told to tunnel (``--tunnel``), or left to find out (it registers as
+    dialable, and the gateway, whose probes are dropped, tells it to tunnel)."""
     wan.spaces.spawn(
         edge.namespace,
         [
             *("-m", "edge_worker", "--threads", "1", "--gateway", edge.relay, "--worker-id", edge.worker_id),
-            *("--tunnel", "--advertise-url", f"http://{edge.address}:{WORKER_PORT}"),
+            *(("--tunnel",) if tunnel_flag else ()),
+            *("--advertise-url", f"http://{edge.address}:{WORKER_PORT}"),
             *("--host", "0.0.0.0", "--port", str(WORKER_PORT)),
         ],
         {"INFERCDN_WORKER_JOIN_TOKEN": TOKEN, "INFERCDN_WORKER_KEY_FILE": str(wan.logs / f"{edge.worker_id}.key")},
@@ -131,8 +135,8 @@ async def complete(session: aiohttp.ClientSession) -> tuple[int, str, str]:
 async def test_workers_nobody_can_dial_serve_through_tunnels_the_near_one_first_and_a_lost_tunnel_loses_nothing(
     wan: Wan,
 ) -> None:
-    start_worker(wan, wan.near)
-    start_worker(wan, wan.far)
+    start_worker(wan, wan.near, tunnel_flag=True)
+    start_worker(wan, wan.far, tunnel_flag=False)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         try:
             await wait_until(lambda: tunnelled_and_measured(session, ("near", "far")), timeout_s=120)
@@ -140,6 +144,8 @@ async def test_workers_nobody_can_dial_serve_through_tunnels_the_near_one_first_
             logs = "\n".join(f"--- {p.name}\n{log_tail(p)}" for p in sorted(wan.logs.glob("*.log")))
             raise AssertionError(f"the workers never served through their tunnels:\n{logs}") from None
 
+        # The far one was not told to tunnel: the gateway could not dial it and said so.
+        assert "serving it through a tunnel" in (wan.logs / "worker-far.log").read_text()
         # Nobody can dial them: their own servers listen, but a connection from outside is dropped.
         for edge in (wan.near, wan.far):
             assert wan.spaces.can_connect(edge.namespace, edge.address, WORKER_PORT, timeout_s=5)
