@@ -5,7 +5,8 @@ pass-through, and through the InferCDN gateway, interleaved in one run.
 
 (a) an instant stand-in upstream: latency at concurrency 1 (non-streaming
 and a 64-chunk stream) and requests/s at concurrency 32, through the gateway
-with its usage ledger (the default: SQLite) and without it (``ledger_url = "off"``);
+with its usage ledger (the default: SQLite, written off the request path), with answers waiting for
+their ledger commit (``ledger_wait_s = 2``) and without a ledger (``ledger_url = "off"``);
 (b) the real llama.cpp worker: streamed tokens/s direct vs through the gateway.
 Prints medians, p99s and ratios; quote ratios, these machines are noisy.
 """
@@ -126,33 +127,25 @@ def table(rows: list[list[str]]) -> str:
 
 
 async def standin_part(targets: dict[str, str], rounds: int, seconds: float) -> str:
-    rows = [
-        [
-            "measure",
-            "direct",
-            "bare pass-through",
-            "gateway, no ledger",
-            "gateway",
-            "gateway added",
-            "gateway / bare",
-            "ledger on / off",
-        ]
-    ]
-    names = ("direct", "bare", "no-ledger", "gateway")
+    """``targets``: direct, bare, no-ledger, gateway (the default: its ledger off the request path), waited."""
+    columns = ["direct", "bare pass-through", "gateway, no ledger", "gateway", "gateway, answers wait for the ledger"]
+    rows = [["measure", *columns, "gateway added", "gateway / bare", "ledger / off", "waited / off"]]
+    names = ("direct", "bare", "no-ledger", "gateway", "waited")
+
+    def row(label: str, figures: dict[str, float], digits: int, added: bool) -> list[str]:
+        d, b, n, g, w = (figures[name] for name in names)
+        cells = [f"{figures[name]:.{digits}f}" for name in names]
+        return [label, *cells, f"{g - d:+.3f}" if added else "", f"{g / b:.2f}", f"{g / n:.2f}", f"{w / n:.2f}"]
+
     for label, body in (("non-streaming", CHAT), ("64-chunk stream", CHAT_STREAM)):
         lat = await latencies(targets, "/v1/chat/completions", body, rounds)
         for stat, q in (("median", 0.5), ("p99", 0.99)):
-            d, b, n, g = (ms(lat[name], q) for name in names)
-            times = (f"{d:.3f}", f"{b:.3f}", f"{n:.3f}", f"{g:.3f}", f"{g - d:+.3f}")
-            rows.append([f"{label} c=1 {stat} ms", *times, f"{g / b:.2f}", f"{g / n:.2f}"])
+            rows.append(row(f"{label} c=1 {stat} ms", {name: ms(lat[name], q) for name in names}, 3, True))
     rps: dict[str, list[float]] = {n: [] for n in targets}
     for _ in range(3):  # interleaved repeats, median taken
         for name, url in targets.items():
             rps[name].append(await throughput(url + "/v1/chat/completions", CHAT, 32, seconds))
-    d, b, n, g = (statistics.median(rps[name]) for name in names)
-    rows.append(
-        ["non-streaming c=32 req/s", f"{d:.0f}", f"{b:.0f}", f"{n:.0f}", f"{g:.0f}", "", f"{g / b:.2f}", f"{g / n:.2f}"]
-    )
+    rows.append(row("non-streaming c=32 req/s", {name: statistics.median(rps[name]) for name in names}, 0, False))
     return table(rows)
 
 
@@ -193,8 +186,15 @@ def main() -> None:
         bare = stack.enter_context(script("bare_passthrough", upstream.url))
         quiet = ("gateway", "gateway", "--worker", upstream.url, "--log-level", "warning")
         unledgered = stack.enter_context(running(*quiet, env={"INFERCDN_GATEWAY_LEDGER_URL": "off"}))
-        gw = stack.enter_context(running(*quiet))
-        targets = {"direct": upstream.url, "bare": bare.url, "no-ledger": unledgered.url, "gateway": gw.url}
+        gw = stack.enter_context(running(*quiet))  # the default: its ledger written off the request path
+        waited = stack.enter_context(running(*quiet, env={"INFERCDN_GATEWAY_LEDGER_WAIT_S": "2"}))
+        targets = {
+            "direct": upstream.url,
+            "bare": bare.url,
+            "no-ledger": unledgered.url,
+            "gateway": gw.url,
+            "waited": waited.url,
+        }
         print("## (a) instant stand-in upstream\n")
         print(asyncio.run(standin_part(targets, rounds, seconds)), flush=True)
     with ExitStack() as stack:

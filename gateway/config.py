@@ -128,8 +128,10 @@ class GatewayConfig:
     # Raw rows (one per request, what receipts are made of) and hourly rollups are kept this long.
     ledger_raw_days: float = 35.0
     ledger_rollup_days: float = 400.0
-    # An answer's last bytes wait this long at most for its ledger commit (then go; it still commits).
-    ledger_wait_s: float = 2.0
+    # 0: the ledger is written off the request path (a killed gateway may lose its last batch; a stopped one
+    # loses nothing). > 0: an answer's last bytes wait this long at most for its commit (then go; it still
+    # commits), so no answer a client holds is ever missing from the ledger, at a cost per request.
+    ledger_wait_s: float = 0.0
     # Per-model SLO floors over the last hour: "MODEL min_availability=0.99 max_ttft_p99_s=2.5"
     # ("*": every other model). Workers missing one get that model's requests only when no worker meets it.
     model_slos: tuple[str, ...] = ()
@@ -204,8 +206,9 @@ class GatewayConfig:
             "must be a postgresql:// URL, a SQLite file path, or off",
         )
         parse_slo_floors(self.model_slos)  # raises ConfigError naming what is wrong
-        for key in ("ledger_raw_days", "ledger_rollup_days", "ledger_wait_s"):
+        for key in ("ledger_raw_days", "ledger_rollup_days"):
             require(getattr(self, key) > 0, f"gateway.{key}", "must be > 0")
+        require(self.ledger_wait_s >= 0, "gateway.ledger_wait_s", "must be >= 0 (0: answers do not wait)")
         require(
             self.log_level in ("debug", "info", "warning", "error"),
             "gateway.log_level",

@@ -2,7 +2,9 @@
 
 The proxy calls ``before_end`` just before an answer's last bytes (a stream's
 ``[DONE]``, a whole answer's body): the entry is committed first, so a client
-never holds an answer the ledger lacks, even if the gateway dies right after.
+never holds an answer the ledger lacks, even if the gateway dies right after
+(with ``ledger_wait_s = 0`` nothing waits: the entry is written off the
+request path, and a killed gateway may lose the last batch).
 However else the request ends (a failure, a client that left), the handler's
 end reports it with ``record`` and nothing waits. The first call wins; a
 request is never recorded twice.
@@ -34,9 +36,10 @@ class UsageRecorder:
     _recorded: bool = False
 
     async def before_end(self, status: int) -> None:
-        """Commit the entry (waiting at most the ledger's ``wait_s``): the answer's last bytes go next."""
+        """Commit the entry (waiting at most the ledger's ``wait_s``; 0: not at all): the answer's last bytes
+        go next."""
         committed = self._add(status)
-        if committed is None:
+        if committed is None or not self.ledger.wait_s:
             return
         try:
             async with asyncio.timeout(self.ledger.wait_s):

@@ -58,6 +58,7 @@ async def usage(request: web.Request) -> web.Response:
     dimension = dimension_of(request.query.get("by", "worker"))
     since_s = since_seconds(request.query.get("since", "24h"))
     since_hour = int((time.time() - since_s) // HOUR_S) * HOUR_S
+    await ledger.writer.settled()  # every answer given so far is in the report
     rows = await ledger.store.usage(dimension, since_hour)
     return web.json_response(
         {

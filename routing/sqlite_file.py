@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,10 +36,12 @@ class OneConnection:
     def __init__(self, db: sqlite3.Connection):
         self.db = db
         self._lock = asyncio.Lock()
+        # Its own thread, kept warm: a call is one hand-over to it and one back (no task, no pool to pick from).
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
 
     async def call(self, work: Callable[[], T]) -> T:
         async with self._lock:
-            running = asyncio.ensure_future(asyncio.to_thread(work))
+            running = asyncio.get_running_loop().run_in_executor(self._thread, work)
             try:
                 return await asyncio.shield(running)
             except asyncio.CancelledError:
@@ -56,3 +59,4 @@ class OneConnection:
 
     async def close(self) -> None:
         await self.call(self.db.close)
+        self._thread.shutdown(wait=False)

@@ -15,6 +15,8 @@ from gateway.ledger.writer import LedgerWriter
 from gateway.metrics import GatewayMetrics
 
 DAY_S = 86400
+# How long an entry may wait for others to share its transaction, when no answer waits for it.
+LINGER_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,9 @@ class Ledger:
         cls, target: str, gateway: str, metrics: GatewayMetrics, retention: Retention, wait_s: float
     ) -> Ledger:
         store = await open_store(target)
-        return cls(store, LedgerWriter(store, gateway, metrics), retention, wait_s)
+        # Nobody waits for a commit: let each batch gather what comes in a moment (fewer, bigger transactions).
+        linger_s = 0.0 if wait_s else LINGER_S
+        return cls(store, LedgerWriter(store, gateway, metrics, linger_s=linger_s), retention, wait_s)
 
     async def prune_forever(self) -> None:
         while True:

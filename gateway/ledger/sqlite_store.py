@@ -36,7 +36,7 @@ SCHEMA = "pragma journal_mode = wal;\npragma synchronous = normal;\n" + schema(
 
 _INSERT_RAW = (
     f"insert into usage_raw ({RAW_COLUMNS}) values ({', '.join('?' * len(RAW_TABLE))}) "
-    "on conflict (entry_id) do nothing returning seq"
+    "on conflict (entry_id) do nothing"
 )
 _ADD_HOURLY = add_hourly(["?"] * len(HOURLY_KEY + HOURLY_SUMS))
 
@@ -52,8 +52,13 @@ class SqliteLedger:
 
     async def write(self, entries: Sequence[LedgerEntry], gateway: str) -> int:
         def run() -> int:
+            ids = [e.entry_id for e in entries]
             with self._db:
-                new = [e for e in entries if self._db.execute(_INSERT_RAW, raw_values(e, gateway)).fetchone()]
+                # Entries already in (a batch written again after a lost commit) are left out, in one query.
+                query = f"select entry_id from usage_raw where entry_id in ({', '.join('?' * len(ids))})"
+                there = {row[0] for row in self._db.execute(query, ids)}
+                new = [e for e in entries if e.entry_id not in there]
+                self._db.executemany(_INSERT_RAW, [raw_values(e, gateway) for e in new])
                 self._db.executemany(_ADD_HOURLY, rollup(new))
             return len(new)
 

@@ -1,13 +1,15 @@
 """One writer task per gateway: entries queue up, go to the store in batches, and each request learns
 when its own entry is committed.
 
-A request waits for that commit before its last bytes reach the client, so
-an answer the client has is never missing after a crash. That wait is a
-group commit: whatever queued while a batch was being written goes in the
-next one, so a busy gateway writes big batches, not one transaction per
-request. A batch that fails is retried (the store is idempotent on entry id),
-never dropped while the backlog is under ``max_pending``; past it, an entry
-is refused, counted and logged, not held without bound.
+With ``ledger_wait_s`` set, a request waits for that commit before its last
+bytes reach the client, so an answer the client has is never missing after a
+crash. That wait is a group commit: whatever queued while a batch was being
+written goes in the next one, so a busy gateway writes big batches, not one
+transaction per request. By default nothing waits, and a batch lingers a
+moment (``linger_s``) to gather more entries: fewer, bigger transactions.
+A batch that fails is retried (the store is idempotent on entry id), never
+dropped while the backlog is under ``max_pending``; past it, an entry is
+refused, counted and logged, not held without bound.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class LedgerWriter:
     batch_size: int = 1024
     max_pending: int = 200_000
     retry_s: float = 0.5
+    linger_s: float = 0.0  # a batch waits this long for company unless full (0: whatever queued goes now)
     _queue: deque[_Pending] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -54,11 +57,18 @@ class LedgerWriter:
         self._wake.set()
         return committed
 
+    async def settled(self) -> None:
+        """Until every entry queued so far is committed: a report read next includes them."""
+        if self._queue:
+            await asyncio.shield(self._queue[-1].committed)
+
     async def run(self) -> None:
         while True:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
+            if self.linger_s and len(self._queue) < self.batch_size:
+                await asyncio.sleep(self.linger_s)
             await self.flush_once()
 
     async def flush_once(self) -> None:

@@ -119,7 +119,7 @@ async def answered_rows(url: str) -> dict[str, list[tuple[int, int, int]]]:
 async def test_two_gateways_share_postgres_and_a_killed_one_loses_nothing_answered(
     worker: Server, postgres_url: str
 ) -> None:
-    env = {"INFERCDN_GATEWAY_LEDGER_URL": postgres_url}
+    env = {"INFERCDN_GATEWAY_LEDGER_URL": postgres_url, "INFERCDN_GATEWAY_LEDGER_WAIT_S": "2"}
     state_b = tempfile.TemporaryDirectory(prefix="infercdn-state-")
     told: list[Told] = []
     with running("gateway", "gateway", "--worker", worker.url, env=env) as gateway_a:
