@@ -48,7 +48,11 @@ class Balancer:
     floors: SloFloors = field(default_factory=SloFloors)  # per-model minimums an operator set
     slo_routing: bool = True  # False: SLOs are measured and shown, but weigh nothing (a baseline)
     slo_every_s: float = 1.0  # how often SLO weights are worked out again (on a probe's arrival)
+    # A worker gone this long is forgotten: its SLOs and its reputation (not a conviction). Ids are cheap to
+    # make (each new key enrolls one), so what the gateway keeps about departed ones must not grow for good.
+    forget_after_s: float = 7 * 86400.0
     _slo_weighed_at: float = float("-inf")
+    _gone_since: dict[str, float] = field(default_factory=dict)
     panics: int = 0  # plans made in panic mode, for metrics
     suppressed_ejections: int = 0  # ejections the per-model cap held back, for metrics
     floors_unmet: int = 0  # plans where no worker met its model's SLO floor, so all were kept, for metrics
@@ -205,11 +209,23 @@ class Balancer:
     def weigh_slos(self, now: float) -> None:
         """Every worker's routing weight from its SLOs, again."""
         self._slo_weighed_at = now
-        verdicts = self.slos.judge(now)
+        present = {state.worker.id for state in self.fleet.workers()}
+        self._forget_long_gone(present, now)
+        verdicts = self.slos.judge(now, present)
         for state in self.fleet.workers():
             verdict = verdicts.get(state.worker.id)
             state.slo_report = verdict.report if verdict else None
             state.slo_weight = verdict.weight if verdict and self.slo_routing else 1.0
+
+    def _forget_long_gone(self, present: set[str], now: float) -> None:
+        for worker_id in [*self.slos.workers, *self.reputations.known()]:
+            if worker_id in present:
+                self._gone_since.pop(worker_id, None)
+                continue
+            if now - self._gone_since.setdefault(worker_id, now) > self.forget_after_s:
+                self.slos.forget(worker_id)
+                self.reputations.forget(worker_id)
+                self._gone_since.pop(worker_id, None)
 
     def tunnel_rtt(self, worker_id: str, rtt_s: float, now: float) -> None:
         """A tunnel's ping came back: the worker's round trip, for routing."""

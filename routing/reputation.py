@@ -166,5 +166,13 @@ class Reputations:
         self._by_worker[worker_id] = Reputation(since=now)
         return True
 
+    def known(self) -> list[str]:
+        return list(self._by_worker)
+
+    def forget(self, worker_id: str) -> None:
+        """Drop a departed worker's reputation (it starts on probation if it comes back); a conviction stays."""
+        if not self.convicted(worker_id):
+            self._by_worker.pop(worker_id, None)
+
     def items(self) -> list[tuple[str, Reputation]]:
         return sorted(self._by_worker.items())

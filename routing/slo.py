@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Time to first token, in log-spaced bins from 1 ms to ~5 min (each edge 1.3 times the last).
@@ -203,9 +204,11 @@ class SloBook:
     def weights(self, now: float) -> dict[str, float]:
         return {worker_id: verdict.weight for worker_id, verdict in self.judge(now).items()}
 
-    def judge(self, now: float) -> dict[str, SloVerdict]:
-        """Every worker's routing window and weight, each TTFT p99 judged against the median of the others'."""
-        reports = {w: slo.report(ROUTING_WINDOW, now) for w, slo in self.workers.items()}
+    def judge(self, now: float, present: Iterable[str] | None = None) -> dict[str, SloVerdict]:
+        """Every worker's (or every ``present`` one's) routing window and weight, each TTFT p99 judged against
+        the median of the others'."""
+        ids = self.workers if present is None else [w for w in present if w in self.workers]
+        reports = {w: self.workers[w].report(ROUTING_WINDOW, now) for w in ids}
         p99s = {
             w: r.ttft_p99_s
             for w, r in reports.items()

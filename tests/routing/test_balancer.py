@@ -7,6 +7,7 @@ from routing.discovery import Remove, Upsert
 from routing.errors import ModelNotFound, NoSuitableWorker
 from routing.fleet import LOAD_TTL_S, Fleet, Load, Worker
 from routing.health import Failure, Status
+from routing.reputation import Check, Reputations
 from routing.slo_floors import parse_slo_floors
 from routing.suitability import Requirements
 from tests.routing.fleets import fleet_of, measured, offer
@@ -294,3 +295,27 @@ def test_when_every_worker_meeting_the_floor_is_full_the_floor_steers_nothing() 
     s["steady"].in_flight = 1  # its one slot is taken: queueing there would only push it past the floor too
     assert ids(balancer.plan(M, now=3003.0)) == ["fast-flaky", "steady"]
     assert balancer.floors_unmet == 1
+
+
+def test_what_is_kept_about_a_departed_worker_is_forgotten_after_a_while_but_not_a_conviction() -> None:
+    """Ids are cheap to make: SLOs and reputations of workers long gone used to be kept for good."""
+    fleet, _ = fleet_of("stays", "leaves", "cheat")
+    balancer = Balancer(fleet, random.Random(1), reputations=Reputations(enabled=True), forget_after_s=100.0)
+    for worker_id in ("stays", "leaves", "cheat"):
+        balancer.slos.of(worker_id).probe(True, 0.0)
+        balancer.judged(worker_id, Check(flagged=False), 0.0)
+    balancer.convicted("cheat", "served a smaller model", 0.0)
+    for worker_id in ("leaves", "cheat"):
+        balancer.apply(Remove(worker_id))
+    balancer.weigh_slos(1.0)
+    assert set(balancer.slos.workers) == {"stays", "leaves", "cheat"}  # gone a moment: it may come back
+    balancer.weigh_slos(50.0)
+    balancer.apply(Upsert(Worker("leaves", "http://leaves"), (offer(),)))  # it came back in time: kept
+    balancer.weigh_slos(120.0)
+    assert set(balancer.slos.workers) == {"stays", "leaves"}
+    assert balancer.reputations.known() == ["stays", "leaves", "cheat"]  # the conviction stays
+    balancer.apply(Remove("leaves"))
+    balancer.weigh_slos(121.0)
+    balancer.weigh_slos(222.0)
+    assert set(balancer.slos.workers) == {"stays"} and balancer.reputations.known() == ["stays", "cheat"]
+    assert balancer.reputations.convicted("cheat")
