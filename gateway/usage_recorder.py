@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.ledger.entry import LedgerEntry
 from gateway.ledger.service import Ledger
@@ -32,7 +31,6 @@ class UsageRecorder:
     started: float  # loop clock, when the request arrived
     key_id: str = ""
     model: str = "unknown"
-    entry_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     _recorded: bool = False
 
     async def before_end(self, status: int) -> None:
@@ -60,7 +58,7 @@ class UsageRecorder:
         o = self.outcome
         now = asyncio.get_running_loop().time()
         return LedgerEntry(
-            entry_id=self.entry_id,
+            entry_id=self.ledger.new_entry_id(),
             request_id=self.request_id,
             at=time.time(),
             key_id=self.key_id,
