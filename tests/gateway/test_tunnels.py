@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -264,6 +265,62 @@ async def test_an_answer_many_windows_long_arrives_whole(session: aiohttp.Client
         assert all(padding in line for line in lines[:-1])
         assert "w" in gateway.app[api.STATE].registry.tunnels  # never closed for overrunning its window
     finally:
+        await worker.stop()
+        await gateway.close()
+
+
+async def stalled_reader(gw: str, body: dict[str, object]) -> asyncio.StreamWriter:
+    """A client that sends a request, then never reads: a 4 KiB receive buffer, so the kernel does not read
+    the stream for it either."""
+    host, port = gw.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    _, writer = await asyncio.open_connection(sock=sock)
+    payload = json.dumps(body).encode()
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    writer.write(head.encode() + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    await writer.drain()
+    return writer
+
+
+async def test_a_stalled_stream_holds_back_nothing_else_on_its_tunnel(session: aiohttp.ClientSession) -> None:
+    """Per-stream windows: a client that stops reading a huge stream blocks neither another stream read at
+    full speed nor small requests on the same tunnel (one byte stream without windows would hold them all)."""
+    padding = b"z" * 1000
+    written: dict[str, int] = {}
+
+    async def streams(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if not body.get("stream"):
+            return web.json_response(OK_BODY)
+        who, events = str(body.get("user")), 40_000 if body.get("user") == "stalled" else 2000  # 40 MB, 2 MB
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for written[who] in range(1, events + 1):
+            await response.write(EVENT % padding)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    gateway, gw = await start_tunnel_gateway()
+    worker = await tunnelled_standin(session, gw, "w", streams)
+    stalled = None
+    try:
+        await wait_until(lambda: serving_through_tunnel(session, gw, "w"))
+        stalled = await stalled_reader(gw, {**STANDIN_CHAT, "stream": True, "user": "stalled"})
+        await wait_until(lambda: written.get("stalled", 0) > 0)
+        async with asyncio.timeout(60):  # a hang guard only: everything below must simply finish
+            body = {**STANDIN_CHAT, "stream": True, "user": "reader"}
+            async with session.post(f"{gw}/v1/chat/completions", json=body) as resp:
+                lines = [line async for line in resp.content if line.startswith(b"data: ")]
+            small = await asyncio.gather(*(chat_status(session, gw) for _ in range(20)))
+        assert len(lines) == 2001 and lines[-1] == b"data: [DONE]\n"
+        assert small == [(200, "w")] * 20
+        assert written["stalled"] < 40_000  # it waits for its reader (its window), and held nobody back
+    finally:
+        if stalled is not None:
+            stalled.close()
         await worker.stop()
         await gateway.close()
 
