@@ -21,7 +21,7 @@ from edge_worker.access import gateway_only
 from edge_worker.announcer import Announcer
 from edge_worker.audit_records import RECORDS, RecordSealer
 from edge_worker.config import WorkerConfig
-from edge_worker.consul_announcer import ConsulAnnouncer
+from edge_worker.consul_gateways import ConsulGateways
 from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
@@ -29,13 +29,16 @@ from edge_worker.receipt_book import ReceiptBook, book_path
 from edge_worker.runtimes.base import BACKEND, Backend
 from edge_worker.status_routes import STARTED_AT, add_status_routes
 from edge_worker.tunnel_pool import TunnelPool
-from routing.access_tokens import TokenChecker, public_key_from_text
+from routing.access_tokens import TokenChecker
 from routing.announce import Heartbeat, Registration
 from routing.consul_client import consul_client
+from routing.consul_service import ConsulService
+from routing.consul_wire import LIFETIME_S, registration_to_meta
 from routing.fleet import DIRECT, TUNNEL
 from routing.identity import Identity, load_or_create
 from routing.key_handover import load_handover
 from routing.signing import Signer
+from routing.supervise import start_supervised, stop_all
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ def create_app(config: WorkerConfig) -> web.Application:
     # After "infercdn worker rotate-key": the old key's handover to this one, sent with registrations.
     handover = load_handover(key_path, identity) if identity is not None else None
     worker_id = config.id_for(identity, handover)
-    trusted = (key for key in map(public_key_from_text, config.gateway_keys) if key is not None)
+    trusted = config.trusted_gateway_keys()
     tokens = TokenChecker(worker_id, time.time, trusted)
     middlewares: list[Middleware] = [openai_errors]
     if config.announces or config.access_token or config.gateway_keys:
@@ -157,12 +160,12 @@ async def _announce_when_ready(
     registration = await registration_of(config, me.worker_id, backend)
     log.info("this worker is %s (key %s)", me.worker_id, me.identity.fingerprint)
     announcers: list[Leaving] = []
+    signer = Signer(me.identity, me.worker_id, config.join_token, handover=me.handover)
+    tunnels = TunnelPool(me.worker_id, signer, config.local_url())
+    stack.push_async_callback(tunnels.close)  # after the drain: requests in flight come over them
     if config.gateways:
         session = await stack.enter_async_context(aiohttp.ClientSession())
         load = partial(heartbeat_of, me.worker_id, backend, metrics)
-        signer = Signer(me.identity, me.worker_id, config.join_token, handover=me.handover)
-        tunnels = TunnelPool(me.worker_id, signer, config.local_url())
-        stack.push_async_callback(tunnels.close)  # after the drain: requests in flight come over them
         for gateway in config.gateways if config.tunnel else ():
             tunnels.open(gateway)
         # A gateway that cannot dial us gets a tunnel (needs a fixed port: the tunnel passes requests to it).
@@ -188,16 +191,20 @@ async def _announce_when_ready(
         client = consul_client(config.consul_url)
         stack.push_async_callback(client.close)
         interval = config.consul_heartbeat_s
-        consul = ConsulAnnouncer(
+        signed_meta = partial(registration_to_meta, registration, me.identity, config.join_token, handover=me.handover)
+        consul = ConsulService(
             client,
             config.consul_service,
-            registration,
-            me.identity,
-            config.join_token,
+            registration.worker_id,
+            registration.url,
+            signed_meta,
+            lifetime_s=LIFETIME_S,
             interval_s=interval,
-            handover=me.handover,
         )
         announcers.append(consul)
+        if config.tunnel and not config.gateways:  # its gateways are in Consul too
+            found = ConsulGateways(client, config.trusted_gateway_keys(), partial(tunnels.open, registered=True))
+            stack.push_async_callback(stop_all, [start_supervised("finding gateways in Consul", found.run)])
     app[ANNOUNCERS].extend(announcers)
     for announcer in announcers:
         announcer.start()

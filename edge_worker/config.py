@@ -98,6 +98,10 @@ class WorkerConfig:
     def announces(self) -> bool:
         return bool(self.gateways or self.consul_url)
 
+    def trusted_gateway_keys(self) -> list[bytes]:
+        """The gateway keys this worker trusts besides those it registers with (checked by ``check``)."""
+        return [key for key in map(public_key_from_text, self.gateway_keys) if key is not None]
+
     def key_path(self, env: Mapping[str, str]) -> Path:
         return Path(self.key_file).expanduser() if self.key_file else state_dir(env) / f"worker-{self.port}.key"
 
@@ -161,9 +165,9 @@ class WorkerConfig:
             "must be 1-128 of letters, digits and ._:-",
         )
         require(
-            not self.tunnel or bool(self.gateways),
+            not self.tunnel or bool(self.gateways) or bool(self.consul_url and self.gateway_keys),
             "worker.tunnel",
-            "needs gateways to dial (--gateway URL); Consul fleets cannot reach a tunnelled worker yet",
+            "needs gateways to dial (--gateway URL), or Consul (--consul-url) with the gateway_keys to trust there",
         )
         require(not self.tunnel or self.port != 0, "worker.tunnel", "needs a fixed port: it passes requests to it")
         require(self.consul_heartbeat_s > 0, "worker.consul_heartbeat_s", "must be > 0")

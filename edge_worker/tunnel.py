@@ -70,7 +70,10 @@ class TunnelClient:
         *,
         heartbeat_s: float = 5.0,
         rng: random.Random | None = None,
+        known_elsewhere: bool = False,
     ):
+        # The gateway knows this worker from Consul, not from registering: a 404 means "not yet", not "forgot".
+        self._known_elsewhere = known_elsewhere
         self._url = gateway.rstrip("/") + wire.tunnel_path(worker_id)
         self._path = wire.tunnel_path(worker_id)
         self._signer = signer
@@ -100,7 +103,7 @@ class TunnelClient:
                     await self._serve(ws)
                     log.warning("tunnel to %s closed (%s); dialling again", self._url, ws.close_code)
             except aiohttp.WSServerHandshakeError as exc:
-                if exc.status == 404:  # the gateway forgot us (restarted): wait for the next registration
+                if exc.status == 404 and not self._known_elsewhere:  # it forgot us (restarted): wait to register
                     self.registered.clear()
                 log.warning("gateway refused the tunnel (%s %s)", exc.status, exc.message)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -1,6 +1,7 @@
 """This worker's tunnels: one per gateway that needs one.
 
-Every gateway gets one with ``--tunnel``; otherwise a gateway gets one when it
+Every gateway gets one with ``--tunnel`` (a Consul worker without a gateway
+list: every trusted gateway in Consul); otherwise a gateway gets one when it
 says it cannot dial the advertised URL (its probes fail while heartbeats
 arrive: a home router), unless ``auto_tunnel = false``. A tunnel dials once
 the announcer has registered there (``registered``), and again whenever it
@@ -27,14 +28,19 @@ class TunnelPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
-    def open(self, gateway: str) -> None:
-        """Dial ``gateway`` (once registered there), from now on; a no-op if its tunnel exists."""
+    def open(self, gateway: str, *, registered: bool = False) -> None:
+        """Dial ``gateway`` (once registered there, or at once: ``registered``, a gateway that knows this worker
+        from Consul), from now on; a no-op if its tunnel exists."""
         gateway = gateway.rstrip("/")
         if gateway in self.clients:
             return
         if self._session is None:  # no connection cap: every stream on a tunnel is one local request
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        client = TunnelClient(gateway, self._worker_id, self._signer, self._session, self._local_url)
+        client = TunnelClient(
+            gateway, self._worker_id, self._signer, self._session, self._local_url, known_elsewhere=registered
+        )
+        if registered:
+            client.registered.set()
         self.clients[gateway] = client
         self._tasks.append(start_supervised(f"tunnel to {gateway}", client.run))
 

@@ -8,6 +8,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -43,9 +44,14 @@ from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
 from routing.budget import Budget, BudgetBook
 from routing.consul_client import consul_client
+from routing.consul_service import ConsulService
 from routing.enrollment_decision import decision_key
 from routing.errors import Forbidden
 from routing.fleet import Fleet
+from routing.gateway_presence import LIFETIME_S as PRESENCE_LIFETIME_S
+from routing.gateway_presence import SERVICE as GATEWAY_SERVICE
+from routing.gateway_presence import presence_meta
+from routing.gateway_presence import service_id as gateway_service_id
 from routing.policies import policy_named
 from routing.ratelimit import Limits, RateLimiter
 from routing.reputation import Reputations
@@ -149,6 +155,7 @@ def create_app(
         )
         static_workers.add_upstreams(tuple(parse_upstream(spec, os.environ) for spec in config.upstreams))
         await static_workers.refresh()  # know the fleet before the first request
+        presence: ConsulService | None = None  # this gateway in Consul, for tunnelled Consul workers
         tasks = [
             start_supervised("static worker refresh", lambda: static_workers.run(config.refresh_interval_s)),
             start_supervised("prober", prober.run),
@@ -187,7 +194,21 @@ def create_app(
                 tasks.append(start_supervised("Consul enrollment decisions", shared.run))
             else:
                 log.warning("no admin_key: approve/revoke/forget here are not shared with other gateways on Consul")
+            if config.public_url:  # tunnelled Consul workers find this gateway there, and dial it
+                identity = registry.enrollments.store.identity
+                presence = ConsulService(
+                    consul,
+                    GATEWAY_SERVICE,
+                    gateway_service_id(identity),
+                    config.public_url,
+                    partial(presence_meta, config.public_url, identity),
+                    lifetime_s=PRESENCE_LIFETIME_S,
+                    interval_s=config.heartbeat_interval_s,
+                )
+                presence.start()
         yield
+        if presence is not None:
+            await presence.deregister()
         tunnels.close_all()
         await stop_all(tasks)
         if ledger is not None:

@@ -94,6 +94,9 @@ class GatewayConfig:
     # Also watch a Consul catalog for workers (e.g. http://127.0.0.1:8500); empty = off.
     consul_url: str = ""
     consul_service: str = "infercdn-worker"
+    # Where workers reach this gateway (e.g. https://gw1.example): with consul_url, announced there so that
+    # tunnelled Consul workers (no gateway list) find it. Empty: not announced.
+    public_url: str = ""
     # Clients: a file of hashed API keys ("infercdn keys create"), and/or one key.
     api_keys_file: str = ""
     api_key: str = field(default="", repr=False)
@@ -182,6 +185,11 @@ class GatewayConfig:
         if self.consul_url:
             require(bool(self.join_token), "gateway.join_token", "is needed to check workers found in Consul")
             require(self.consul_url.startswith(("http://", "https://")), "gateway.consul_url", "not an http(s) URL")
+        require(
+            not self.public_url or self.public_url.startswith(("http://", "https://")),
+            "gateway.public_url",
+            "not an http(s) URL",
+        )
         require(self.enrollment in ENROLLMENT_MODES, "gateway.enrollment", "must be auto or manual")
         for key in ("enrollments_per_minute", "max_workers_per_address", "metric_label_values"):
             require(getattr(self, key) >= 1, f"gateway.{key}", "must be >= 1")

@@ -25,6 +25,7 @@ from routing.consul_client import follow
 from routing.consul_wire import entry_from_service
 from routing.discovery import Change, Remove, Upsert
 from routing.errors import InferCDNError
+from routing.fleet import TUNNEL
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class ConsulWatch:
                 reg = accepted.registration
                 binding = self._enrollments.check(accepted.signed, registering=True)
                 known = self._balancer.fleet.get(reg.worker_id)
-                if known is None or known.worker.url != reg.url:  # resolved on arrival and on change only
+                # Resolved on arrival and on change only; a tunnelled worker is never dialled: nothing to check.
+                if reg.via != TUNNEL and (known is None or known.worker.url != reg.url):
                     await checked_addresses(reg.url, self._policy)
                 if binding is not None:  # new ones rate limited per advertised host, as the registry does per source
                     await self._enrollments.bind(binding, source=f"consul {url_parts(reg.url)[0]}")

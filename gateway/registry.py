@@ -167,7 +167,12 @@ class Registry:
     async def tunnel(self, request: web.Request) -> web.StreamResponse:
         """A registered worker's tunnel: signed by the key bound to its id, then carried by the hub."""
         message, _, _ = await self._authenticated(request, registering=False)
-        if self._balancer.fleet.get(message.worker_id) is None or message.worker_id not in self._last_seen:
+        state = self._balancer.fleet.get(message.worker_id)
+        # Registered here, or found in Consul as tunnelled (its entry signed by the same key).
+        known = state is not None and (
+            message.worker_id in self._last_seen or (state.worker.source == "consul" and state.worker.via == TUNNEL)
+        )
+        if not known:
             raise NotFound(f"Worker {message.worker_id} is not registered here; register first.", code="unknown_worker")
         self._verifier.remember(message, self._wall_clock())
         return await self.tunnels.serve(request, message.worker_id)

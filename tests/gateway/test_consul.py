@@ -50,10 +50,10 @@ async def consul_agent() -> AsyncIterator[ConsulStandIn]:
     await agent.stop()
 
 
-async def start_gateway(gateways: list[TestServer], consul_url: str, **settings: object) -> str:
+async def start_gateway(gateways: list[TestServer], consul_url: str, port: int = 0, **settings: object) -> str:
     settings = {"state_file": ":memory:", **settings}
     config = GatewayConfig(join_token=TOKEN, consul_url=consul_url, **settings)  # type: ignore[arg-type]
-    server = TestServer(create_app(config, rng=random.Random(5)), host="127.0.0.1")
+    server = TestServer(create_app(config, rng=random.Random(5)), host="127.0.0.1", port=port)
     await server.start_server()
     gateways.append(server)
     return str(server.make_url("")).rstrip("/")
@@ -192,6 +192,37 @@ async def _state_is(session: aiohttp.ClientSession, gw: str, worker_id: str, sta
 
 async def _routed_is(session: aiohttp.ClientSession, gw: str, ids: list[str]) -> bool:
     return await routed(session, gw) == ids
+
+
+async def test_a_worker_nobody_can_dial_finds_its_gateways_in_consul_and_serves_through_tunnels(
+    consul_agent: ConsulStandIn, gateways: list[TestServer], session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Consul workers had to be dialable: a tunnelled one needed a --gateway list."""
+    ports = [free_port(), free_port()]
+    urls = [
+        await start_gateway(gateways, consul_agent.url, port, public_url=f"http://127.0.0.1:{port}") for port in ports
+    ]
+    await wait_until(lambda: sum(s.name == "infercdn-gateway" for s in consul_agent.services.values()) == 2)
+    nowhere = f"http://127.0.0.1:{free_port()}"  # it advertises where nobody listens: tunnels only
+    args = ("--threads", "1", "--consul-url", consul_agent.url, "--worker-id", "nat-1", "--tunnel")
+    with running(
+        "edge_worker",
+        *args,
+        *("--advertise-url", nowhere, "--port", str(free_port())),
+        env=consul_worker_env(gateways, tmp_path / "worker.key"),
+    ):
+        for gw in urls:
+            await wait_until(lambda gw=gw: _tunnelled(session, gw, "nat-1"))  # type: ignore[misc]
+            body = {"model": MODEL, "prompt": "The capital of France is", "max_tokens": 2, "temperature": 0}
+            async with session.post(f"{gw}/v1/completions", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+                assert resp.headers["x-infercdn-worker"] == "nat-1"
+
+
+async def _tunnelled(session: aiohttp.ClientSession, gw: str, worker_id: str) -> bool:
+    async with session.get(f"{gw}/admin/v1/fleet") as resp:
+        rows = [w for w in (await resp.json())["workers"] if w["id"] == worker_id]
+    return bool(rows) and rows[0]["via"] == "tunnel" and rows[0]["health"] not in ("unreachable", "ejected")
 
 
 async def _no_workers(session: aiohttp.ClientSession, gw: str) -> bool:

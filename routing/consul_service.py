@@ -1,13 +1,15 @@
-"""Announcing this worker through Consul: a service with a TTL check the heartbeat refreshes.
+"""Being in Consul: a service with signed ``Meta`` and a TTL check a heartbeat refreshes.
 
-The service carries the signed registration in its ``Meta``
-(``routing.consul_wire``). Its TTL check goes critical when heartbeats stop,
-so gateways watching ``?passing`` drop the worker, and Consul deregisters it
-after ``DeregisterCriticalServiceAfter``. If Consul loses the service (an
-agent restart) the heartbeat fails and the worker registers again; while
-Consul is unreachable it keeps trying. A clean stop deregisters. Load is not
-written to Consul (every write wakes every watcher); gateways read it from
-the worker's ``/health`` in their probes.
+A worker announces its signed registration this way (``routing.consul_wire``;
+gateways watching ``?passing`` find it), and a gateway its own URL and key
+(``routing.gateway_presence``: tunnelled Consul workers find it). The TTL
+check goes critical when heartbeats stop, so watchers drop the service, and
+Consul deregisters it after ``DeregisterCriticalServiceAfter``. The signed
+``Meta`` expires: it is renewed at half its life. If Consul loses the service
+(an agent restart) the heartbeat fails and it registers again; while Consul is
+unreachable it keeps trying. A clean stop deregisters. Load is not written to
+Consul (every write wakes every watcher); gateways read a worker's from its
+``/health`` in their probes.
 """
 
 from __future__ import annotations
@@ -16,48 +18,46 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import consul
 import consul.aio
 
-from routing.announce import Registration
 from routing.consul_client import CONSUL_ERRORS
-from routing.consul_wire import LIFETIME_S, registration_to_meta
-from routing.identity import Identity
 from routing.supervise import start_supervised
 
 log = logging.getLogger(__name__)
 
 
-class ConsulAnnouncer:
+class ConsulService:
     def __init__(
         self,
         client: consul.aio.Consul,
         service: str,
-        registration: Registration,
-        identity: Identity,
-        join_token: str,
+        service_id: str,
+        url: str,
+        signed_meta: Callable[[float], dict[str, str]],
         *,
+        lifetime_s: float,
         interval_s: float = 2.0,
-        handover: str = "",
     ):
-        self._handover = handover
         self._client = client
         self._service = service
-        self._registration = registration
-        self._identity = identity
-        self._join_token = join_token
+        self._service_id = service_id
+        self._url = url
+        self._signed_meta = signed_meta  # the Meta as signed at a time, valid lifetime_s from then
+        self._lifetime_s = lifetime_s
         self._interval_s = interval_s
         self._renew_at = 0.0  # when the signed Meta is half way to its expiry
         self._task: asyncio.Task[None] | None = None
 
     @property
     def check_id(self) -> str:
-        return f"service:{self._registration.worker_id}"
+        return f"service:{self._service_id}"
 
     def start(self) -> None:
-        self._task = start_supervised("Consul heartbeat", self._run)
+        self._task = start_supervised(f"Consul heartbeat ({self._service})", self._run)
 
     async def deregister(self) -> None:
         if self._task is not None:
@@ -66,20 +66,20 @@ class ConsulAnnouncer:
                 await self._task
             self._task = None
         try:
-            await self._client.agent.service.deregister(self._registration.worker_id)
-            log.info("deregistered from Consul")
+            await self._client.agent.service.deregister(self._service_id)
+            log.info("deregistered %s from Consul", self._service_id)
         except CONSUL_ERRORS as exc:
             log.warning("could not deregister from Consul: %s", type(exc).__name__)
 
     async def _register(self) -> None:
-        url = urlsplit(self._registration.url)
+        url = urlsplit(self._url)
         ttl = self._interval_s * 3
         now = time.time()
-        meta = registration_to_meta(self._registration, self._identity, self._join_token, now, handover=self._handover)
-        self._renew_at = now + LIFETIME_S / 2
+        meta = self._signed_meta(now)
+        self._renew_at = now + self._lifetime_s / 2
         await self._client.agent.service.register(
             self._service,
-            service_id=self._registration.worker_id,
+            service_id=self._service_id,
             address=url.hostname,
             port=url.port,
             meta=meta,
@@ -98,11 +98,11 @@ class ConsulAnnouncer:
                 if not registered or time.time() >= self._renew_at:  # signed Meta expires: renew it
                     await self._register()
                     registered = True
-                    log.info("registered in Consul as %s/%s", self._service, self._registration.worker_id)
+                    log.info("registered in Consul as %s/%s", self._service, self._service_id)
                 else:
                     await self._client.agent.check.ttl_pass(self.check_id)
             except consul.NotFound:
-                log.info("Consul no longer knows this worker; registering again")
+                log.info("Consul no longer knows %s; registering again", self._service_id)
                 registered = False
                 continue
             except CONSUL_ERRORS as exc:
