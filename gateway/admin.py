@@ -179,6 +179,25 @@ async def audits(request: web.Request) -> web.Response:
     return web.json_response({"enabled": auditor is not None, "workers": rows})
 
 
+async def audit_gaps(request: web.Request) -> web.Response:
+    """The largest gaps of greedy audits, per model and worker, and the threshold they suggest."""
+    state = request.app[STATE]
+    auditor = state.auditor
+    if auditor is None:
+        return web.json_response({"enabled": False, "models": []})
+    suggested = auditor.gaps.suggested()
+    spreads = auditor.gaps.spreads()
+    models = [
+        {
+            "model": model,
+            "suggested_gap_nats": threshold,
+            "workers": [asdict(s) for s in spreads if s.model == model],
+        }
+        for model, threshold in suggested.items()
+    ]
+    return web.json_response({"enabled": True, "audit_gap_nats": auditor.gap_nats, "models": models})
+
+
 async def pardon(request: web.Request) -> web.Response:
     auditor = request.app[STATE].auditor
     worker_id = _worker_id(request)
@@ -197,6 +216,7 @@ def _worker_id(request: web.Request) -> str:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/v1/fleet", fleet)
     app.router.add_get("/admin/v1/enrollments", enrollments)
+    app.router.add_get("/admin/v1/audits/gaps", audit_gaps)
     app.router.add_post("/admin/v1/enrollments/{worker_id}/approve", approve)
     app.router.add_post("/admin/v1/enrollments/{worker_id}/revoke", revoke)
     app.router.add_delete("/admin/v1/enrollments/{worker_id}", forget)

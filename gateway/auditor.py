@@ -38,6 +38,7 @@ from routing.audit_record import AuditRecord, signed_by, unseal
 from routing.balancer import Balancer
 from routing.errors import InvalidRequest
 from routing.fleet import ModelOffer
+from routing.gap_calibration import GapBook
 from routing.openai_requests import GenerationRequest
 from routing.reputation import Check, Standing
 from routing.usage import Usage
@@ -93,12 +94,13 @@ class Auditor:
         self.verifiers = verifiers
         self._metrics = metrics
         self._rng = rng
-        self._gap_nats = gap_nats
+        self.gap_nats = gap_nats
         self._queue: asyncio.Queue[Sample] = asyncio.Queue(queue_size)
         self._key_of = key_of
         self.store = store
         self._clock = clock
         self.evidence: dict[str, deque[Evidence]] = {}
+        self.gaps = GapBook()  # greedy answers' largest gaps, for ``infercdn fleet calibrate``
         self._auditing = False
 
     def restore(self) -> None:
@@ -152,6 +154,8 @@ class Auditor:
                 self._metrics.audits_dropped.labels("verifier_error").inc()
                 return None
             self._metrics.verifier_seconds.observe(time.monotonic() - started)
+            if score.greedy and score.prompt_matches and score.text_matches:
+                self.gaps.add(sample.offer.model, sample.worker_id, score.max_gap)
             check = self._verdict(score)
             found = Evidence(
                 self._clock(),
@@ -191,7 +195,7 @@ class Auditor:
             return Check(True, reason="the completion ids do not spell the delivered text")
         if score.max_gap >= IMPOSSIBLE_GAP:
             return Check(True, score.z, reason=f"token {score.max_gap_at} could not have been sampled")
-        if score.greedy and score.max_gap > self._gap_nats:
+        if score.greedy and score.max_gap > self.gap_nats:
             return Check(True, reason=f"token {score.max_gap_at} is {score.max_gap:.2f} nats off the reference")
         return Check(False, score.z)
 

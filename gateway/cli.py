@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_sub.add_parser("enrollments", help="every enrolled worker key (approved, pending, revoked)")
     fleet_sub.add_parser("pending", help="worker keys waiting for approval (enrollment = manual)")
     fleet_sub.add_parser("audits", help="each audited worker's standing, checks, flags and the last flag's reason")
+    fleet_sub.add_parser(
+        "calibrate", help="the largest gaps of greedy audits per model and worker, and the audit_gap_nats they suggest"
+    )
     for action, text in (
         ("approve", "let a pending worker in"),
         ("revoke", "refuse a worker's key from now on (kept across restarts) and drop it from the fleet"),

@@ -68,6 +68,24 @@ def render_enrollments(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def render_gaps(gaps: dict[str, Any]) -> str:
+    if not gaps["enabled"]:
+        return "audits are off on this gateway (no verifiers configured)"
+    lines = [f"{'MODEL':<32}  {'WORKER':<40}  {'CHECKS':>6}  {'P50':>6}  {'P99':>6}  {'LARGEST':>7}"]
+    for m in gaps["models"]:
+        for w in m["workers"]:
+            figures = f"{w['checks']:>6}  {w['p50']:>6.2f}  {w['p99']:>6.2f}  {w['largest']:>7.2f}"
+            lines.append(f"{m['model']:<32}  {w['worker_id']:<40}  {figures}")
+    if not gaps["models"]:
+        lines.append("no greedy answer audited yet")
+    for m in gaps["models"]:
+        lines.append(
+            f"{m['model']}: honest gaps suggest audit_gap_nats = {m['suggested_gap_nats']:g} "
+            f"(now {gaps['audit_gap_nats']:g}; the largest gap seen, with half again as margin)"
+        )
+    return "\n".join(lines)
+
+
 def render_audits(audits: dict[str, Any]) -> str:
     if not audits["enabled"]:
         return "audits are off on this gateway (no verifiers configured)"
@@ -130,12 +148,19 @@ def run_fleet_command(
             return code
         print(f"worker {worker_id}: {action} done")
         return 0
-    paths = {"audits": "/admin/v1/audits", "enrollments": "/admin/v1/enrollments", "pending": "/admin/v1/enrollments"}
+    paths = {
+        "audits": "/admin/v1/audits",
+        "calibrate": "/admin/v1/audits/gaps",
+        "enrollments": "/admin/v1/enrollments",
+        "pending": "/admin/v1/enrollments",
+    }
     answer = admin_call(gateway, admin_key, paths.get(action or "", "/admin/v1/fleet"), command)
     if isinstance(answer, int):
         return answer
     if action == "audits":
         print(json.dumps(answer, indent=2) if as_json else render_audits(answer))
+    elif action == "calibrate":
+        print(json.dumps(answer, indent=2) if as_json else render_gaps(answer))
     elif action in ("enrollments", "pending"):
         rows = [r for r in answer["enrollments"] if action == "enrollments" or r["state"] == "pending"]
         print(json.dumps(rows, indent=2) if as_json else render_enrollments(rows))

@@ -123,6 +123,13 @@ async def test_a_worker_serving_a_cruder_model_than_it_claims_is_convicted_and_g
             async with session.get(f"{gw}/admin/v1/fleet") as resp:
                 rows = {w["id"]: w for w in (await resp.json())["workers"]}
             assert rows["cheat"]["trust"] == "convicted" and rows["honest"]["trust"] in ("probation", "trusted")
+            # Calibration: the honest worker's greedy gaps stay under the threshold, the cheat's do not.
+            async with session.get(f"{gw}/admin/v1/audits/gaps") as resp:
+                gaps = await resp.json()
+            (on_model,) = gaps["models"]
+            spread = {w["worker_id"]: w for w in on_model["workers"]}
+            assert spread["honest"]["largest"] < gaps["audit_gap_nats"] < spread["cheat"]["largest"]
+            assert spread["honest"]["checks"] >= 1 and spread["cheat"]["checks"] >= 2
 
             # A restart keeps the conviction: the cheat registers again (truthfully now) and still gets nothing.
             port = server.port
