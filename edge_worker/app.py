@@ -26,6 +26,7 @@ from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
 from edge_worker.receipt_book import ReceiptBook, book_path
+from edge_worker.receipt_fetcher import ReceiptFetcher
 from edge_worker.runtimes.base import BACKEND, Backend
 from edge_worker.status_routes import STARTED_AT, add_status_routes
 from edge_worker.tunnel_pool import TunnelPool
@@ -35,6 +36,7 @@ from routing.consul_client import consul_client
 from routing.consul_service import ConsulService
 from routing.consul_wire import LIFETIME_S, registration_to_meta
 from routing.fleet import DIRECT, TUNNEL
+from routing.gateway_presence import FoundGateway
 from routing.identity import Identity, load_or_create
 from routing.key_handover import load_handover
 from routing.signing import Signer
@@ -152,6 +154,13 @@ class Me:
     handover: str  # the previous key's handover to this one ("" if never rotated)
 
 
+async def receipt_book(config: WorkerConfig, me: Me, stack: contextlib.AsyncExitStack) -> ReceiptBook:
+    """What each gateway says this worker served, checked and kept (``infercdn worker receipts``)."""
+    book = await ReceiptBook.open(book_path(config.key_path(os.environ)), me.worker_id)
+    stack.push_async_callback(book.close)
+    return book
+
+
 async def _announce_when_ready(
     app: web.Application, config: WorkerConfig, me: Me, metrics: WorkerMetrics, stack: contextlib.AsyncExitStack
 ) -> None:
@@ -160,20 +169,18 @@ async def _announce_when_ready(
     registration = await registration_of(config, me.worker_id, backend)
     log.info("this worker is %s (key %s)", me.worker_id, me.identity.fingerprint)
     announcers: list[Leaving] = []
+    book = await receipt_book(config, me, stack)
     signer = Signer(me.identity, me.worker_id, config.join_token, handover=me.handover)
     tunnels = TunnelPool(me.worker_id, signer, config.local_url())
     stack.push_async_callback(tunnels.close)  # after the drain: requests in flight come over them
+    session = await stack.enter_async_context(aiohttp.ClientSession())
     if config.gateways:
-        session = await stack.enter_async_context(aiohttp.ClientSession())
         load = partial(heartbeat_of, me.worker_id, backend, metrics)
         for gateway in config.gateways if config.tunnel else ():
             tunnels.open(gateway)
         # A gateway that cannot dial us gets a tunnel (needs a fixed port: the tunnel passes requests to it).
         auto = config.auto_tunnel and not config.tunnel and config.port != 0
         when_unreachable = tunnels.open if auto else None
-        # What each gateway says this worker served, checked and kept (``infercdn worker receipts``).
-        book = await ReceiptBook.open(book_path(config.key_path(os.environ)), me.worker_id)
-        stack.push_async_callback(book.close)
         announcers.append(
             Announcer(
                 config.gateways,
@@ -202,9 +209,19 @@ async def _announce_when_ready(
             interval_s=interval,
         )
         announcers.append(consul)
-        if config.tunnel and not config.gateways:  # its gateways are in Consul too
-            found = ConsulGateways(client, config.trusted_gateway_keys(), partial(tunnels.open, registered=True))
-            stack.push_async_callback(stop_all, [start_supervised("finding gateways in Consul", found.run)])
+        # Its gateways are in Consul too: a tunnelled worker dials them, and each is asked for receipts
+        # every five Consul heartbeats (10 s by default).
+        fetcher = ReceiptFetcher(me.worker_id, signer, session, book, interval_s=5 * interval)
+        dial = config.tunnel and not config.gateways
+
+        def found(gateway: FoundGateway) -> None:
+            if dial:
+                tunnels.open(gateway.url, registered=True)
+            fetcher.add(gateway)
+
+        watch = ConsulGateways(client, config.trusted_gateway_keys(), found)
+        tasks = [start_supervised("finding gateways in Consul", watch.run), start_supervised("receipts", fetcher.run)]
+        stack.push_async_callback(stop_all, tasks)
     app[ANNOUNCERS].extend(announcers)
     for announcer in announcers:
         announcer.start()

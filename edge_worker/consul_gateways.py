@@ -1,9 +1,10 @@
-"""A tunnelled Consul worker finds its gateways in Consul, and dials each.
+"""A Consul worker finds its gateways in Consul: to dial tunnels to them, and to fetch its receipts.
 
-It has no ``--gateway`` list: a blocking query on the gateways' service
-(``routing.gateway_presence``) yields every passing gateway; one whose entry
-is signed by a key in ``gateway_keys`` gets a tunnel (a gateway knows this
-worker from its own signed Consul entry, so the tunnel may dial at once).
+A blocking query on the gateways' service (``routing.gateway_presence``)
+yields every passing gateway; one whose entry is signed by a key in
+``gateway_keys`` is handed on: a tunnelled worker dials it (a gateway knows
+this worker from its own signed Consul entry, so the tunnel may dial at
+once), and every Consul worker asks it for its usage receipts.
 Entries from keys it does not trust, forged or expired, are skipped with one
 warning each. A gateway that leaves Consul keeps its tunnel, which redials
 with backoff until it is back.
@@ -20,7 +21,7 @@ import consul.aio
 
 from routing.consul_client import follow
 from routing.errors import InvalidRequest
-from routing.gateway_presence import SERVICE, gateway_url
+from routing.gateway_presence import SERVICE, FoundGateway, found_gateway
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,14 @@ class ConsulGateways:
         self,
         client: consul.aio.Consul,
         trusted: Collection[bytes],
-        dial: Callable[[str], None],
+        found: Callable[[FoundGateway], None],
         *,
         wait_s: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
     ):
         self._client = client
         self._trusted = trusted
-        self._dial = dial  # opens a tunnel to a gateway (a no-op for one already dialled)
+        self._found = found  # told of each trusted gateway, at every answer (what it does must be idempotent)
         self._wait_s = wait_s
         self._wall_clock = wall_clock
         self._warned: set[str] = set()
@@ -55,11 +56,11 @@ class ConsulGateways:
         for entry in entries:
             service = entry.get("Service") if isinstance(entry, dict) else None
             try:
-                url = gateway_url(service, self._trusted, self._wall_clock())
+                gateway = found_gateway(service, self._trusted, self._wall_clock())
             except InvalidRequest as exc:
                 name = str(service.get("ID", "?"))[:200] if isinstance(service, dict) else "?"
                 if name not in self._warned and len(self._warned) < 4096:
                     log.warning("ignoring gateway %s in Consul: %s", name, exc.message)
                     self._warned.add(name)
                 continue
-            self._dial(url)
+            self._found(gateway)

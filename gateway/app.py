@@ -229,6 +229,7 @@ def create_app(
     app.router.add_post(REGISTER_PATH + "/{worker_id}/heartbeat", _registry_route(Registry.heartbeat))
     app.router.add_delete(REGISTER_PATH + "/{worker_id}", _registry_route(Registry.deregister))
     app.router.add_get(REGISTER_PATH + "/{worker_id}/tunnel", _registry_route(Registry.tunnel))
+    app.router.add_post(REGISTER_PATH + "/{worker_id}/receipts", _registry_route(Registry.owed_receipts))
     return app
 
 

@@ -41,6 +41,7 @@ from routing.announce import (
     check_worker_id,
     pack,
     unpack_heartbeat,
+    unpack_receipts_ask,
     unpack_registration,
 )
 from routing.balancer import Balancer
@@ -163,6 +164,21 @@ class Registry:
         if self.evict(message.worker_id):
             log.info("worker %s deregistered", message.worker_id)
         return web.Response(status=204)
+
+    async def owed_receipts(self, request: web.Request) -> web.Response:
+        """A Consul worker's receipts (a registered one gets them with its heartbeats): signed by its key."""
+        message, body, _ = await self._authenticated(request, registering=False)
+        ask = unpack_receipts_ask(body)
+        if ask.worker_id != message.worker_id:
+            raise InvalidRequest("the request's worker_id does not match the path", param="worker_id")
+        state = self._balancer.fleet.get(message.worker_id)
+        if state is None or state.worker.source != "consul":
+            raise NotFound(f"Worker {message.worker_id} is not in this gateway's Consul fleet.", code="unknown_worker")
+        self._verifier.remember(message, self._wall_clock())
+        owed = await self.receipts.owed(message.worker_id, ask.receipts_after) if self.receipts else ()
+        if not owed:
+            return web.Response(status=204)
+        return web.Response(body=pack(HeartbeatAnswer(owed)), content_type=CONTENT_TYPE)
 
     async def tunnel(self, request: web.Request) -> web.StreamResponse:
         """A registered worker's tunnel: signed by the key bound to its id, then carried by the hub."""

@@ -40,6 +40,10 @@ def heartbeat_path(worker_id: str) -> str:
     return f"{REGISTER_PATH}/{worker_id}/heartbeat"
 
 
+def receipts_path(worker_id: str) -> str:
+    return f"{REGISTER_PATH}/{worker_id}/receipts"
+
+
 def worker_path(worker_id: str) -> str:
     return f"{REGISTER_PATH}/{worker_id}"
 
@@ -95,6 +99,15 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiptsAsk:
+    """A worker a gateway knows through Consul asks for its usage receipts (it sends no heartbeats there);
+    answered like a heartbeat: 204, or a ``HeartbeatAnswer`` with them."""
+
+    worker_id: str
+    receipts_after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class HeartbeatAnswer:
     """A gateway's answer to a heartbeat when it has something to say (else 204, no body): usage receipts, or
     that it cannot dial the worker."""
@@ -113,7 +126,7 @@ class Welcome:
     gateway_key: str = ""  # the gateway's public key: the worker accepts tokens it signs
 
 
-def pack(record: Registration | Heartbeat | Welcome | HeartbeatAnswer) -> bytes:
+def pack(record: Registration | Heartbeat | Welcome | HeartbeatAnswer | ReceiptsAsk) -> bytes:
     obj = asdict(record)
     if isinstance(record, Registration):
         obj["offers"] = [offer_to_json(o, 0) for o in record.offers]
@@ -170,6 +183,17 @@ def unpack_heartbeat(data: bytes) -> Heartbeat:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequest(f"malformed heartbeat: {exc!r}") from None
+
+
+def unpack_receipts_ask(data: bytes) -> ReceiptsAsk:
+    obj = _map(data)
+    try:
+        return ReceiptsAsk(
+            worker_id=check_worker_id(_text(obj["worker_id"], "worker_id")),
+            receipts_after=bounded_int(obj.get("receipts_after", 0), "receipts_after", 0, (1 << 62) - 1),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidRequest(f"malformed receipts request: {exc!r}") from None
 
 
 def unpack_heartbeat_answer(data: bytes) -> HeartbeatAnswer:

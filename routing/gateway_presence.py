@@ -13,6 +13,7 @@ its expiry.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from routing.errors import InvalidRequest
@@ -39,9 +40,15 @@ def presence_meta(url: str, identity: Identity, now: float) -> dict[str, str]:
     return {URL: url, KEY: key, EXPIRES: str(expires), SIGNATURE: to_text(signature)}
 
 
-def gateway_url(service: Any, trusted: Collection[bytes], now: float) -> str:
-    """The URL of the gateway a Consul ``Service`` announces; InvalidRequest unless it is signed by a trusted
-    key, unexpired and well formed."""
+@dataclass(frozen=True, slots=True)
+class FoundGateway:
+    url: str
+    key: bytes  # its public key, one the worker trusts
+
+
+def found_gateway(service: Any, trusted: Collection[bytes], now: float) -> FoundGateway:
+    """The gateway a Consul ``Service`` announces; InvalidRequest unless it is signed by a trusted key,
+    unexpired and well formed."""
     meta = service.get("Meta") if isinstance(service, dict) else None
     if not isinstance(meta, dict):
         raise InvalidRequest("a gateway service without Meta")
@@ -59,4 +66,4 @@ def gateway_url(service: Any, trusted: Collection[bytes], now: float) -> str:
         raise InvalidRequest("a gateway service whose signature has expired (or is from the future)")
     if not verify(key, signature, _signed(url, key_text, expires)):
         raise InvalidRequest("a gateway service not signed by the key it names")
-    return url.rstrip("/")
+    return FoundGateway(url.rstrip("/"), key)

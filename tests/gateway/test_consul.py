@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -205,11 +208,12 @@ async def test_a_worker_nobody_can_dial_finds_its_gateways_in_consul_and_serves_
     await wait_until(lambda: sum(s.name == "infercdn-gateway" for s in consul_agent.services.values()) == 2)
     nowhere = f"http://127.0.0.1:{free_port()}"  # it advertises where nobody listens: tunnels only
     args = ("--threads", "1", "--consul-url", consul_agent.url, "--worker-id", "nat-1", "--tunnel")
+    key_file = tmp_path / "worker.key"
     with running(
         "edge_worker",
         *args,
         *("--advertise-url", nowhere, "--port", str(free_port())),
-        env=consul_worker_env(gateways, tmp_path / "worker.key"),
+        env=consul_worker_env(gateways, key_file),
     ):
         for gw in urls:
             await wait_until(lambda gw=gw: _tunnelled(session, gw, "nat-1"))  # type: ignore[misc]
@@ -217,6 +221,27 @@ async def test_a_worker_nobody_can_dial_finds_its_gateways_in_consul_and_serves_
             async with session.post(f"{gw}/v1/completions", json=body) as resp:
                 assert resp.status == 200, await resp.text()
                 assert resp.headers["x-infercdn-worker"] == "nat-1"
+        # It sends them no heartbeats, yet each gateway's signed receipt for what it served reaches it.
+        await wait_until(lambda: _receipts_kept_are(key_file, 2))
+
+
+async def _receipts_kept_are(key_file: Path, count: int) -> bool:
+    return await asyncio.to_thread(_receipts_kept, key_file) == count
+
+
+def _receipts_kept(key_file: Path) -> int:
+    """What ``infercdn worker receipts`` counts, every signature checked (the real CLI, in a process)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_worker", "receipts", "--key-file", str(key_file), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        return -1
+    answer = json.loads(done.stdout)
+    assert answer["invalid"] == 0
+    return int(answer["checked"])
 
 
 async def _tunnelled(session: aiohttp.ClientSession, gw: str, worker_id: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from routing.errors import InvalidRequest
-from routing.gateway_presence import LIFETIME_S, URL, gateway_url, presence_meta
+from routing.gateway_presence import LIFETIME_S, URL, found_gateway, presence_meta
 from routing.identity import Identity
 
 GATEWAY, STRANGER = Identity.generate(), Identity.generate()
@@ -18,7 +18,8 @@ def service(meta: dict[str, str]) -> dict[str, object]:
 
 def test_a_signed_entry_from_a_trusted_key_gives_its_url() -> None:
     meta = presence_meta("https://gw1.example/", GATEWAY, NOW)
-    assert gateway_url(service(meta), [GATEWAY.public_key], NOW + 10) == "https://gw1.example"
+    found = found_gateway(service(meta), [GATEWAY.public_key], NOW + 10)
+    assert (found.url, found.key) == ("https://gw1.example", GATEWAY.public_key)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,6 @@ def test_a_signed_entry_from_a_trusted_key_gives_its_url() -> None:
 )
 def test_anything_else_is_refused(meta: dict[str, str], trusted: list[bytes] | None, now: float) -> None:
     with pytest.raises(InvalidRequest):
-        gateway_url(service(meta), trusted or [GATEWAY.public_key], now)
+        found_gateway(service(meta), trusted or [GATEWAY.public_key], now)
     with pytest.raises(InvalidRequest):
-        gateway_url("not a service", [GATEWAY.public_key], now)
+        found_gateway("not a service", [GATEWAY.public_key], now)
