@@ -36,7 +36,7 @@ from gateway.shared_decisions import SharedDecisions
 from gateway.static_workers import StaticWorkers
 from gateway.tunnels import TunnelHub
 from gateway.upstream import Upstreams
-from gateway.verifiers import Verifiers
+from gateway.verifiers import Verifiers, VerifiersInConsul
 from gateway.warm_up import WarmUp
 from routing.access_tokens import TokenMinter
 from routing.advertise import AddressPolicy
@@ -94,7 +94,7 @@ def create_app(
         policy_named(config.routing_policy),
         config.health_policy(),
         max_attempts=config.max_attempts,
-        reputations=Reputations(config.trust_policy(), enabled=bool(config.verifiers)),
+        reputations=Reputations(config.trust_policy(), enabled=config.audits_enabled),
         floors=config.slo_floors(),
     )
     metrics = GatewayMetrics(balancer, label_values=config.metric_label_values)
@@ -136,7 +136,7 @@ def create_app(
             warm_up.waiting_for.add("consul")
         app[api.STATE] = api.GatewayState(
             balancer=balancer,
-            proxy=Proxy(upstreams, limits, balancer, metrics, ask_records=bool(config.verifiers)),
+            proxy=Proxy(upstreams, limits, balancer, metrics, ask_records=config.audits_enabled),
             static_workers=static_workers,
             registry=registry,
             access=access,
@@ -148,7 +148,9 @@ def create_app(
             body_timeout_s=config.body_timeout_s,
             ledger=ledger,
         )
-        auditor = await auditor_of(config, balancer, session, metrics, chance, registry) if config.verifiers else None
+        auditor = (
+            await auditor_of(config, balancer, session, metrics, chance, registry) if config.audits_enabled else None
+        )
         app[api.STATE].auditor = auditor
         prober = Prober(
             balancer, upstreams, interval_s=config.probe_interval_s, timeout_s=config.connect_timeout_s, rng=chance
@@ -194,6 +196,9 @@ def create_app(
                 tasks.append(start_supervised("Consul enrollment decisions", shared.run))
             else:
                 log.warning("no admin_key: approve/revoke/forget here are not shared with other gateways on Consul")
+            if auditor is not None and config.verifier_key:  # verifiers found in Consul, proven by the key
+                found = VerifiersInConsul(consul, config.verifier_key, auditor.verifiers)
+                tasks.append(start_supervised("finding verifiers in Consul", found.run))
             if config.public_url:  # tunnelled Consul workers find this gateway there, and dial it
                 identity = registry.enrollments.store.identity
                 presence = ConsulService(

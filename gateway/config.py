@@ -203,7 +203,9 @@ class GatewayConfig:
         require(self.log_format in LOG_FORMATS, "gateway.log_format", "must be text or json")
         for url in self.verifiers:
             require(url.startswith(("http://", "https://")), "gateway.verifiers", f"not an http(s) URL: {url!r}")
-        require(not self.verifiers or len(self.verifier_key) >= 16, "gateway.verifier_key", "must be >= 16 characters")
+        require(
+            not self.audits_enabled or len(self.verifier_key) >= 16, "gateway.verifier_key", "must be >= 16 characters"
+        )
         for key in ("audit_probation_rate", "audit_trusted_rate", "audit_suspect_rate"):
             require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")
         require(self.audit_gap_nats > 0, "gateway.audit_gap_nats", "must be > 0")
@@ -222,6 +224,11 @@ class GatewayConfig:
             "gateway.log_level",
             "must be one of debug, info, warning, error",
         )
+
+    @property
+    def audits_enabled(self) -> bool:
+        """Verifiers listed, or found in Consul (a verifier key proves them)."""
+        return bool(self.verifiers or (self.consul_url and self.verifier_key))
 
     def state_path(self, env: Mapping[str, str]) -> str:
         return self.state_file or str(state_dir(env) / "gateway.sqlite3")

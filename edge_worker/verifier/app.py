@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -19,10 +20,16 @@ from aiohttp import web
 from edge_worker.errors import openai_errors
 from edge_worker.verifier.config import VerifierConfig
 from edge_worker.verifier.reference import Reference
+from routing.consul_client import consul_client
+from routing.consul_service import ConsulService
 from routing.errors import Busy, Unauthorized
 from routing.http_errors import Handler
 from routing.openai_requests import decode_json_object
 from routing.verification import INFO_PATH, SCORE_PATH, ScoreRequest, VerifierInfo
+from routing.verifier_presence import LIFETIME_S as PRESENCE_LIFETIME_S
+from routing.verifier_presence import SERVICE as VERIFIER_SERVICE
+from routing.verifier_presence import presence_meta
+from routing.verifier_presence import service_id as verifier_service_id
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,28 @@ def create_app(config: VerifierConfig) -> web.Application:
             waiting -= 1
         return web.json_response(result.to_json())
 
+    async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
+        """In Consul, for gateways to find (``routing.verifier_presence``), once the reference is loaded."""
+        if not (config.consul_url and config.public_url):
+            yield
+            return
+        client = consul_client(config.consul_url)
+        url = config.public_url.rstrip("/")
+        presence = ConsulService(
+            client,
+            VERIFIER_SERVICE,
+            verifier_service_id(url),
+            url,
+            partial(presence_meta, url, config.key),
+            lifetime_s=PRESENCE_LIFETIME_S,
+        )
+        presence.start()
+        yield
+        await presence.deregister()
+        await client.close()
+
     app.cleanup_ctx.append(reference_ctx)
+    app.cleanup_ctx.append(presence_ctx)
     app.router.add_get(INFO_PATH, info)
     app.router.add_post(SCORE_PATH, score)
     return app

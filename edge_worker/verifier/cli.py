@@ -30,6 +30,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to listen on (default 8090)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--context-length", type=int, help="the longest answer it scores (default: trained, ≤ 8192)")
+    p.add_argument("--consul-url", help="announce this verifier in this Consul agent (with --public-url)")
+    p.add_argument("--public-url", help="where gateways reach this verifier, as announced in Consul")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=LOG_FORMATS)
     return p

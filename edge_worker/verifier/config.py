@@ -23,6 +23,10 @@ class VerifierConfig:
     key: str = field(default="", repr=False)
     # Answers waiting to be scored beyond the one being scored; more → 503 (the gateway drops the audit).
     max_queue: int = 64
+    # Announce this verifier in Consul (e.g. http://127.0.0.1:8500) at public_url (where gateways reach it),
+    # proven with the key: gateways with consul_url find it there. Empty: not announced.
+    consul_url: str = ""
+    public_url: str = ""
     log_level: str = "info"
     log_format: str = "text"
 
@@ -33,4 +37,7 @@ class VerifierConfig:
         require(len(self.key) >= MIN_KEY_CHARS, "verifier.key", f"needs at least {MIN_KEY_CHARS} characters")
         require(self.threads >= 0 and self.context_length >= 0, "verifier.threads", "must be >= 0")
         require(self.max_queue >= 0, "verifier.max_queue", "must be >= 0")
+        for name in ("consul_url", "public_url"):
+            url = getattr(self, name)
+            require(not url or url.startswith(("http://", "https://")), f"verifier.{name}", "not an http(s) URL")
         require(self.log_format in LOG_FORMATS, "verifier.log_format", f"one of {', '.join(LOG_FORMATS)}")

@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from bench.servers import free_port
-from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path, file_sha256
 from edge_worker.verifier.app import create_app as create_verifier
 from edge_worker.verifier.config import VerifierConfig
 from gateway import api
 from routing.announce import REGISTER_PATH, Hardware, Registration, pack
+from routing.consul_client import consul_client
 from routing.identity import load_or_create
+from routing.verifier_presence import SERVICE as VERIFIER_SERVICE
+from routing.verifier_presence import presence_meta
+from routing.verifier_presence import service_id as verifier_service_id
 from tests.conftest import MODEL
+from tests.gateway.consul_standin import ConsulStandIn
 from tests.gateway.test_registry import post_signed, registered_worker, start_gateway
 from tests.metrics_text import sample
 from tests.waiting import wait_until
@@ -32,9 +39,11 @@ VERIFIER_KEY = "verifier-key-for-tests-0123456789"
 PROMPTS = ["What is 2+2?", "Name a colour.", "Say hello.", "List two fruits.", "What is the sun?", "Count to five."]
 
 
-async def start_verifier() -> tuple[TestServer, str]:
-    config = VerifierConfig(model=str(bundled_model_path()), key=VERIFIER_KEY, threads=1, context_length=1024)
-    server = TestServer(create_verifier(config), host="127.0.0.1")
+async def start_verifier(port: int = 0, **settings: Any) -> tuple[TestServer, str]:
+    config = VerifierConfig(
+        model=str(bundled_model_path()), key=VERIFIER_KEY, threads=1, context_length=1024, **settings
+    )
+    server = TestServer(create_verifier(config), host="127.0.0.1", port=port)
     await server.start_server()
     return server, str(server.make_url("")).rstrip("/")
 
@@ -162,3 +171,31 @@ async def test_with_the_verifier_down_answers_are_served_and_the_audits_dropped_
             assert dropped == 4
             assert (await audits(session, gw))["honest"]["checks"] == 0
         await server.close()
+
+
+async def test_gateways_find_verifiers_in_consul_proven_by_the_verifier_key(caplog: pytest.LogCaptureFixture) -> None:
+    """Verifiers were a static list on every gateway; one found in Consul must prove it holds the key, or a
+    Consul writer could collect the key and the audited answers (and convict honest workers)."""
+    agent = await ConsulStandIn().start()
+    port = free_port()
+    verifier, verifier_url = await start_verifier(port, consul_url=agent.url, public_url=f"http://127.0.0.1:{port}")
+    forged = presence_meta("http://10.6.6.6:8090", "not-the-fleets-verifier-key", time.time())
+    client = consul_client(agent.url)
+    await client.agent.service.register(VERIFIER_SERVICE, service_id="verifier-evil", meta=forged)
+    await client.close()
+    agent.services["verifier-evil"].status = "passing"
+    with tempfile.TemporaryDirectory() as folder:
+        server, _ = await start_gateway(
+            consul_url=agent.url, verifier_key=VERIFIER_KEY, state_file=str(Path(folder) / "gateway.sqlite3")
+        )
+        try:
+            auditor = server.app[api.STATE].auditor
+            assert auditor is not None  # audits are on with no verifier listed: they come from Consul
+            digest = await asyncio.to_thread(file_sha256, bundled_model_path())
+            await wait_until(lambda: auditor.verifiers.url_for(digest) == verifier_url)
+            await wait_until(lambda: any("ignoring verifier verifier-evil" in r.message for r in caplog.records))
+        finally:
+            await server.close()
+    await verifier.close()
+    assert verifier_service_id(verifier_url) not in agent.services  # it left Consul on its way out
+    await agent.stop()
