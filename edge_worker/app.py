@@ -21,7 +21,6 @@ from edge_worker.access import gateway_only
 from edge_worker.announcer import Announcer
 from edge_worker.audit_records import RECORDS, RecordSealer
 from edge_worker.config import WorkerConfig
-from edge_worker.consul_gateways import ConsulGateways
 from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
 from edge_worker.metrics import WorkerMetrics
@@ -32,11 +31,12 @@ from edge_worker.status_routes import STARTED_AT, add_status_routes
 from edge_worker.tunnel_pool import TunnelPool
 from routing.access_tokens import TokenChecker
 from routing.announce import Heartbeat, Registration
-from routing.consul_client import consul_client
+from routing.consul_client import PassingServices, consul_client
 from routing.consul_service import ConsulService
 from routing.consul_wire import LIFETIME_S, registration_to_meta
 from routing.fleet import DIRECT, TUNNEL
-from routing.gateway_presence import FoundGateway
+from routing.gateway_presence import SERVICE as GATEWAY_SERVICE
+from routing.gateway_presence import FoundGateway, found_gateway
 from routing.identity import Identity, load_or_create
 from routing.key_handover import load_handover
 from routing.signing import Signer
@@ -214,12 +214,15 @@ async def _announce_when_ready(
         fetcher = ReceiptFetcher(me.worker_id, signer, session, book, interval_s=5 * interval)
         dial = config.tunnel and not config.gateways
 
-        def found(gateway: FoundGateway) -> None:
-            if dial:
-                tunnels.open(gateway.url, registered=True)
-            fetcher.add(gateway)
+        async def found(gateways: list[FoundGateway]) -> None:
+            for gateway in gateways:  # at every answer: both are no-ops for a gateway seen before
+                if dial:
+                    tunnels.open(gateway.url, registered=True)
+                fetcher.add(gateway)
 
-        watch = ConsulGateways(client, config.trusted_gateway_keys(), found)
+        trusted = partial(found_gateway, trusted=config.trusted_gateway_keys())
+        meanwhile = "tunnels stay open to the gateways found so far"
+        watch = PassingServices(client, GATEWAY_SERVICE, trusted, found, meanwhile=meanwhile)
         tasks = [start_supervised("finding gateways in Consul", watch.run), start_supervised("receipts", fetcher.run)]
         stack.push_async_callback(stop_all, tasks)
     app[ANNOUNCERS].extend(announcers)

@@ -36,14 +36,14 @@ from gateway.shared_decisions import SharedDecisions
 from gateway.static_workers import StaticWorkers
 from gateway.tunnels import TunnelHub
 from gateway.upstream import Upstreams
-from gateway.verifiers import Verifiers, VerifiersInConsul
+from gateway.verifiers import Verifiers
 from gateway.warm_up import WarmUp
 from routing.access_tokens import TokenMinter
 from routing.advertise import AddressPolicy
 from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
 from routing.budget import Budget, BudgetBook
-from routing.consul_client import consul_client
+from routing.consul_client import PassingServices, consul_client
 from routing.consul_service import ConsulService
 from routing.enrollment_decision import decision_key
 from routing.errors import Forbidden
@@ -58,6 +58,8 @@ from routing.reputation import Reputations
 from routing.signing import Verifier
 from routing.supervise import start_supervised, stop_all
 from routing.upstreams import parse_upstream
+from routing.verifier_presence import SERVICE as VERIFIER_SERVICE
+from routing.verifier_presence import verifier_url
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +199,14 @@ def create_app(
             else:
                 log.warning("no admin_key: approve/revoke/forget here are not shared with other gateways on Consul")
             if auditor is not None and config.verifier_key:  # verifiers found in Consul, proven by the key
-                found = VerifiersInConsul(consul, config.verifier_key, auditor.verifiers)
+                proven = partial(verifier_url, verifier_key=config.verifier_key, now=None)
+                found = PassingServices(
+                    consul,
+                    VERIFIER_SERVICE,
+                    proven,
+                    auditor.verifiers.found_in_consul,
+                    meanwhile="audits go to the verifiers found so far",
+                )
                 tasks.append(start_supervised("finding verifiers in Consul", found.run))
             if config.public_url:  # tunnelled Consul workers find this gateway there, and dial it
                 identity = registry.enrollments.store.identity

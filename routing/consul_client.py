@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import consul
 import consul.aio
+
+from routing.errors import InvalidRequest
 
 CONSUL_ERRORS = (aiohttp.ClientError, TimeoutError, consul.ConsulException, OSError)
 
@@ -57,6 +59,54 @@ async def follow(
             unreachable, backoff = False, 0.5
         index = next_index(index, answered)
         await apply(answer)
+
+
+Read = TypeVar("Read")
+
+
+class PassingServices(Generic[Read]):
+    """A Consul service's passing instances, for good: each answer's entries go through ``read`` (one that
+    raises InvalidRequest is skipped, with one warning per service id) and what it read to ``apply``."""
+
+    def __init__(
+        self,
+        client: consul.aio.Consul,
+        service: str,
+        read: Callable[[Any], Read],
+        apply: Callable[[list[Read]], Awaitable[None]],
+        *,
+        meanwhile: str,
+        wait_s: float = 30.0,
+    ):
+        self._client = client
+        self._service = service
+        self._read = read
+        self._apply = apply
+        self._meanwhile = meanwhile
+        self._wait_s = wait_s
+        self._warned: set[str] = set()
+
+    async def run(self) -> None:
+        await follow(self._passing, self._answer, meanwhile=self._meanwhile)
+
+    async def _passing(self, index: str | None) -> tuple[str | None, list[dict[str, Any]]]:
+        answered, entries = await self._client.health.service(
+            self._service, index=index, wait=f"{self._wait_s:g}s", passing=True
+        )
+        return answered, entries or []
+
+    async def _answer(self, entries: list[dict[str, Any]]) -> None:
+        read: list[Read] = []
+        for entry in entries:
+            service = entry.get("Service") if isinstance(entry, dict) else None
+            try:
+                read.append(self._read(service))
+            except InvalidRequest as exc:
+                name = str(service.get("ID", "?"))[:200] if isinstance(service, dict) else "?"
+                if name not in self._warned and len(self._warned) < 4096:  # bounded: anyone may write there
+                    log.warning("ignoring %s %s in Consul: %s", self._service, name, exc.message)
+                    self._warned.add(name)
+        await self._apply(read)
 
 
 def next_index(index: str | None, answered: str | None) -> str | None:

@@ -12,6 +12,7 @@ its expiry.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +47,10 @@ class FoundGateway:
     key: bytes  # its public key, one the worker trusts
 
 
-def found_gateway(service: Any, trusted: Collection[bytes], now: float) -> FoundGateway:
+def found_gateway(service: Any, trusted: Collection[bytes], now: float | None = None) -> FoundGateway:
     """The gateway a Consul ``Service`` announces; InvalidRequest unless it is signed by a trusted key,
-    unexpired and well formed."""
+    unexpired (at ``now``; default: the wall clock) and well formed."""
+    now = time.time() if now is None else now
     meta = service.get("Meta") if isinstance(service, dict) else None
     if not isinstance(meta, dict):
         raise InvalidRequest("a gateway service without Meta")

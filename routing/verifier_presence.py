@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from typing import Any
 
 from routing.errors import InvalidRequest
@@ -38,9 +39,10 @@ def presence_meta(url: str, verifier_key: str, now: float) -> dict[str, str]:
     return {URL: url, EXPIRES: str(expires), MAC: _mac(verifier_key, url, expires)}
 
 
-def verifier_url(service: Any, verifier_key: str, now: float) -> str:
+def verifier_url(service: Any, verifier_key: str, now: float | None = None) -> str:
     """The URL of the verifier a Consul ``Service`` announces; InvalidRequest unless its MAC holds and it has
-    not expired."""
+    not expired (at ``now``; default: the wall clock)."""
+    now = time.time() if now is None else now
     meta = service.get("Meta") if isinstance(service, dict) else None
     if not isinstance(meta, dict):
         raise InvalidRequest("a verifier service without Meta")
