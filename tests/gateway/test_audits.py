@@ -193,7 +193,8 @@ async def test_gateways_find_verifiers_in_consul_proven_by_the_verifier_key(capl
             assert auditor is not None  # audits are on with no verifier listed: they come from Consul
             digest = await asyncio.to_thread(file_sha256, bundled_model_path())
             await wait_until(lambda: auditor.verifiers.url_for(digest) == verifier_url)
-            await wait_until(lambda: any("ignoring infercdn-verifier verifier-evil" in r.message for r in caplog.records))
+            warning = "ignoring infercdn-verifier verifier-evil"
+            await wait_until(lambda: any(warning in r.message for r in caplog.records))
         finally:
             await server.close()
     await verifier.close()
