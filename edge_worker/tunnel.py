@@ -168,6 +168,10 @@ class TunnelClient:
                 timeout=aiohttp.ClientTimeout(total=None, connect=5),
             ) as resp:
                 answer = tuple((k, resp.headers[k]) for k in _ANSWER_HEADERS if k in resp.headers)
+                if resp.content_length is not None and resp.content_length <= wire.MAX_CHUNK:
+                    # A short whole answer (most non-streaming ones): one frame instead of three.
+                    await send(wire.Answer(stream, resp.status, answer, await resp.read()))
+                    return
                 await send(wire.Head(stream, resp.status, answer))
                 async for chunk in resp.content.iter_any():
                     for start in range(0, len(chunk), wire.MAX_CHUNK):

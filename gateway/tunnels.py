@@ -221,6 +221,14 @@ class Tunnel:
                 response.status = frame.status
                 response.headers = CIMultiDictProxy(CIMultiDict(frame.headers))
                 response.head.set_result(None)
+            case wire.Answer() if not response.head.done():
+                response.status = frame.status
+                response.headers = CIMultiDictProxy(CIMultiDict(frame.headers))
+                response.head.set_result(None)
+                if frame.body:
+                    response.received(frame.body)
+                response.finish()
+                del self._streams[stream]
             case wire.Data() if response.head.done():
                 if response.unacknowledged + len(frame.chunk) > wire.WINDOW:
                     raise InvalidRequest(f"stream {stream} sent past its window")

@@ -19,6 +19,8 @@ kind  direction   fields after ``stream``      meaning
 7     gw to w     bytes                        more window (credit)
 8     gw to w     sequence (stream 0)          ping
 9     w to gw     sequence (stream 0)          pong
+10    w to gw     status, headers, bytes       a whole answer (head, body
+                                               of at most MAX_CHUNK, end)
 ====  ==========  ===========================  ==========================
 
 ``headers`` is a list of ``[name, value]`` pairs. Flow control is per stream:
@@ -75,6 +77,7 @@ class Kind(enum.IntEnum):
     CREDIT = 7
     PING = 8
     PONG = 9
+    ANSWER = 10  # head, one chunk and end in one frame: a short answer's three frames as one
 
 
 _FIELDS = {
@@ -87,9 +90,10 @@ _FIELDS = {
     Kind.CREDIT: 3,
     Kind.PING: 3,
     Kind.PONG: 3,
+    Kind.ANSWER: 5,
 }
 FROM_GATEWAY = frozenset({Kind.REQUEST, Kind.CANCEL, Kind.CREDIT, Kind.PING})
-FROM_WORKER = frozenset({Kind.HEAD, Kind.DATA, Kind.END, Kind.FAILED, Kind.PONG})
+FROM_WORKER = frozenset({Kind.HEAD, Kind.DATA, Kind.END, Kind.FAILED, Kind.PONG, Kind.ANSWER})
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -122,6 +126,16 @@ class End:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole short answer: ``Head``, one ``Data`` (it fits the window) and ``End`` at once."""
+
+    stream: int
+    status: int
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     stream: int
     message: str
@@ -148,7 +162,7 @@ class Pong:
     sequence: int
 
 
-Frame = Request | Head | Data | End | Failed | Cancel | Credit | Ping | Pong
+Frame = Request | Head | Data | End | Failed | Cancel | Credit | Ping | Pong | Answer
 
 
 def encode(frame: Frame) -> bytes:
@@ -172,6 +186,8 @@ def encode(frame: Frame) -> bytes:
             fields = [Kind.PING, 0, frame.sequence]
         case Pong():
             fields = [Kind.PONG, 0, frame.sequence]
+        case Answer():
+            fields = [Kind.ANSWER, frame.stream, frame.status, _pairs(frame.headers), frame.body]
     return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -205,6 +221,9 @@ def decode(data: bytes, accepted: frozenset[Kind]) -> Frame:
             return Request(stream, method, path, _headers(fields[4]), body)
         case Kind.HEAD:
             return Head(stream, bounded_int(fields[2], "status", 100, 599), _headers(fields[3]))
+        case Kind.ANSWER:
+            status, headers = bounded_int(fields[2], "status", 100, 599), _headers(fields[3])
+            return Answer(stream, status, headers, _bytes(fields[4], "body", MAX_CHUNK))
         case Kind.DATA:
             return Data(stream, _bytes(fields[2], "chunk", MAX_CHUNK))
         case Kind.FAILED:

@@ -87,14 +87,10 @@ async def test_requests_reach_the_workers_api_with_the_gateways_headers_and_noth
 
     headers = (("Authorization", "Bearer for-this-worker"), ("Host", "evil.example"))
     await ws.send_bytes(wire.encode(wire.Request(1, "GET", "/v1/models", headers, b"")))
-    head = await frame_from(ws)
-    assert isinstance(head, wire.Head) and head.status == 200
-    assert dict(head.headers)["Content-Type"].startswith("application/json")
-    body = b""
-    while isinstance(frame := await frame_from(ws), wire.Data):
-        body += frame.chunk
-    assert frame == wire.End(1)
-    assert b'"auth": "Bearer for-this-worker"' in body
+    answer = await frame_from(ws)  # short and whole: head, body and end in one frame
+    assert isinstance(answer, wire.Answer) and answer.stream == 1 and answer.status == 200
+    assert dict(answer.headers)["Content-Type"].startswith("application/json")
+    assert b'"auth": "Bearer for-this-worker"' in answer.body
 
     # Only the worker's API, health and metrics are served: nothing else on its host.
     await ws.send_bytes(wire.encode(wire.Request(2, "GET", "/internal/secret", (), b"")))

@@ -23,6 +23,7 @@ HEADERS = (("Content-Type", "application/json"), ("x-request-id", "r-1"))
         (wire.End(3), wire.FROM_WORKER),
         (wire.Failed(3, "the worker's API failed: ClientOSError"), wire.FROM_WORKER),
         (wire.Pong(5), wire.FROM_WORKER),
+        (wire.Answer(3, 200, HEADERS, b'{"ok":true}'), wire.FROM_WORKER),
     ],
 )
 def test_every_frame_round_trips_to_its_side_only(frame: wire.Frame, accepted: frozenset[wire.Kind]) -> None:
@@ -67,6 +68,9 @@ def test_out_of_bounds_frames_from_the_gateway_are_refused(fields: object) -> No
         [2, 1, 200, [["X-Evil", "a\nb"]]],
         [5, 1, "x" * (wire.MAX_MESSAGE + 1)],
         [9, 0, float("nan")],
+        [10, 1, 200, [], b"x" * (wire.MAX_CHUNK + 1)],  # a whole answer is one chunk at most
+        [10, 1, 600, [], b""],
+        [10, 1, 200, []],
     ],
 )
 def test_out_of_bounds_frames_from_a_worker_are_refused(fields: object) -> None:
