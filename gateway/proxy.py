@@ -286,6 +286,9 @@ class _StreamRelay:
             async with asyncio.timeout_at(min(ends_at, moved_at + gap_s)) as timer:
                 while error is None:
                     out, done, upstream_error = self._take(events)
+                    # Not held while a slow client drains what they made: the parsed events and their raw
+                    # bytes would double what each slow reader costs.
+                    events = []
                     if upstream_error:
                         self.on_broken()  # relayed as the worker sent it, but held against it
                     if out:
