@@ -50,11 +50,11 @@ EVIDENCE_PER_WORKER = 20
 
 
 def auditable(request: GenerationRequest) -> bool:
-    """Answers a reference can score as sampled: one plain-text choice, no penalties, no grammar."""
+    """Answers a reference can score as sampled: plain text, no penalties, no grammar. Of ``n > 1`` choices the
+    first is scored (each is its own draw from the same prompt)."""
     sampling = request.sampling
     return (
-        request.n == 1
-        and request.tool_choice.mode == "none"
+        request.tool_choice.mode == "none"
         and not request.response_format.structured
         and not sampling.frequency_penalty
         and not sampling.presence_penalty
@@ -222,13 +222,13 @@ def _disagreement(record: AuditRecord, sample: Sample) -> str:
     """What in the record contradicts the answer the client got, if anything."""
     if record.worker_id != sample.worker_id or record.request_id != sample.request_id:
         return "an audit record for another worker or request"
-    if len(record.choices) != 1:
+    if len(record.choices) != sample.request.n:
         return "an audit record with the wrong number of choices"
     if len(record.prompt) != sample.usage.prompt_tokens:
         return "the record's prompt is not the reported prompt_tokens long"
-    choice = record.choices[0]
-    if len(choice.completion) != sample.usage.completion_tokens:
-        return "the record's completion is not the reported completion_tokens long"
+    choice = record.choices[0]  # the one whose text and finish the gateway followed
+    if sum(len(c.completion) for c in record.choices) != sample.usage.completion_tokens:
+        return "the record's completions are not the reported completion_tokens long"
     wanted = sample.request.sampling.max_tokens
     fits = wanted is not None and len(record.prompt) + wanted <= sample.offer.context_length
     if sample.finish_reason == "length" and fits and len(choice.completion) != wanted:

@@ -123,9 +123,9 @@ class Reference:
 def _parsed(body: dict[str, Any]) -> GenerationRequest:
     parse = parse_chat_request if "messages" in body else parse_completion_request
     request = parse(body)
-    if request.n != 1 or request.tool_choice.mode != "none" or request.response_format.structured:
-        raise InvalidRequest("only single-choice, plain-text answers are scored")
-    return request
+    if request.tool_choice.mode != "none" or request.response_format.structured:
+        raise InvalidRequest("only plain-text answers are scored")
+    return request  # of n > 1 choices, the gateway sends one: each is its own draw from the same prompt
 
 
 def _spells(detokenized: str, delivered: str, stops: tuple[str, ...]) -> bool:

@@ -159,6 +159,28 @@ async def test_a_worker_serving_a_cruder_model_than_it_claims_is_convicted_and_g
     await verifier.close()
 
 
+async def test_answers_of_several_choices_are_audited_too_and_an_honest_worker_stays_clean(
+    session: aiohttp.ClientSession,
+) -> None:
+    """n > 1 answers went unaudited: a worker could have cheated on exactly those."""
+    verifier, verifier_url = await start_verifier()
+    with tempfile.TemporaryDirectory() as folder:
+        server, gw = await audited_gateway(verifier_url, Path(folder) / "gateway.sqlite3")
+        try:
+            with registered_worker(gw, "honest"):
+                await wait_until(lambda: server.app[api.STATE].fleet.get("honest") is not None)
+                for i, (temperature, stream) in enumerate([(0, False), (0, True), (0.8, False), (0.8, True)]):
+                    assert await ask(session, gw, i, n=2, temperature=temperature, stream=stream) == "honest"
+                auditor = server.app[api.STATE].auditor
+                assert auditor is not None
+                await wait_until(lambda: auditor.idle)
+                found = (await audits(session, gw))["honest"]
+                assert found["checks"] == 4 and found["flags"] == 0, found
+        finally:
+            await server.close()
+    await verifier.close()
+
+
 async def test_with_the_verifier_down_answers_are_served_and_the_audits_dropped_and_counted(
     session: aiohttp.ClientSession,
 ) -> None:
