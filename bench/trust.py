@@ -33,7 +33,8 @@ from edge_worker.verifier.reference import Reference
 from routing.openai_requests import parse_chat_request, parse_completion_request
 from routing.verification import Score, ScoreRequest
 
-GAP_NATS = 1.0
+GAP_NATS = 1.5  # the gateway's default audit_gap_nats
+NARROWER_GAP_NATS = 1.0  # the starting point, which flagged an honest answer (see the README)
 AUDITS = 50
 DEFAULT_RATE = 0.03
 PROMPTS = [
@@ -117,8 +118,8 @@ def truncated(reference: Reference) -> Callable[[list[ScoreRequest]], list[Score
     return cut
 
 
-def flagged(score: Score) -> bool:
-    return not score.prompt_matches or not score.text_matches or score.max_gap > GAP_NATS
+def flagged(score: Score, gap_nats: float = GAP_NATS) -> bool:
+    return not score.prompt_matches or not score.text_matches or score.max_gap > gap_nats
 
 
 def convicted_within(p: float, audits: int = AUDITS) -> float:
@@ -147,7 +148,8 @@ async def main() -> None:
             lambda: asyncio.sleep(0, (truncated(reference)(honest[0]), honest[1])),
         ),
     ]
-    rows = [["configuration", "answers", "flagged", "largest gap (median)", "P(convicted in 50)", "check / serve"]]
+    header = ["configuration", "answers", "flagged", "largest gap (median)", "P(convicted in 50)", "check / serve"]
+    rows = [[*header, f"flagged at {NARROWER_GAP_NATS:g} nats", f"P(convicted in 50) at {NARROWER_GAP_NATS:g}"]]
     check_times: list[float] = []
     for label, _, make in configurations:
         jobs, serve_s = await make()
@@ -158,10 +160,20 @@ async def main() -> None:
             score_s.append(time.perf_counter() - started)
         check_times += score_s
         share = sum(map(flagged, scores)) / len(scores)
+        narrower = sum(flagged(s, NARROWER_GAP_NATS) for s in scores) / len(scores)
         gap = statistics.median(s.max_gap for s in scores)
         cost = statistics.median(score_s) / statistics.median(serve_s)
         rows.append(
-            [label, str(len(scores)), f"{share:.0%}", f"{gap:.2f}", f"{convicted_within(share):.4f}", f"{cost:.2f}"]
+            [
+                label,
+                str(len(scores)),
+                f"{share:.0%}",
+                f"{gap:.2f}",
+                f"{convicted_within(share):.4f}",
+                f"{cost:.2f}",
+                f"{narrower:.0%}",
+                f"{convicted_within(narrower):.4f}",
+            ]
         )
     reference.close()
     print(table(rows))

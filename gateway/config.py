@@ -120,8 +120,8 @@ class GatewayConfig:
     audit_trusted_rate: float = 0.03
     audit_suspect_rate: float = 0.25
     # A greedy answer is flagged when the reference found one of its tokens this many nats less
-    # likely than its own choice ("infercdn verifier" calibration: honest workers stay under 0.8).
-    audit_gap_nats: float = 1.0
+    # likely than its own choice (510 honest answers here: at most 1.01; "infercdn fleet calibrate").
+    audit_gap_nats: float = 1.5
     # Audits waiting for a verifier; beyond this they are dropped (and counted), never blocking a request.
     audit_queue: int = 256
     # The usage ledger. "": SQLite beside state_file (gateway.ledger.sqlite3); a path: that SQLite
