@@ -345,11 +345,17 @@ class BatchEngine:
         slot.cached = []
 
 
-def new_context(llm: Any, *, n_ctx: int, batch_tokens: int, sequences: int, threads: int) -> Any:
-    """A llama.cpp context of the loaded model's own (blocking)."""
+def new_context(
+    llm: Any, *, n_ctx: int, batch_tokens: int, sequences: int, threads: int, flash_attention: bool | None = None
+) -> Any:
+    """A llama.cpp context of the loaded model's own (blocking); ``flash_attention`` None: llama.cpp decides."""
     import llama_cpp as lc
 
     params = lc.llama_context_default_params()
+    if flash_attention is not None:
+        params.flash_attn_type = (
+            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
     params.n_ctx = n_ctx
     params.n_batch = params.n_ubatch = batch_tokens
     params.n_seq_max = sequences
