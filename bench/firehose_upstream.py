@@ -14,23 +14,26 @@ import sys
 
 from aiohttp import web
 
-from bench.standin_upstream import serve
+from bench.standin_upstream import Handler, serve
 
 EVENT = ("data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "x" * 16_000}}]}) + "\n\n").encode()
 
 
-async def firehose(request: web.Request) -> web.StreamResponse:
-    await request.read()
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await resp.prepare(request)
-    try:
-        for _ in range(int(float(sys.argv[2]) * 1_000_000) // len(EVENT)):
-            await resp.write(EVENT)
-        await resp.write(b"data: [DONE]\n\n")
-    except ConnectionError:
-        pass  # the reader left (the bench stops its readers mid-stream)
-    return resp
+def firehose(megabytes: float) -> Handler:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            for _ in range(int(megabytes * 1_000_000) // len(EVENT)):
+                await resp.write(EVENT)
+            await resp.write(b"data: [DONE]\n\n")
+        except ConnectionError:
+            pass  # the reader left (the bench stops its readers mid-stream)
+        return resp
+
+    return answer
 
 
 if __name__ == "__main__":
-    serve(firehose)
+    serve(firehose(float(sys.argv[2])))

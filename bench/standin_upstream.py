@@ -48,14 +48,19 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def serve(completions: Handler) -> None:
-    """Serve /v1/models, /health and, for completions, ``completions`` on the port in argv[1]."""
+def standin_app(completions: Handler) -> web.Application:
+    """/v1/models, /health and, for completions, ``completions``."""
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", completions)
     app.router.add_get("/health", health)
+    return app
+
+
+def serve(completions: Handler) -> None:
+    """``standin_app(completions)`` on the port in argv[1]."""
     uvloop.install()
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    web.run_app(standin_app(completions), host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 
 
 def main() -> None:

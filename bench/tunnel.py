@@ -4,7 +4,8 @@
 
 Two gateways side by side in one run: one dials the server (a static
 worker), the other reaches it only through the tunnel the server's side
-opened (a worker behind NAT).
+opened (a worker behind NAT), which passes requests to the server's app
+in-process, as the worker does with its own API.
 (a) an instant stand-in upstream: latency at concurrency 1 and requests/s at
 concurrency 32; (b) the real llama.cpp worker: streamed tokens/s; (c) 100
 slow readers of long streams: what the gateway and the worker's side hold
@@ -38,10 +39,11 @@ ACCESS = "bench-access-token-0123456789abcdef"
 
 
 @contextmanager
-def tunnel_peer(gateway: str, local: str) -> Iterator[subprocess.Popen[bytes]]:
-    """bench/tunnel_peer.py: ``local`` served to ``gateway`` only through a tunnel."""
+def tunnel_peer(gateway: str, *standin: str) -> Iterator[subprocess.Popen[bytes]]:
+    """bench/tunnel_peer.py: a stand-in (``standin`` or ``firehose MB``) in-process, served to ``gateway`` only
+    through a tunnel, as the worker serves its own API."""
     env = {**os.environ, "INFERCDN_WORKER_JOIN_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "tunnel_peer.py"), gateway, local], env=env)
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "tunnel_peer.py"), gateway, *standin], env=env)
     try:
         yield process
     finally:
@@ -149,7 +151,7 @@ def slow_readers_part(seconds: float) -> str:
         tunnel_gw = stack.enter_context(
             running("gateway", "gateway", *quiet, env={"INFERCDN_GATEWAY_JOIN_TOKEN": TOKEN})
         )
-        peer = stack.enter_context(tunnel_peer(tunnel_gw.url, upstream.url))
+        peer = stack.enter_context(tunnel_peer(tunnel_gw.url, "firehose", "64"))
         wait_tunnelled(tunnel_gw.url)
         held_dialled = asyncio.run(held_for_slow_readers(dialled.url, {"gateway": dialled.process.pid}, seconds))
         pids = {"gateway": tunnel_gw.process.pid, "peer": peer.pid}
@@ -177,7 +179,7 @@ def main() -> None:
         upstream = stack.enter_context(script("standin_upstream"))
         dialled = stack.enter_context(running("gateway", "gateway", "--worker", upstream.url, *quiet))
         tunnel_gw = stack.enter_context(running("gateway", "gateway", *quiet, env=joins))
-        stack.enter_context(tunnel_peer(tunnel_gw.url, upstream.url))
+        stack.enter_context(tunnel_peer(tunnel_gw.url, "standin"))
         wait_tunnelled(tunnel_gw.url)
         print("## (a) instant stand-in upstream\n")
         print(asyncio.run(standin_part({"dialled": dialled.url, "tunnel": tunnel_gw.url}, rounds, seconds)), flush=True)

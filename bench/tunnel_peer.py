@@ -1,9 +1,11 @@
-"""A tunnelled stand-in worker: registers with a gateway and serves a local server through a tunnel.
+"""A tunnelled stand-in worker: registers with a gateway and serves a stand-in model server through a tunnel.
 
-``python bench/tunnel_peer.py GATEWAY_URL LOCAL_URL``: the local server (e.g.
-bench/standin_upstream.py) is reached only through the tunnel this process
-opens to the gateway, as a worker behind NAT would. The join token comes
-from $INFERCDN_WORKER_JOIN_TOKEN. For bench/tunnel.py.
+``python bench/tunnel_peer.py GATEWAY_URL standin`` (bench/standin_upstream.py's
+instant answers) or ``GATEWAY_URL firehose MEGABYTES`` (bench/firehose_upstream.py):
+the stand-in runs in this process and is reached only through the tunnel this
+process opens to the gateway, as a worker behind NAT serves its own API (on
+asyncio's own loop, as the worker runs; the dialled stand-in has uvloop). The
+join token comes from $INFERCDN_WORKER_JOIN_TOKEN. For bench/tunnel.py.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import os
 import sys
 
 import aiohttp
+from aiohttp import web
 
+from bench.firehose_upstream import firehose
+from bench.standin_upstream import chat, standin_app
 from edge_worker.announcer import Announcer
+from edge_worker.local_api import InProcessApi
 from edge_worker.tunnel import TunnelClient
 from routing.announce import Hardware, Heartbeat, Registration
 from routing.fleet import TUNNEL, ModelOffer
@@ -24,14 +30,16 @@ from routing.signing import Signer
 
 WORKER_ID = "tunnelled-standin"
 OFFER = ModelOffer("bench-model", Quantization("Q4_1", 4, "int4"), 4096, "llama.cpp")
+NOWHERE = "http://127.0.0.1:9"  # a tunnelled worker's address is never dialled
 
 
-async def serve(gateway: str, local_url: str) -> None:
+async def serve(gateway: str, app: web.Application) -> None:
     signer = Signer(Identity.generate(), WORKER_ID, os.environ["INFERCDN_WORKER_JOIN_TOKEN"])
-    registration = Registration(WORKER_ID, local_url, "", "llama.cpp", Hardware(), 64, (OFFER,), via=TUNNEL)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        client = TunnelClient(gateway, WORKER_ID, signer, session, local_url)
+    registration = Registration(WORKER_ID, NOWHERE, "", "llama.cpp", Hardware(), 64, (OFFER,), via=TUNNEL)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()  # freezes the app and runs its startup, as a server would; no socket
+    async with aiohttp.ClientSession() as session:
+        client = TunnelClient(gateway, WORKER_ID, signer, session, InProcessApi(app))
         announcer = Announcer(
             (gateway,),
             signer,
@@ -46,4 +54,5 @@ async def serve(gateway: str, local_url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], sys.argv[2]))
+    handler = firehose(float(sys.argv[3])) if sys.argv[2] == "firehose" else chat
+    asyncio.run(serve(sys.argv[1], standin_app(handler)))

@@ -23,6 +23,7 @@ from edge_worker.audit_records import RECORDS, RecordSealer
 from edge_worker.config import WorkerConfig
 from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
+from edge_worker.local_api import InProcessApi
 from edge_worker.metrics import WorkerMetrics
 from edge_worker.receipt_book import ReceiptBook, book_path
 from edge_worker.receipt_fetcher import ReceiptFetcher
@@ -171,16 +172,15 @@ async def _announce_when_ready(
     announcers: list[Leaving] = []
     book = await receipt_book(config, me, stack)
     signer = Signer(me.identity, me.worker_id, config.join_token, handover=me.handover)
-    tunnels = TunnelPool(me.worker_id, signer, config.local_url())
+    tunnels = TunnelPool(me.worker_id, signer, InProcessApi(app))
     stack.push_async_callback(tunnels.close)  # after the drain: requests in flight come over them
     session = await stack.enter_async_context(aiohttp.ClientSession())
     if config.gateways:
         load = partial(heartbeat_of, me.worker_id, backend, metrics)
         for gateway in config.gateways if config.tunnel else ():
             tunnels.open(gateway)
-        # A gateway that cannot dial us gets a tunnel (needs a fixed port: the tunnel passes requests to it).
-        auto = config.auto_tunnel and not config.tunnel and config.port != 0
-        when_unreachable = tunnels.open if auto else None
+        # A gateway that cannot dial us gets a tunnel.
+        when_unreachable = tunnels.open if config.auto_tunnel and not config.tunnel else None
         announcers.append(
             Announcer(
                 config.gateways,

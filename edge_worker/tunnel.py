@@ -2,13 +2,13 @@
 
 For a worker nobody can dial (home NAT): once registered with a gateway, it
 opens ``GET /internal/v1/workers/{id}/tunnel`` there, signed with its own key,
-and serves every request that arrives over it by passing it to its own API on
-loopback, with the gateway's headers (the gateway's per-worker token still
-opens the API, exactly as over a direct connection). Answers go back in
-chunks, never more than the window the gateway has granted per stream, so a
-slow client backs up into this worker's local connection, not into memory.
-A cancel stops that request (the API sees its client leave and stops
-generating). A dropped tunnel is dialled again with backoff and jitter.
+and serves every request that arrives over it with its own API (in-process:
+``edge_worker/local_api.py``), with the gateway's headers (the gateway's
+per-worker token still opens the API, exactly as over a direct connection).
+Answers go back in chunks, never more than the window the gateway has
+granted per stream, so a slow client backs up into the API's writes, not
+into memory. A cancel stops that request (the API sees it cancelled and
+stops generating). A dropped tunnel is dialled again with backoff and jitter.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 from functools import partial
 
 import aiohttp
+from multidict import CIMultiDict
 
+from edge_worker.local_api import InProcessApi, Send, Window
 from routing import tunnel_wire as wire
 from routing.errors import InvalidRequest
 from routing.signing import Signer
@@ -31,30 +32,8 @@ log = logging.getLogger(__name__)
 
 # Not passed between the gateway's connection and the local one: they describe a hop, not the request.
 _HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "host", "content-length", "upgrade"})
-# What goes back: the answer's own headers, not the local server's.
-_ANSWER_HEADERS = ("Content-Type", "Content-Length", "Cache-Control", "Retry-After", "x-request-id")
 # Requests a gateway may make of this worker: its API, its health and its metrics.
 _SERVED_PREFIXES = ("/v1/", "/health", "/metrics")
-
-Send = Callable[[wire.Frame], Awaitable[None]]
-
-
-class _Window:
-    """Body bytes this stream may still send before the gateway grants more."""
-
-    def __init__(self) -> None:
-        self._left = wire.WINDOW
-        self._more = asyncio.Event()
-
-    def grant(self, amount: int) -> None:
-        self._left = min(wire.WINDOW, self._left + amount)
-        self._more.set()
-
-    async def take(self, amount: int) -> None:
-        while self._left < amount:
-            self._more.clear()
-            await self._more.wait()
-        self._left -= amount
 
 
 class TunnelClient:
@@ -66,7 +45,7 @@ class TunnelClient:
         worker_id: str,
         signer: Signer,
         session: aiohttp.ClientSession,
-        local_url: str,
+        api: InProcessApi,
         *,
         heartbeat_s: float = 5.0,
         rng: random.Random | None = None,
@@ -78,7 +57,7 @@ class TunnelClient:
         self._path = wire.tunnel_path(worker_id)
         self._signer = signer
         self._session = session
-        self._local_url = local_url.rstrip("/")
+        self._api = api
         self._heartbeat_s = heartbeat_s
         self._rng = rng or random.Random()
         self.registered = asyncio.Event()  # set by the announcer: the gateway knows this worker's key
@@ -115,7 +94,7 @@ class TunnelClient:
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         lock = asyncio.Lock()  # one frame at a time on the socket; waiters go in turn, so streams interleave
-        streams: dict[int, tuple[asyncio.Task[None], _Window]] = {}
+        streams: dict[int, tuple[asyncio.Task[None], Window]] = {}
 
         async def send(frame: wire.Frame) -> None:
             async with lock:
@@ -134,7 +113,7 @@ class TunnelClient:
                     case wire.Request() if frame.stream in streams or len(streams) >= wire.MAX_STREAMS:
                         await send(wire.Failed(frame.stream, "too many requests open on this tunnel"))
                     case wire.Request():
-                        window = _Window()
+                        window = Window()
                         task = asyncio.create_task(self._forward(frame, window, send))
                         streams[frame.stream] = (task, window)
                         task.add_done_callback(partial(_forget, streams, frame.stream))
@@ -151,38 +130,21 @@ class TunnelClient:
             await asyncio.gather(*tasks, return_exceptions=True)
             await ws.close()
 
-    async def _forward(self, request: wire.Request, window: _Window, send: Send) -> None:
+    async def _forward(self, request: wire.Request, window: Window, send: Send) -> None:
         """Pass one request to this worker's own API and stream its answer back."""
-        stream = request.stream
         if not request.path.startswith(_SERVED_PREFIXES):
-            await send(wire.Failed(stream, f"this worker does not serve {request.path}"))
+            await send(wire.Failed(request.stream, f"this worker does not serve {request.path}"))
             return
-        headers = {name: value for name, value in request.headers if name.lower() not in _HOP_HEADERS}
+        headers = CIMultiDict((name, value) for name, value in request.headers if name.lower() not in _HOP_HEADERS)
         try:
-            async with self._session.request(
-                request.method,
-                self._local_url + request.path,
-                data=request.body or None,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=None, connect=5),
-            ) as resp:
-                answer = tuple((k, resp.headers[k]) for k in _ANSWER_HEADERS if k in resp.headers)
-                if resp.content_length is not None and resp.content_length <= wire.MAX_CHUNK:
-                    # A short whole answer (most non-streaming ones): one frame instead of three.
-                    await send(wire.Answer(stream, resp.status, answer, await resp.read()))
-                    return
-                await send(wire.Head(stream, resp.status, answer))
-                async for chunk in resp.content.iter_any():
-                    for start in range(0, len(chunk), wire.MAX_CHUNK):
-                        piece = chunk[start : start + wire.MAX_CHUNK]
-                        await window.take(len(piece))
-                        await send(wire.Data(stream, piece))
-            await send(wire.End(stream))
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            await self._api.serve(request, headers, window, send)
+        except (aiohttp.ClientError, ConnectionError):
+            pass  # the tunnel itself went: nobody is left to tell
+        except Exception:  # the API's own middleware answers errors; this is one that got past it
+            log.exception("a tunnelled request to %s failed", request.path)
             with contextlib.suppress(aiohttp.ClientError, ConnectionError):
-                await send(wire.Failed(stream, f"the worker's API failed: {type(exc).__name__}"))
+                await send(wire.Failed(request.stream, "the worker's API failed"))
 
 
-def _forget(streams: dict[int, tuple[asyncio.Task[None], _Window]], stream: int, _: asyncio.Task[None]) -> None:
+def _forget(streams: dict[int, tuple[asyncio.Task[None], Window]], stream: int, _: asyncio.Task[None]) -> None:
     streams.pop(stream, None)

@@ -14,16 +14,17 @@ import asyncio
 
 import aiohttp
 
+from edge_worker.local_api import InProcessApi
 from edge_worker.tunnel import TunnelClient
 from routing.signing import Signer
 from routing.supervise import start_supervised, stop_all
 
 
 class TunnelPool:
-    def __init__(self, worker_id: str, signer: Signer, local_url: str):
+    def __init__(self, worker_id: str, signer: Signer, api: InProcessApi):
         self._worker_id = worker_id
         self._signer = signer
-        self._local_url = local_url
+        self._api = api
         self.clients: dict[str, TunnelClient] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -34,10 +35,10 @@ class TunnelPool:
         gateway = gateway.rstrip("/")
         if gateway in self.clients:
             return
-        if self._session is None:  # no connection cap: every stream on a tunnel is one local request
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
         client = TunnelClient(
-            gateway, self._worker_id, self._signer, self._session, self._local_url, known_elsewhere=registered
+            gateway, self._worker_id, self._signer, self._session, self._api, known_elsewhere=registered
         )
         if registered:
             client.registered.set()

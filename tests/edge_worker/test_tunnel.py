@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from edge_worker.local_api import InProcessApi
 from edge_worker.tunnel import TunnelClient
 from routing import tunnel_wire as wire
 from routing.identity import Identity
@@ -66,7 +67,7 @@ async def servers() -> AsyncIterator[tuple[GatewayStandIn, web.WebSocketResponse
     async with aiohttp.ClientSession() as session:
         signer = Signer(Identity.generate(), WORKER, "join-token-for-tests-0123456789")
         gw = str(gateway_server.make_url("")).rstrip("/")
-        client = TunnelClient(gw, WORKER, signer, session, str(local_server.make_url("")))
+        client = TunnelClient(gw, WORKER, signer, session, InProcessApi(local_server.app))
         client.registered.set()
         task = asyncio.create_task(client.run())
         ws = await asyncio.wait_for(gateway.opened.get(), timeout=30)

@@ -46,6 +46,12 @@ class StandIn:
         assert self.server is not None
         return str(self.server.make_url("")).rstrip("/")
 
+    @property
+    def app(self) -> web.Application:
+        """Its application, for serving it in-process (through a tunnel, as a worker serves its own API)."""
+        assert self.server is not None
+        return self.server.app
+
     async def start(self) -> StandIn:
         app = web.Application()
 

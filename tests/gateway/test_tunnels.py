@@ -330,14 +330,18 @@ async def test_a_tunnel_dropped_mid_load_loses_no_request(session: aiohttp.Clien
         await asyncio.sleep(0.05)  # a model's pace: requests overlap
         return web.json_response(OK_BODY)
 
+    async def busy(request: web.Request) -> web.StreamResponse:
+        await asyncio.Event().wait()  # still working when its tunnel drops
+        raise AssertionError("unreachable")
+
     gateway, gw = await start_tunnel_gateway()
-    near = await tunnelled_standin(session, gw, "near", steady)
+    near = await tunnelled_standin(session, gw, "near", busy)
     far = await tunnelled_standin(session, gw, "far", steady)
     try:
         await wait_until(lambda: all_reachable(session, gw, ("near", "far")))
         load = [asyncio.create_task(chat_status(session, gw)) for _ in range(60)]
         await wait_until(lambda: near.standin.hits >= 3)
-        near.task.cancel()  # its tunnel drops with requests in flight (each takes 50 ms there)
+        near.task.cancel()  # its tunnel drops with requests in flight
         answers = await asyncio.gather(*load)
         assert [status for status, _ in answers] == [200] * 60  # those on it failed over
         reasons = ("error", "connect")

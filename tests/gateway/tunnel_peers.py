@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from edge_worker.local_api import InProcessApi
 from edge_worker.tunnel import TunnelClient
 from gateway.app import create_app
 from gateway.config import GatewayConfig
@@ -62,7 +63,7 @@ async def tunnelled_standin(
 ) -> TunnelledStandIn:
     standin = await StandIn(behaviour=behaviour).start()
     signer = await register_tunnelled(session, gw, worker_id)
-    client = TunnelClient(gw, worker_id, signer, session, standin.url)
+    client = TunnelClient(gw, worker_id, signer, session, InProcessApi(standin.app))
     client.registered.set()
     task = asyncio.create_task(client.run())
     await asyncio.wait_for(client.connected.wait(), timeout=30)
