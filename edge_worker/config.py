@@ -169,7 +169,6 @@ class WorkerConfig:
             "worker.tunnel",
             "needs gateways to dial (--gateway URL), or Consul (--consul-url) with the gateway_keys to trust there",
         )
-        require(not self.tunnel or self.port != 0, "worker.tunnel", "needs a fixed port: it passes requests to it")
         require(self.consul_heartbeat_s > 0, "worker.consul_heartbeat_s", "must be > 0")
         require(self.drain_timeout_s >= 0, "worker.drain_timeout_s", "must be >= 0")
         require(self.log_format in LOG_FORMATS, "worker.log_format", "must be text or json")
