@@ -36,21 +36,22 @@ class UsageRecorder:
     async def before_end(self, status: int) -> None:
         """Commit the entry (waiting at most the ledger's ``wait_s``; 0: not at all): the answer's last bytes
         go next."""
-        committed = self._add(status)
-        if committed is None or not self.ledger.wait_s:
+        ticket = self._add(status)
+        if not ticket or not self.ledger.wait_s:
             return
         try:
             async with asyncio.timeout(self.ledger.wait_s):
-                await asyncio.shield(committed)
+                await self.ledger.writer.committed(ticket)
         except TimeoutError:
             self.metrics.ledger_late.inc()  # the client is not held hostage to a slow database
 
     def record(self, status: int) -> None:
         self._add(status)
 
-    def _add(self, status: int) -> asyncio.Future[None] | None:
+    def _add(self, status: int) -> int:
+        """The entry's ticket (0: none was queued)."""
         if self._recorded or self.outcome.attempts == 0:
-            return None  # recorded already, or never routed (refused before any worker was tried)
+            return 0  # recorded already, or never routed (refused before any worker was tried)
         self._recorded = True
         return self.ledger.writer.add(self._entry(status))
 

@@ -7,6 +7,7 @@ killed process (the OS has the pages); only a power cut may lose the last ones.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Sequence
 
@@ -34,10 +35,19 @@ SCHEMA = "pragma journal_mode = wal;\npragma synchronous = normal;\n" + schema(
     {"int": "integer", "real": "real", "text": "text"}, "integer primary key autoincrement"
 )
 
-_INSERT_RAW = (
-    f"insert into usage_raw ({RAW_COLUMNS}) values ({', '.join('?' * len(RAW_TABLE))}) "
-    "on conflict (entry_id) do nothing"
-)
+_RAW_ROW = f"({', '.join('?' * len(RAW_TABLE))})"
+
+
+@functools.cache
+def _insert_raw(rows: int) -> str:
+    """One statement for ``rows`` rows, returning the ids that went in (not those already there).
+
+    Not ``executemany``: that steps once per row, and every step gives the GIL up and takes it back, each
+    time from the event loop's thread; one statement inserts all its rows in C without it."""
+    values = ", ".join([_RAW_ROW] * rows)
+    return f"insert into usage_raw ({RAW_COLUMNS}) values {values} on conflict (entry_id) do nothing returning entry_id"
+
+
 _ADD_HOURLY = add_hourly(["?"] * len(HOURLY_KEY + HOURLY_SUMS))
 
 
@@ -45,6 +55,10 @@ class SqliteLedger:
     def __init__(self, db: sqlite3.Connection):
         self._db = db
         self._connection = OneConnection(db)
+        # As many rows as one statement may bind (32,766 variables since SQLite 3.32; 999 before).
+        self._rows_per_statement = max(
+            1, min(1024, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(RAW_TABLE))
+        )
 
     @classmethod
     async def open(cls, path: str) -> SqliteLedger:
@@ -52,13 +66,15 @@ class SqliteLedger:
 
     async def write(self, entries: Sequence[LedgerEntry], gateway: str) -> int:
         def run() -> int:
-            ids = [e.entry_id for e in entries]
+            inserted: set[str] = set()
             with self._db:
-                # Entries already in (a batch written again after a lost commit) are left out, in one query.
-                query = f"select entry_id from usage_raw where entry_id in ({', '.join('?' * len(ids))})"
-                there = {row[0] for row in self._db.execute(query, ids)}
-                new = [e for e in entries if e.entry_id not in there]
-                self._db.executemany(_INSERT_RAW, [raw_values(e, gateway) for e in new])
+                # Entries already in (a batch written again after a lost commit) are skipped by the conflict
+                # clause; what went in comes back, so the rollups add only those.
+                for start in range(0, len(entries), self._rows_per_statement):
+                    chunk = entries[start : start + self._rows_per_statement]
+                    values = [v for e in chunk for v in raw_values(e, gateway)]
+                    inserted.update(row[0] for row in self._db.execute(_insert_raw(len(chunk)), values))
+                new = [e for e in entries if e.entry_id in inserted]
                 self._db.executemany(_ADD_HOURLY, rollup(new))
             return len(new)
 

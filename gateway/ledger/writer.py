@@ -27,12 +27,6 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
-class _Pending:
-    entry: LedgerEntry
-    committed: asyncio.Future[None]
-
-
-@dataclass(slots=True)
 class LedgerWriter:
     store: LedgerStore
     gateway: str  # this gateway's public key: whose rows these are
@@ -41,26 +35,36 @@ class LedgerWriter:
     max_pending: int = 200_000
     retry_s: float = 0.5
     linger_s: float = 0.0  # a batch waits this long for company unless full (0: whatever queued goes now)
-    _queue: deque[_Pending] = field(default_factory=deque)
+    _queue: deque[LedgerEntry] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Entries are numbered as they queue; one is committed once ``_committed`` reaches its number. Only a
+    # caller that waits gets a future (a request under ``ledger_wait_s``, a report): none per request otherwise.
+    _queued: int = 0
+    _committed: int = 0
+    _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
-    def add(self, entry: LedgerEntry) -> asyncio.Future[None]:
-        """Queue an entry; the future is done once it is committed (never raises on the caller)."""
-        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def add(self, entry: LedgerEntry) -> int:
+        """Queue an entry; its ticket for ``committed`` (0 if refused: the backlog is full)."""
         if len(self._queue) >= self.max_pending:
             self.metrics.ledger_dropped.inc()
             log.error("ledger backlog full (%d): request %s is not recorded", self.max_pending, entry.request_id)
-            committed.set_result(None)
-            return committed
-        self._queue.append(_Pending(entry, committed))
-        self.metrics.ledger_pending.set(len(self._queue))
+            return 0
+        self._queue.append(entry)
+        self._queued += 1
         self._wake.set()
-        return committed
+        return self._queued
+
+    async def committed(self, ticket: int) -> None:
+        """Until the entry with this ticket (and every one queued before it) is committed."""
+        if ticket <= self._committed:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((ticket, done))
+        await asyncio.shield(done)
 
     async def settled(self) -> None:
         """Until every entry queued so far is committed: a report read next includes them."""
-        if self._queue:
-            await asyncio.shield(self._queue[-1].committed)
+        await self.committed(self._queued)
 
     async def run(self) -> None:
         while True:
@@ -76,10 +80,11 @@ class LedgerWriter:
         batch = [self._queue[i] for i in range(min(self.batch_size, len(self._queue)))]
         if not batch:
             return
+        self.metrics.ledger_pending.set(len(self._queue))
         while True:
             started = asyncio.get_running_loop().time()
             try:
-                await self.store.write([p.entry for p in batch], self.gateway)
+                await self.store.write(batch, self.gateway)
                 break
             except Exception as exc:  # any database failure: the batch waits and is retried
                 self.metrics.ledger_errors.inc()
@@ -88,10 +93,17 @@ class LedgerWriter:
         self.metrics.ledger_batch_seconds.observe(asyncio.get_running_loop().time() - started)
         self.metrics.ledger_entries.inc(len(batch))
         for _ in batch:
-            pending = self._queue.popleft()
-            if not pending.committed.done():
-                pending.committed.set_result(None)
+            self._queue.popleft()
+        self._committed += len(batch)
         self.metrics.ledger_pending.set(len(self._queue))
+        if self._waiters:
+            waiting = []
+            for ticket, done in self._waiters:
+                if ticket > self._committed:
+                    waiting.append((ticket, done))
+                elif not done.done():
+                    done.set_result(None)
+            self._waiters = waiting
 
     async def drain(self) -> None:
         """At shutdown: everything queued goes in before the store closes."""

@@ -112,3 +112,13 @@ async def test_two_gateways_writing_at_once_to_one_postgres_add_up(postgres_url:
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_batch_longer_than_one_statement_goes_in_whole_and_once(store: LedgerStore) -> None:
+    """(SQLite binds at most 1,024 rows per statement here: this batch takes three.)"""
+    batch = [entry(completion_tokens=n % 7) for n in range(2500)]
+    assert await store.write(batch[:100], "gw") == 100
+    assert await store.write(batch, "gw") == 2400  # the first 100 were in already
+    (row,) = await store.usage("worker", 0)
+    assert row.requests == 2500 and row.completion_tokens == sum(n % 7 for n in range(2500))
+    assert len(await store.receivables("gw", "w1", 0, 5000)) == 2500

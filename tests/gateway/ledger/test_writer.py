@@ -1,0 +1,64 @@
+"""The ledger's writer over a real SQLite store: who waits for which commit, and what a full backlog refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.ledger.service import open_store
+from gateway.ledger.store import LedgerStore
+from gateway.ledger.writer import LedgerWriter
+from gateway.metrics import GatewayMetrics
+from routing.balancer import Balancer
+from routing.fleet import Fleet
+from tests.gateway.ledger.test_stores import entry
+from tests.waiting import wait_until
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[LedgerStore]:
+    opened = await open_store(str(tmp_path / "ledger.sqlite3"))
+    yield opened
+    await opened.close()
+
+
+def writer_on(store: LedgerStore, **settings: int) -> LedgerWriter:
+    return LedgerWriter(store, "gw", GatewayMetrics(Balancer(Fleet(), random.Random(0))), **settings)
+
+
+async def requests_in(store: LedgerStore) -> int:
+    return sum(row.requests for row in await store.usage("worker", 0))
+
+
+async def test_a_ticket_is_done_once_its_batch_is_committed_and_not_before(store: LedgerStore) -> None:
+    writer = writer_on(store, batch_size=2)
+    tickets = [writer.add(entry()) for _ in range(3)]
+    assert tickets == [1, 2, 3]
+    second, third, everything = (
+        asyncio.create_task(writer.committed(2)),
+        asyncio.create_task(writer.committed(3)),
+        asyncio.create_task(writer.settled()),
+    )
+    await asyncio.sleep(0)  # all three are waiting now
+    assert not (second.done() or third.done() or everything.done())
+    await writer.flush_once()  # the first two
+    await wait_until(second.done)
+    assert not third.done() and not everything.done()
+    assert await requests_in(store) == 2
+    await writer.flush_once()
+    await asyncio.gather(third, everything)
+    assert await requests_in(store) == 3
+    await writer.committed(1)  # long since committed: returns at once
+
+
+async def test_a_full_backlog_refuses_an_entry_counts_it_and_nobody_waits_for_it(store: LedgerStore) -> None:
+    writer = writer_on(store, max_pending=2)
+    assert [writer.add(entry()) for _ in range(3)] == [1, 2, 0]
+    await writer.committed(0)  # the refused one: nothing to wait for
+    assert writer.metrics.registry.get_sample_value("infercdn_gateway_ledger_dropped_total") == 1
+    await writer.drain()
+    assert await requests_in(store) == 2
