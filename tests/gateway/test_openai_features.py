@@ -219,6 +219,17 @@ def test_n_choices_have_their_own_indices_and_usage_adds_up(gateway: Server) -> 
     assert result.usage.completion_tokens > single.usage.completion_tokens
 
 
+def test_frequency_and_presence_penalties_change_a_repetitive_answer(gateway: Server) -> None:
+    c = client(gateway)
+    prompt = "yes, yes, yes, yes, yes, yes, yes, yes,"
+    plain = c.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=16)
+    penalised = c.completions.create(
+        model=MODEL, prompt=prompt, temperature=0, max_tokens=16, frequency_penalty=1.5, presence_penalty=1.0
+    )
+    said, penalised_said = plain.choices[0].text, penalised.choices[0].text
+    assert said.count("yes") > penalised_said.count("yes"), (said, penalised_said)
+
+
 def test_streamed_n_choices_interleave_by_index(gateway: Server) -> None:
     messages: Any = [{"role": "user", "content": "Name an animal."}]
     stream = client(gateway).chat.completions.create(

@@ -150,12 +150,12 @@ class LlamaCppModel(Admitted):
         jobs: list[Job] = []
         try:
             for choice in range(request.n):
+                vocab = self._llm._model.vocab
                 if plan.grammar is None:
-                    sampler = SequenceSampler(sampling, seed + choice)
+                    sampler = SequenceSampler(sampling, seed + choice, vocab)
                 else:  # grammars compile on a thread: a large schema takes a while
-                    vocab = self._llm._model.vocab
                     sampler = await asyncio.to_thread(
-                        SequenceSampler, sampling, seed + choice, grammar=plan.grammar, vocab=vocab
+                        SequenceSampler, sampling, seed + choice, vocab, grammar=plan.grammar
                     )
                 generation, job = await self._admit(prompt_tokens, max_tokens, sampler, plan, sampling.stop, logprobs)
                 generations.append(generation)

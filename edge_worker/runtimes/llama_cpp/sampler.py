@@ -33,21 +33,21 @@ SHORTLIST = 256
 
 
 class SequenceSampler:
-    def __init__(self, sampling: Sampling, seed: int, *, grammar: str | None = None, vocab: Any = None):
+    def __init__(self, sampling: Sampling, seed: int, vocab: Any, *, grammar: str | None = None):
         import llama_cpp as lc
 
         self._lc = lc
         self._grammar: Any = None
+        self._n_vocab = lc.llama_vocab_n_tokens(vocab)
         if grammar is not None:
             self._grammar = lc.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not self._grammar:
                 raise InvalidRequest("The schema could not be turned into a grammar.", param="response_format")
-            self._n_vocab = lc.llama_vocab_n_tokens(vocab)
             self._one: Any = (lc.llama_token_data * 1)()
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         if sampling.frequency_penalty or sampling.presence_penalty:
             penalties = lc.llama_sampler_init_penalties(
-                PENALTY_LAST_N, 1.0, sampling.frequency_penalty, sampling.presence_penalty
+                self._n_vocab, PENALTY_LAST_N, 1.0, sampling.frequency_penalty, sampling.presence_penalty
             )
             lc.llama_sampler_chain_add(chain, penalties)
         if sampling.temperature <= 0:

@@ -62,7 +62,7 @@ class Run:
         sampling = Sampling(max_tokens=16, temperature=temperature)
         self.job = Job(
             prompt=llm.tokenize(prompt.encode()),
-            sampler=SequenceSampler(sampling, seed),
+            sampler=SequenceSampler(sampling, seed, llm._model.vocab),
             max_tokens=16,
             stops=(),
             cancelled=self.cancelled,
