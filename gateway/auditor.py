@@ -50,15 +50,10 @@ EVIDENCE_PER_WORKER = 20
 
 
 def auditable(request: GenerationRequest) -> bool:
-    """Answers a reference can score as sampled: plain text, no penalties, no grammar. Of ``n > 1`` choices the
-    first is scored (each is its own draw from the same prompt)."""
-    sampling = request.sampling
-    return (
-        request.tool_choice.mode == "none"
-        and not request.response_format.structured
-        and not sampling.frequency_penalty
-        and not sampling.presence_penalty
-    )
+    """Answers a reference can score as sampled: no grammar (a schema or forced tool calls mask tokens the
+    reference would weigh); penalties are applied as the worker's sampler does. Of ``n > 1`` choices the first
+    is scored (each is its own draw from the same prompt)."""
+    return request.tool_choice.mode == "none" and not request.response_format.structured
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,8 @@ class Reference:
             prompt_matches = tuple(self._prompts.render(request, self.facts.offer.model)) == job.prompt
             text_matches = _spells(self.detokenize(job.completion), job.text, request.sampling.stop)
             targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
-            tally = Tally(request.sampling.temperature, request.sampling.top_p)
+            sampling = request.sampling
+            tally = Tally(sampling.temperature, sampling.top_p, sampling.frequency_penalty, sampling.presence_penalty)
             if targets:
                 self._teacher_force(list(job.prompt), targets, tally)
         largest = tally.largest()

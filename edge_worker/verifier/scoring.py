@@ -2,17 +2,21 @@
 
 Pure numpy over one logits row per token, so it is tested without a model.
 The sampling distribution mirrors the worker's sampler chain
-(``edge_worker.runtimes.llama_cpp.sampler``): top-p on the raw
+(``edge_worker.runtimes.llama_cpp.sampler``): frequency and presence
+penalties over the last ``PENALTY_LAST_N`` tokens it chose (as llama.cpp's
+penalties sampler subtracts them from the logits), then top-p on the
 probabilities, then temperature.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_worker.runtimes.llama_cpp.sampler import PENALTY_LAST_N
 from routing.verification import EVIDENCE_GAPS, IMPOSSIBLE_GAP
 
 
@@ -22,7 +26,11 @@ class Tally:
 
     temperature: float
     top_p: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     gaps: list[float] = field(default_factory=list)
+    _recent: deque[int] = field(default_factory=lambda: deque(maxlen=PENALTY_LAST_N))  # the tokens chosen so far
+    _counts: Counter[int] = field(default_factory=Counter)  # ... and how often each is among them
     _surprise: float = 0.0  # Σ (log q(x) + H)
     _variance: float = 0.0  # Σ Var(log q)
 
@@ -31,10 +39,30 @@ class Tally:
         return self.temperature <= 0
 
     def add(self, logits: np.ndarray, chosen: int) -> None:
-        row = logits.astype(np.float64, copy=False)
+        row = logits.astype(np.float64, copy=True)
+        if self.frequency_penalty or self.presence_penalty:
+            self._penalise(row)
+            self._remember(chosen)
         self.gaps.append(min(IMPOSSIBLE_GAP, float(row.max() - row[chosen])))  # log-softmax cancels out
         if not self.greedy:
             self._add_sampled(row, chosen)
+
+    def _penalise(self, row: np.ndarray) -> None:
+        """What llama.cpp's penalties sampler does to the logits, from the tokens chosen in its window."""
+        if not self._counts:
+            return
+        tokens = np.fromiter(self._counts.keys(), dtype=np.int64, count=len(self._counts))
+        counts = np.fromiter(self._counts.values(), dtype=np.float64, count=len(self._counts))
+        row[tokens] -= counts * self.frequency_penalty + self.presence_penalty
+
+    def _remember(self, chosen: int) -> None:
+        if len(self._recent) == self._recent.maxlen:
+            leaving = self._recent[0]
+            self._counts[leaving] -= 1
+            if not self._counts[leaving]:
+                del self._counts[leaving]
+        self._recent.append(chosen)
+        self._counts[chosen] += 1
 
     def _add_sampled(self, row: np.ndarray, chosen: int) -> None:
         kept = _top_p(row, self.top_p)

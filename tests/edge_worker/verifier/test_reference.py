@@ -100,3 +100,28 @@ async def test_sampled_answers_get_a_z_near_zero_from_the_claimed_model_and_lowe
         totals[label] = sum(zs) / len(zs) ** 0.5
     assert -3 < totals["honest"] < 3
     assert totals["Q2_K"] < totals["honest"] - 2, totals
+
+
+PENALISED = {"frequency_penalty": 1.0, "presence_penalty": 0.5, "max_tokens": 48}
+REPETITIVE = ["Repeat the word cat ten times.", "Count from 1 to 20.", "Say yes, yes, yes, yes, yes.", *PROMPTS]
+
+
+async def test_penalised_answers_are_scored_under_the_workers_penalties(reference: Reference) -> None:
+    """Greedy answers under frequency and presence penalties pass, and would not if the reference left them
+    out; penalised sampled answers get a Z near zero."""
+    blind_gaps, zs = [], []
+    async for model in engine(bundled_model_path(), 2):
+        for prompt in REPETITIVE:
+            job = await answer(model, chat(prompt, temperature=0, **PENALISED))
+            score = await asyncio.to_thread(reference.score, job)
+            assert score.prompt_matches and score.text_matches and score.max_gap < GAP_NATS, (prompt, score)
+            unpenalised = {**job.request, "frequency_penalty": 0, "presence_penalty": 0}
+            blind = ScoreRequest(unpenalised, job.prompt, job.completion, job.end_token, job.text)
+            blind_gaps.append((await asyncio.to_thread(reference.score, blind)).max_gap)
+        for seed in range(12):
+            job = await answer(model, chat(REPETITIVE[seed % 3], temperature=1.0, seed=seed, **PENALISED))
+            score = await asyncio.to_thread(reference.score, job)
+            assert score.z is not None
+            zs.append(score.z)
+    assert sum(g > GAP_NATS for g in blind_gaps) >= 3, blind_gaps  # the penalties change what is chosen
+    assert -3 < sum(zs) / len(zs) ** 0.5 < 3, zs
