@@ -68,9 +68,8 @@ class SqliteLedger:
         return cls(await asyncio.to_thread(open_private, path, SCHEMA))
 
     async def write(self, entries: Sequence[LedgerEntry], gateway: str) -> int:
-        # Everything Python is done here, on the loop: the thread below needs the GIL only between statements.
-        # (Python work there, or a statement stepping once per row, waits for the busy loop to hand the GIL
-        # over at every turn: a 300-row batch took 150 ms that way.)
+        # Everything Python is done here, on the loop: the thread below needs the GIL only between statements
+        # (Python work there waits, at every turn, for the busy loop to hand the GIL over).
         step = self._rows_per_statement
         ids = [e.entry_id for e in entries]
         id_chunks = [ids[i : i + step * len(RAW_TABLE)] for i in range(0, len(ids), step * len(RAW_TABLE))]
