@@ -175,13 +175,25 @@ async def main() -> None:
                 f"{convicted_within(narrower):.4f}",
             ]
         )
+    # The same honest checks, interleaved, by this reference and by one that reads every prompt whole.
+    fresh = await asyncio.to_thread(Reference, claimed, threads=2, context_length=1024, reuse_prompts=False)
+    timed: dict[str, list[float]] = {"reusing": [], "whole": []}
+    for job in honest[0]:
+        for name, ref in (("reusing", reference), ("whole", fresh)):
+            started = time.perf_counter()
+            await asyncio.to_thread(ref.score, job)
+            timed[name].append(time.perf_counter() - started)
+    fresh.close()
     reference.close()
     print(table(rows))
-    honest_cost = float(rows[1][5])
+    serve = statistics.median(honest[1])
+    cost = {name: statistics.median(t) / serve for name, t in timed.items()}
     print(
-        f"\nA check takes {statistics.median(check_times) * 1000:.0f} ms (median) here; at the trusted audit rate "
-        f"({DEFAULT_RATE:.0%}) audits add {DEFAULT_RATE * honest_cost:.1%} to serving compute "
-        f"({0.10 * honest_cost:.1%} for a worker on probation)."
+        f"\nA check takes {statistics.median(check_times) * 1000:.0f} ms (median) here. Honest checks against "
+        f"serving, same run: {cost['reusing']:.2f}x reusing the last check's prompt opening, {cost['whole']:.2f}x "
+        f"reading each prompt whole ({cost['reusing'] / cost['whole']:.2f}). At the trusted audit rate "
+        f"({DEFAULT_RATE:.0%}) audits add {DEFAULT_RATE * cost['reusing']:.1%} to serving compute "
+        f"({0.10 * cost['reusing']:.1%} for a worker on probation)."
     )
 
 

@@ -125,3 +125,20 @@ async def test_penalised_answers_are_scored_under_the_workers_penalties(referenc
             zs.append(score.z)
     assert sum(g > GAP_NATS for g in blind_gaps) >= 3, blind_gaps  # the penalties change what is chosen
     assert -3 < sum(zs) / len(zs) ** 0.5 < 3, zs
+
+
+async def test_a_check_reads_again_only_what_differs_from_the_last_and_scores_the_same() -> None:
+    fresh = Reference(bundled_model_path(), threads=2, context_length=1024, reuse_prompts=False)
+    reusing = Reference(bundled_model_path(), threads=2, context_length=1024)
+    try:
+        async for model in engine(bundled_model_path(), 2):
+            jobs = [await answer(model, chat(p, temperature=t)) for p in PROMPTS for t in (0, 1.0)]
+        for job in jobs:
+            assert await asyncio.to_thread(reusing.score, job) == await asyncio.to_thread(fresh.score, job)
+        # Each reads its prompt and every scored token but the last (nothing follows it).
+        read = sum(len(j.prompt) + len(j.completion) + (j.end_token is not None) - 1 for j in jobs)
+        assert fresh.tokens_read == read
+        assert reusing.tokens_read < read - 20 * (len(jobs) - 1)  # the chat template's opening, read once
+    finally:
+        fresh.close()
+        reusing.close()
