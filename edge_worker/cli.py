@@ -72,6 +72,11 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     p.add_argument(
         "--parallel", type=int, help="llama.cpp: sequences per model at once (default: from cores and memory)"
     )
+    p.add_argument(
+        "--prompt-cache-mib",
+        type=int,
+        help="llama.cpp: RAM for prompts' KV that slots gave up, put back for their next turn (-1 automatic, 0 none)",
+    )
     p.add_argument("--capacity", type=int, help="generations at once, as announced (default: the runtime's)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json, one object per line")

@@ -85,6 +85,9 @@ class WorkerConfig:
     capacity: int = 0
     # llama.cpp: sequences each model generates at once (continuous batching); 0 = from the cores and KV memory.
     parallel: int = 0
+    # llama.cpp: MiB of RAM for the KV of prompts slots gave up (put back for a prompt that continues one);
+    # -1 = automatic (a sixteenth of RAM, at most 1 GiB), 0 = none.
+    prompt_cache_mib: int = -1
 
     def advertised(self) -> str:
         return (self.advertise_url or self.local_url()).rstrip("/")
@@ -135,6 +138,7 @@ class WorkerConfig:
             )
         require(self.capacity >= 0, "worker.capacity", "must be >= 0")
         require(0 <= self.parallel <= 256, "worker.parallel", "must be from 0 (automatic) to 256")
+        require(self.prompt_cache_mib >= -1, "worker.prompt_cache_mib", "must be -1 (automatic), 0 (none) or MiB")
         require(self.vllm_hung_restart_s > 0, "worker.vllm_hung_restart_s", "must be > 0")
         require(self.context_length >= 0, "worker.context_length", "must be >= 0")
         require(self.threads >= 0, "worker.threads", "must be >= 0")

@@ -70,6 +70,18 @@ class WorkerMetrics:
             ["model"],
             registry=r,
         )
+        self.prompt_ram_tokens = Counter(
+            "infercdn_worker_prompt_ram_tokens",
+            "Of the prefix-cache tokens, those put back from RAM (a slot had given them up).",
+            ["model"],
+            registry=r,
+        )
+        self.prompt_ram_bytes = Gauge(
+            "infercdn_worker_prompt_ram_bytes",
+            "RAM holding the KV of prompts slots gave up.",
+            ["model"],
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "infercdn_worker_queue_wait_seconds",
             "Time a request waited for a free sequence slot.",

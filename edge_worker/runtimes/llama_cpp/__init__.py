@@ -25,6 +25,7 @@ from edge_worker.runtimes.llama_cpp.events import ModelRuntime
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, kv_bytes_per_token, load_llama
 from edge_worker.runtimes.llama_cpp.model_set import ModelSet
+from edge_worker.runtimes.llama_cpp.prompt_store import PromptStore, default_budget
 from edge_worker.runtimes.llama_cpp.slots import default_slots, machine_ram_bytes
 
 log = logging.getLogger("edge_worker.app")
@@ -69,7 +70,13 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
         stats = EngineStats(
             batch_tokens=metrics.batch_tokens.labels(offer.model).observe,
             cached_tokens=metrics.prefix_cache_tokens.labels(offer.model).inc,
+            restored_tokens=metrics.prompt_ram_tokens.labels(offer.model).inc,
+            saved_bytes=metrics.prompt_ram_bytes.labels(offer.model).set,
         )
+        ram_budget = (
+            default_budget(machine_ram_bytes()) if config.prompt_cache_mib < 0 else config.prompt_cache_mib << 20
+        )
+        store = PromptStore(ram_budget // len(paths)) if ram_budget else None
         model = await asyncio.to_thread(
             LlamaCppModel,
             llm,
@@ -79,10 +86,11 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
             threads=threads,
             stats=stats,
             queue_wait=metrics.queue_wait.labels(offer.model).observe,
+            prompt_store=store,
         )
         log.info(
             "loaded %s (%s, %s) in %.1f s: %d sequences at once (parallel%s), context %d each, KV cache %.0f MB, "
-            "%d threads",
+            "prompts given up kept in up to %.0f MB of RAM, %d threads",
             offer.model,
             offer.quantization.label,
             offer.architecture,
@@ -91,6 +99,7 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
             "" if config.parallel else ", automatic",
             offer.context_length,
             slots * offer.context_length * kv_per_token / 1e6,
+            (store.max_bytes if store is not None else 0) / 1e6,
             threads,
         )
         runtimes.append(model)

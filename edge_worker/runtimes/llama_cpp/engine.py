@@ -11,7 +11,9 @@ steps, and new ones join.
 A slot keeps the KV of what it last held. A new request takes the free slot
 whose cached tokens share the longest prefix with its prompt and reads only
 the rest (the second turn of a chat does not pay for the first again); the
-reused count is reported as ``cached_tokens``.
+reused count is reported as ``cached_tokens``. What a slot gives up is copied
+to RAM first (``prompt_store.py``), so a chat whose slot went to someone else
+in the meantime gets its KV put back instead of reading its history again.
 
 A job whose prompt another job is still reading (the choices of an ``n > 1``
 request, or the same prompt sent twice at once) follows it instead of reading
@@ -26,6 +28,7 @@ events cross to the event loop through each job's ``emit``.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import logging
 import queue
 import threading
@@ -36,6 +39,7 @@ from typing import Any
 
 from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent, TextDelta
 from edge_worker.runtimes.llama_cpp.logprobs import TokenLogprob
+from edge_worker.runtimes.llama_cpp.prompt_store import PromptStore, SavedPrompt, common_prefix
 from edge_worker.runtimes.llama_cpp.sampler import SequenceSampler
 from edge_worker.runtimes.llama_cpp.stop_scanner import StopScanner
 from routing.errors import InferCDNError
@@ -88,6 +92,8 @@ class EngineStats:
 
     batch_tokens: Callable[[int], None] = lambda n: None
     cached_tokens: Callable[[int], None] = lambda n: None
+    restored_tokens: Callable[[int], None] = lambda n: None  # of those, put back from RAM
+    saved_bytes: Callable[[int], None] = lambda n: None  # what the RAM copies hold now
 
 
 class BatchEngine:
@@ -101,6 +107,7 @@ class BatchEngine:
         batch_tokens: int = 512,
         prefill_chunk: int = 128,
         stats: EngineStats | None = None,
+        prompt_store: PromptStore | None = None,
     ):
         import llama_cpp as lc
 
@@ -110,6 +117,7 @@ class BatchEngine:
         self._batch_tokens = batch_tokens
         self._prefill_chunk = prefill_chunk
         self._stats = stats or EngineStats()
+        self._store = prompt_store
         self._ctx = new_context(
             llm, n_ctx=slots * context_per_slot, batch_tokens=batch_tokens, sequences=slots, threads=threads
         )
@@ -176,13 +184,22 @@ class BatchEngine:
             leader.job.followers.append(slot)
             return
         # The free slot sharing the longest prefix with the prompt; else the one idle longest.
-        slot = max(free, key=lambda s: (_common_prefix(s.cached, job.prompt), -s.last_used))
+        slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.last_used))
+        if self._store is not None:
+            saved, shared = self._store.best(job.prompt)
+            if saved is not None and shared >= common_prefix(slot.cached, job.prompt) + self._store.min_tokens:
+                slot = min(free, key=lambda s: s.last_used)
+                if self._restore(slot, saved):
+                    self._claim(slot, job)
+                    self._stats.restored_tokens(job.cached)
+                    return
         self._claim(slot, job)
 
     def _claim(self, slot: _Slot, job: Job) -> None:
         """``job`` reads its prompt in ``slot``, after what the slot's cache already holds of it."""
         # At least the prompt's last token is read again: its logits give the first new token.
-        reuse = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        reuse = min(common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        self._save(slot, keeping=reuse)
         self._lc.llama_memory_seq_rm(self._memory, slot.seq, reuse, -1)
         slot.cached = job.prompt[:reuse]
         job.fed = job.cached = reuse
@@ -190,6 +207,33 @@ class BatchEngine:
         slot.job = job
         if reuse:
             self._stats.cached_tokens(reuse)
+
+    def _save(self, slot: _Slot, *, keeping: int) -> None:
+        """Copy the slot's KV to RAM if what it is about to lose (all after ``keeping``) is worth keeping."""
+        store = self._store
+        if store is None or len(slot.cached) - keeping < store.min_tokens or not store.worth_keeping(slot.cached):
+            return
+        lc = self._lc
+        size = lc.llama_state_seq_get_size(self._ctx, slot.seq)
+        if not 0 < size <= store.max_bytes:
+            return
+        state = (ctypes.c_uint8 * size)()
+        written = lc.llama_state_seq_get_data(self._ctx, state, size, slot.seq)
+        if written:
+            store.put(SavedPrompt(tuple(slot.cached), state, written))
+            self._stats.saved_bytes(store.bytes_used)
+
+    def _restore(self, slot: _Slot, saved: SavedPrompt) -> bool:
+        """Put a saved KV into ``slot`` (what it held goes to RAM first, if worth it); False if it would not go."""
+        self._save(slot, keeping=0)
+        lc = self._lc
+        lc.llama_memory_seq_rm(self._memory, slot.seq, 0, -1)
+        if lc.llama_state_seq_set_data(self._ctx, saved.state, saved.size, slot.seq):
+            slot.cached = list(saved.tokens)
+            return True
+        lc.llama_memory_seq_rm(self._memory, slot.seq, 0, -1)  # (a partial restore is no use)
+        slot.cached = []
+        return False
 
     def _drop_cancelled(self) -> None:
         for slot in self._slots:
@@ -253,6 +297,7 @@ class BatchEngine:
         if job is None or lead is None:
             return
         # Across cache streams only whole streams copy; the leader's holds exactly the prompt now.
+        self._save(follower, keeping=0)
         self._lc.llama_memory_seq_cp(self._memory, leader.seq, follower.seq, -1, -1)
         follower.cached = list(leader.cached)
         job.fed, job.cached, job.leader = lead.fed, lead.cached, None  # the prompt counts once, as read
@@ -374,11 +419,3 @@ def new_context(
 def _reads_prompt_of(lead: Job, job: Job) -> bool:
     """True when ``lead`` is reading the prompt ``job`` has, and ``job`` can wait for it."""
     return lead.leader is None and lead.fed < len(lead.prompt) and lead.prompt == job.prompt
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

@@ -34,6 +34,7 @@ from edge_worker.runtimes.llama_cpp.gguf import read_metadata
 from edge_worker.runtimes.llama_cpp.logprobs import LogprobReader, TokenLogprob
 from edge_worker.runtimes.llama_cpp.output_plan import PLAIN_TEXT, OutputPlan, plan_output
 from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
+from edge_worker.runtimes.llama_cpp.prompt_store import PromptStore
 from edge_worker.runtimes.llama_cpp.sampler import SequenceSampler
 from routing.capabilities import Capabilities
 from routing.embedding_requests import EmbeddingRequest
@@ -119,6 +120,7 @@ class LlamaCppModel(Admitted):
         stats: EngineStats | None = None,
         queue_wait: Callable[[float], None] = lambda s: None,
         rng: random.Random | None = None,
+        prompt_store: PromptStore | None = None,
     ):
         self._llm = llm
         self.facts = facts
@@ -130,7 +132,12 @@ class LlamaCppModel(Admitted):
         self._queue_wait = queue_wait
         self._admission = Admission(max_queue, slots=slots, model=self.offer.model)
         self._engine = BatchEngine(
-            llm, slots=slots, context_per_slot=self.offer.context_length, threads=threads, stats=stats
+            llm,
+            slots=slots,
+            context_per_slot=self.offer.context_length,
+            threads=threads,
+            stats=stats,
+            prompt_store=prompt_store,
         )
 
     async def start(self, request: GenerationRequest) -> list[LlamaCppGeneration]:

@@ -21,7 +21,9 @@ PROMPTS = ["1, 2, 3, 4,", "The capital of France is", "Once upon a time", "def f
 
 @pytest.fixture(scope="module")
 def batching_worker() -> Iterator[Server]:
-    with running("edge_worker", "--parallel", "4", "--threads", "2") as server:
+    # No RAM prompt cache here: the choices test needs prompts read whole when their slot is taken (a prefix
+    # read from a cache gives the same greedy text, but sampled text may differ in its last digits' draws).
+    with running("edge_worker", "--parallel", "4", "--threads", "2", "--prompt-cache-mib", "0") as server:
         yield server
 
 
@@ -135,3 +137,25 @@ async def test_the_choices_of_one_request_read_its_prompt_once(batching_worker: 
     assert [c["text"] for c in by_index] == [text(a) for a in alone]
     usage = together["usage"]
     assert computed <= usage["prompt_tokens"] + usage["completion_tokens"], (computed, usage)
+
+
+CHAT_SO_FAR = "".join(
+    f"User: tell me fact number {i} about content delivery networks.\nAssistant: Fact {i}: they cache near users.\n"
+    for i in range(8)
+)
+
+
+@pytest.mark.parametrize("ram_mib", ["-1", "0"])  # the default (automatic), and none: the control
+async def test_a_chat_whose_slot_went_to_someone_else_gets_its_kv_back_from_ram(ram_mib: str) -> None:
+    with running("edge_worker", "--parallel", "1", "--threads", "2", "--prompt-cache-mib", ram_mib) as worker:
+        async with aiohttp.ClientSession() as session:
+            first = await complete(session, worker.url, CHAT_SO_FAR)
+            await complete(session, worker.url, "An unrelated request takes the only slot: " * 4)
+            again = await complete(session, worker.url, CHAT_SO_FAR)
+            restored = sample(worker.url, "infercdn_worker_prompt_ram_tokens_total", model=MODEL)
+    prompt_tokens = first["usage"]["prompt_tokens"]
+    assert prompt_tokens > 150 and text(again) == text(first)
+    if ram_mib == "0":
+        assert cached(again) < 10 and restored == 0  # read again from the start
+    else:
+        assert cached(again) == prompt_tokens - 1 == restored  # put back; only the last token is read
