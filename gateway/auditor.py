@@ -50,10 +50,10 @@ EVIDENCE_PER_WORKER = 20
 
 
 def auditable(request: GenerationRequest) -> bool:
-    """Answers a reference can score as sampled: no grammar (a schema or forced tool calls mask tokens the
-    reference would weigh); penalties are applied as the worker's sampler does. Of ``n > 1`` choices the first
-    is scored (each is its own draw from the same prompt)."""
-    return request.tool_choice.mode == "none" and not request.response_format.structured
+    """Answers a reference can score: all but tool calls (the client gets calls, not the text the worker
+    sampled). Penalties and a response schema's grammar are applied as the worker's sampler applies them. Of
+    ``n > 1`` choices the first is scored (each is its own draw from the same prompt)."""
+    return request.tool_choice.mode == "none"
 
 
 @dataclass(frozen=True, slots=True)

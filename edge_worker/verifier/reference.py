@@ -19,7 +19,9 @@ import numpy as np
 from edge_worker.runtimes.llama_cpp.catalog import GgufFacts
 from edge_worker.runtimes.llama_cpp.engine import new_context
 from edge_worker.runtimes.llama_cpp.model import load_llama
+from edge_worker.runtimes.llama_cpp.output_plan import plan_output
 from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
+from edge_worker.verifier.grammar_mask import GrammarMask
 from edge_worker.verifier.scoring import Tally
 from routing.errors import ContextLengthExceeded, InferCDNError, InvalidRequest
 from routing.openai_requests import GenerationRequest, parse_chat_request, parse_completion_request
@@ -60,7 +62,8 @@ class Reference:
             flash_attention=False,
         )
         self._memory = lc.llama_get_memory(self._ctx)
-        self._n_vocab = lc.llama_vocab_n_tokens(llm._model.vocab)
+        self._vocab = llm._model.vocab
+        self._n_vocab = lc.llama_vocab_n_tokens(self._vocab)
         self._batch = lc.llama_batch_init(BATCH_TOKENS, 0, 1)
         self._lock = threading.Lock()
         # The tokens whose KV the context holds from the last check. Prompts share their chat template's
@@ -82,8 +85,13 @@ class Reference:
             targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
             sampling = request.sampling
             tally = Tally(sampling.temperature, sampling.top_p, sampling.frequency_penalty, sampling.presence_penalty)
-            if targets:
-                self._teacher_force(list(job.prompt), targets, tally)
+            grammar = self._grammar_of(request)
+            try:
+                if targets:
+                    self._teacher_force(list(job.prompt), targets, tally, grammar)
+            finally:
+                if grammar is not None:
+                    grammar.close()
         largest = tally.largest()
         return Score(
             prompt_matches=prompt_matches,
@@ -96,7 +104,14 @@ class Reference:
             greedy=tally.greedy,
         )
 
-    def _teacher_force(self, prompt: list[int], targets: list[int], tally: Tally) -> None:
+    def _grammar_of(self, request: GenerationRequest) -> GrammarMask | None:
+        """The grammar the worker sampled this answer under, as the worker builds it (None: none)."""
+        if not request.response_format.structured:
+            return None
+        grammar = plan_output(request, self._prompts.native_tools).grammar
+        return None if grammar is None else GrammarMask(self._lc, self._vocab, grammar, self._n_vocab)
+
+    def _teacher_force(self, prompt: list[int], targets: list[int], tally: Tally, grammar: GrammarMask | None) -> None:
         """Read prompt + targets (all but the last: nothing follows it) and tally each target's logits row."""
         lc, batch = self._lc, self._batch
         sequence = prompt + targets[:-1]
@@ -126,7 +141,10 @@ class Reference:
                 raise InferCDNError("the verifier's decode failed")
             self.tokens_read += len(chunk)
             for index, target in rows:
-                tally.add(self._row(index), targets[target])
+                allowed = grammar.allowed() if grammar is not None else None
+                tally.add(self._row(index), targets[target], allowed)
+                if grammar is not None:
+                    grammar.chose(targets[target], allowed)
         self._held = sequence
 
     def _row(self, index: int) -> np.ndarray:
@@ -162,8 +180,8 @@ def _common_prefix(held: list[int], sequence: list[int], limit: int) -> int:
 def _parsed(body: dict[str, Any]) -> GenerationRequest:
     parse = parse_chat_request if "messages" in body else parse_completion_request
     request = parse(body)
-    if request.tool_choice.mode != "none" or request.response_format.structured:
-        raise InvalidRequest("only plain-text answers are scored")
+    if request.tool_choice.mode != "none":
+        raise InvalidRequest("answers with tool calls are not scored")
     return request  # of n > 1 choices, the gateway sends one: each is its own draw from the same prompt
 
 

@@ -5,7 +5,8 @@ The sampling distribution mirrors the worker's sampler chain
 (``edge_worker.runtimes.llama_cpp.sampler``): frequency and presence
 penalties over the last ``PENALTY_LAST_N`` tokens it chose (as llama.cpp's
 penalties sampler subtracts them from the logits), then top-p on the
-probabilities, then temperature.
+probabilities, then temperature; under a grammar (a response schema), a
+refused draw is drawn again among the tokens the grammar allows.
 """
 
 from __future__ import annotations
@@ -38,14 +39,19 @@ class Tally:
     def greedy(self) -> bool:
         return self.temperature <= 0
 
-    def add(self, logits: np.ndarray, chosen: int) -> None:
+    def add(self, logits: np.ndarray, chosen: int, allowed: np.ndarray | None = None) -> None:
+        """One token: the logits before it, the token chosen, and (under a grammar) which tokens it allowed."""
         row = logits.astype(np.float64, copy=True)
         if self.frequency_penalty or self.presence_penalty:
             self._penalise(row)
             self._remember(chosen)
-        self.gaps.append(min(IMPOSSIBLE_GAP, float(row.max() - row[chosen])))  # log-softmax cancels out
+        if allowed is not None and not allowed[chosen]:
+            self.gaps.append(IMPOSSIBLE_GAP)  # the grammar refused it: no honest sampler chose it
+            return
+        best = row.max() if allowed is None else row[allowed].max()
+        self.gaps.append(min(IMPOSSIBLE_GAP, float(best - row[chosen])))  # log-softmax cancels out
         if not self.greedy:
-            self._add_sampled(row, chosen)
+            self._add_sampled(row, chosen, allowed)
 
     def _penalise(self, row: np.ndarray) -> None:
         """What llama.cpp's penalties sampler does to the logits, from the tokens chosen in its window."""
@@ -64,17 +70,31 @@ class Tally:
         self._recent.append(chosen)
         self._counts[chosen] += 1
 
-    def _add_sampled(self, row: np.ndarray, chosen: int) -> None:
-        kept = _top_p(row, self.top_p)
-        if chosen not in kept:
+    def _add_sampled(self, row: np.ndarray, chosen: int, allowed: np.ndarray | None) -> None:
+        q = self._distribution(row)
+        if allowed is not None:
+            # The worker draws as usual and, only if the grammar refuses that token, draws again among what it
+            # allows: P(x) = q(x) + P(refused) q_allowed(x) for an allowed x.
+            masked = np.where(allowed, row, -np.inf)
+            refused = float(q[~allowed].sum())
+            q = np.where(allowed, q, 0.0) + refused * self._distribution(masked)
+        if q[chosen] <= 0:
             self.gaps[-1] = IMPOSSIBLE_GAP  # the sampler could not have drawn it
             return
+        support = q > 0
+        p = q[support]
+        log_p = np.log(p)
+        entropy = float(-(p * log_p).sum())
+        self._surprise += math.log(float(q[chosen])) + entropy
+        self._variance += max(0.0, float((p * log_p * log_p).sum()) - entropy * entropy)
+
+    def _distribution(self, row: np.ndarray) -> np.ndarray:
+        """The sampler's probabilities over the whole vocabulary: top-p on the probabilities, then temperature."""
+        kept = _top_p(row, self.top_p)
         scaled = row[kept] / self.temperature
-        log_q = scaled - _logsumexp(scaled)
-        q = np.exp(log_q)
-        entropy = float(-(q * log_q).sum())
-        self._surprise += float(log_q[np.searchsorted(kept, chosen)]) + entropy
-        self._variance += max(0.0, float((q * log_q * log_q).sum()) - entropy * entropy)
+        q = np.zeros(row.shape[0])
+        q[kept] = np.exp(scaled - _logsumexp(scaled))
+        return q
 
     @property
     def z(self) -> float | None:
@@ -88,9 +108,10 @@ class Tally:
 
 
 def _top_p(row: np.ndarray, top_p: float) -> np.ndarray:
-    """The token ids the top-p filter keeps, sorted: the fewest likeliest whose mass reaches ``top_p``."""
+    """The token ids the top-p filter keeps, sorted: the fewest likeliest whose mass reaches ``top_p``
+    (never one the row rules out)."""
     if top_p >= 1.0:
-        return np.arange(row.shape[0])
+        return np.flatnonzero(np.isfinite(row))
     order = np.argsort(-row, kind="stable")
     p = np.exp(row[order] - _logsumexp(row))
     keep = int(np.searchsorted(np.cumsum(p), top_p)) + 1

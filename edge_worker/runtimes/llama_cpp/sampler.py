@@ -28,7 +28,7 @@ from routing.openai_requests import Sampling
 
 PENALTY_LAST_N = 64  # llama-cpp-python's default window (last_n_tokens_size)
 # llama.cpp's llama_token_data, as a numpy record: the whole vocabulary is filled in one pass.
-_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 SHORTLIST = 256
 
 
@@ -88,7 +88,7 @@ class SequenceSampler:
     def _draw_from(self, ids: Any, logits: Any) -> int | None:
         """Filter these candidates through the grammar, then draw with the chain; None if none is allowed."""
         lc = self._lc
-        candidates = np.empty(len(ids), dtype=_TOKEN_DATA)
+        candidates = np.empty(len(ids), dtype=TOKEN_DATA)
         candidates["id"], candidates["logit"], candidates["p"] = ids, logits, 0.0
         data = candidates.ctypes.data_as(ctypes.POINTER(lc.llama_token_data))
         array = lc.llama_token_data_array(data=data, size=len(ids), selected=-1, sorted=False)

@@ -142,3 +142,45 @@ async def test_a_check_reads_again_only_what_differs_from_the_last_and_scores_th
     finally:
         fresh.close()
         reusing.close()
+
+
+SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "city",
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "country": {"type": "string"}},
+            "required": ["name", "country"],
+        },
+    },
+}
+
+
+async def test_schema_answers_are_scored_under_the_workers_grammar(
+    reference: Reference, cheaper_models: dict[str, Path]
+) -> None:
+    """Greedy answers held to a schema pass, and would not if the reference ignored the grammar; sampled ones
+    get a Z near zero (the worker redraws a refused token among the allowed ones, and the reference knows it);
+    a cruder model's schema answers are flagged."""
+    blind_gaps, zs, cheats = [], [], []
+    async for model in engine(cheaper_models["Q2_K"], 2):
+        for prompt in PROMPTS:
+            job = await answer(model, chat(prompt, temperature=0, response_format=SCHEMA, max_tokens=40))
+            cheats.append((await asyncio.to_thread(reference.score, job)).max_gap)
+    assert sum(g > GAP_NATS for g in cheats) >= len(cheats) - 1, cheats
+    async for model in engine(bundled_model_path(), 2):
+        for prompt in PROMPTS:
+            job = await answer(model, chat(prompt, temperature=0, response_format=SCHEMA, max_tokens=40))
+            score = await asyncio.to_thread(reference.score, job)
+            assert score.prompt_matches and score.text_matches and score.max_gap < GAP_NATS, (prompt, score)
+            free = {k: v for k, v in job.request.items() if k != "response_format"}
+            blind = ScoreRequest(free, job.prompt, job.completion, job.end_token, job.text)
+            blind_gaps.append((await asyncio.to_thread(reference.score, blind)).max_gap)
+        for seed in range(12):
+            body = chat(PROMPTS[seed % len(PROMPTS)], temperature=1.0, seed=seed, response_format=SCHEMA, max_tokens=40)
+            score = await asyncio.to_thread(reference.score, await answer(model, body))
+            assert score.z is not None and score.text_matches
+            zs.append(score.z)
+    assert sum(g > GAP_NATS for g in blind_gaps) >= 3, blind_gaps  # the grammar forces what the model would not
+    assert -3 < sum(zs) / len(zs) ** 0.5 < 3, zs
