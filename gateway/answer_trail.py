@@ -58,7 +58,7 @@ class AnswerTrail:
         if choice is None:
             return
         delta = choice.get("delta")
-        piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        piece = _text_of(delta) if isinstance(delta, dict) else choice.get("text")
         if isinstance(piece, str):
             self.parts.append(piece)
         if isinstance(choice.get("finish_reason"), str):
@@ -75,7 +75,7 @@ class AnswerTrail:
             choice = _first_choice(answer)
             if choice is not None:
                 message = choice.get("message")
-                text = message.get("content") if isinstance(message, dict) else choice.get("text")
+                text = _text_of(message) if isinstance(message, dict) else choice.get("text")
                 self.parts = [text] if isinstance(text, str) else []
                 reason = choice.get("finish_reason")
                 self.finish_reason = reason if isinstance(reason, str) else ""
@@ -97,4 +97,17 @@ def _first_choice(obj: dict[str, Any]) -> dict[str, Any] | None:
     choices = obj.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict) and choices[0].get("index", 0) == 0:
         return choices[0]
+    return None
+
+
+def _text_of(message: dict[str, Any]) -> Any:
+    """What the worker sampled, as the client got it: the content, or a forced call's arguments (verbatim)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    calls = message.get("tool_calls")
+    if isinstance(calls, list) and len(calls) == 1 and isinstance(calls[0], dict):
+        function = calls[0].get("function")
+        if isinstance(function, dict):
+            return function.get("arguments")
     return None

@@ -50,10 +50,12 @@ EVIDENCE_PER_WORKER = 20
 
 
 def auditable(request: GenerationRequest) -> bool:
-    """Answers a reference can score: all but tool calls (the client gets calls, not the text the worker
-    sampled). Penalties and a response schema's grammar are applied as the worker's sampler applies them. Of
-    ``n > 1`` choices the first is scored (each is its own draw from the same prompt)."""
-    return request.tool_choice.mode == "none"
+    """Answers a reference can score: text, and a call to the function ``tool_choice`` names (its arguments are
+    the text sampled, verbatim). Not ``auto`` or ``required`` calls: the client gets calls read back out of the
+    text, not the text. Penalties and a grammar (a response schema, the forced function's parameters) are
+    applied as the worker's sampler applies them. Of ``n > 1`` choices the first is scored (each is its own draw
+    from the same prompt)."""
+    return request.tool_choice.mode in ("none", "function")
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,7 @@ class Reference:
 
     def _grammar_of(self, request: GenerationRequest) -> GrammarMask | None:
         """The grammar the worker sampled this answer under, as the worker builds it (None: none)."""
-        if not request.response_format.structured:
+        if not request.response_format.structured and request.tool_choice.mode != "function":
             return None
         grammar = plan_output(request, self._prompts.native_tools).grammar
         return None if grammar is None else GrammarMask(self._lc, self._vocab, grammar, self._n_vocab)
@@ -180,8 +180,8 @@ def _common_prefix(held: list[int], sequence: list[int], limit: int) -> int:
 def _parsed(body: dict[str, Any]) -> GenerationRequest:
     parse = parse_chat_request if "messages" in body else parse_completion_request
     request = parse(body)
-    if request.tool_choice.mode != "none":
-        raise InvalidRequest("answers with tool calls are not scored")
+    if request.tool_choice.mode not in ("none", "function"):
+        raise InvalidRequest("only answers whose text the client got are scored (not auto or required calls)")
     return request  # of n > 1 choices, the gateway sends one: each is its own draw from the same prompt
 
 

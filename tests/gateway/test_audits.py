@@ -159,23 +159,51 @@ async def test_a_worker_serving_a_cruder_model_than_it_claims_is_convicted_and_g
     await verifier.close()
 
 
-async def test_answers_of_several_choices_are_audited_too_and_an_honest_worker_stays_clean(
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+FORCED_CALL = {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "weather"}}}
+SCHEMA = {
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {"name": "fact", "schema": {"type": "object", "properties": {"fact": {"type": "string"}}}},
+    }
+}
+# Each went unaudited once: a worker could have cheated on exactly those.
+ALSO_AUDITED = [
+    {"n": 2, "temperature": 0},
+    {"n": 2, "temperature": 0, "stream": True},
+    {"n": 2, "temperature": 0.8},
+    {"n": 2, "temperature": 0.8, "stream": True},
+    {"frequency_penalty": 1.0, "presence_penalty": 0.5},
+    {"frequency_penalty": 1.0, "temperature": 0.8, "stream": True},
+    {**SCHEMA, "max_tokens": 32},
+    {**SCHEMA, "max_tokens": 32, "temperature": 0.8, "stream": True},
+    {**FORCED_CALL, "max_tokens": 32},
+    {**FORCED_CALL, "max_tokens": 32, "stream": True},
+]
+
+
+async def test_several_choices_penalties_schemas_and_forced_calls_are_audited_and_an_honest_worker_stays_clean(
     session: aiohttp.ClientSession,
 ) -> None:
-    """n > 1 answers went unaudited: a worker could have cheated on exactly those."""
     verifier, verifier_url = await start_verifier()
     with tempfile.TemporaryDirectory() as folder:
         server, gw = await audited_gateway(verifier_url, Path(folder) / "gateway.sqlite3")
         try:
             with registered_worker(gw, "honest"):
                 await wait_until(lambda: server.app[api.STATE].fleet.get("honest") is not None)
-                for i, (temperature, stream) in enumerate([(0, False), (0, True), (0.8, False), (0.8, True)]):
-                    assert await ask(session, gw, i, n=2, temperature=temperature, stream=stream) == "honest"
+                for i, extra in enumerate(ALSO_AUDITED):
+                    assert await ask(session, gw, i, **extra) == "honest"
                 auditor = server.app[api.STATE].auditor
                 assert auditor is not None
                 await wait_until(lambda: auditor.idle)
                 found = (await audits(session, gw))["honest"]
-                assert found["checks"] == 4 and found["flags"] == 0, found
+                assert found["checks"] == len(ALSO_AUDITED) and found["flags"] == 0, found
         finally:
             await server.close()
     await verifier.close()
