@@ -13,7 +13,7 @@ from bench.trust import answer
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
 from edge_worker.verifier.reference import Reference
-from routing.verification import ScoreRequest
+from routing.verification import IMPOSSIBLE_GAP, ScoreRequest
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about rain.", "Explain gravity simply.", "List two fruits."]
 GAP_NATS = 1.0
@@ -184,3 +184,18 @@ async def test_schema_answers_are_scored_under_the_workers_grammar(
             zs.append(score.z)
     assert sum(g > GAP_NATS for g in blind_gaps) >= 3, blind_gaps  # the grammar forces what the model would not
     assert -3 < sum(zs) / len(zs) ** 0.5 < 3, zs
+
+
+async def test_an_answer_that_breaks_its_schema_is_flagged_and_the_verifier_lives(reference: Reference) -> None:
+    """A worker that ignores the grammar: prose for a schema, or JSON cut short with an end token (llama.cpp
+    aborts the process if a grammar is made to accept either; the reference never feeds it one)."""
+    async for model in engine(bundled_model_path(), 2):
+        held = await answer(model, chat(PROMPTS[0], temperature=0, response_format=SCHEMA, max_tokens=40))
+        prose = await answer(model, chat(PROMPTS[0], temperature=0, max_tokens=16))
+    ignored = ScoreRequest(held.request, held.prompt, prose.completion, prose.end_token, prose.text)
+    half = held.completion[: len(held.completion) // 2]
+    cut = ScoreRequest(held.request, held.prompt, half, reference.end_of_text, reference.detokenize(half))
+    for job in (ignored, cut):
+        score = await asyncio.to_thread(reference.score, job)
+        assert score.text_matches and score.max_gap >= IMPOSSIBLE_GAP, score
+    assert (await asyncio.to_thread(reference.score, held)).max_gap < GAP_NATS  # and it still scores
