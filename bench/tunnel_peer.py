@@ -20,11 +20,11 @@ from aiohttp import web
 from bench.firehose_upstream import firehose
 from bench.standin_upstream import chat, standin_app
 from edge_worker.announcer import Announcer
-from edge_worker.local_api import InProcessApi
 from edge_worker.tunnel import TunnelClient
 from routing.announce import Hardware, Heartbeat, Registration
 from routing.fleet import TUNNEL, ModelOffer
 from routing.identity import Identity
+from routing.in_process import InProcessApi
 from routing.quantization import Quantization
 from routing.signing import Signer
 

@@ -23,7 +23,6 @@ from edge_worker.audit_records import RECORDS, RecordSealer
 from edge_worker.config import WorkerConfig
 from edge_worker.errors import openai_errors
 from edge_worker.hardware import detect
-from edge_worker.local_api import InProcessApi
 from edge_worker.metrics import WorkerMetrics
 from edge_worker.receipt_book import ReceiptBook, book_path
 from edge_worker.receipt_fetcher import ReceiptFetcher
@@ -39,6 +38,7 @@ from routing.fleet import DIRECT, TUNNEL
 from routing.gateway_presence import SERVICE as GATEWAY_SERVICE
 from routing.gateway_presence import FoundGateway, found_gateway
 from routing.identity import Identity, load_or_create
+from routing.in_process import InProcessApi
 from routing.key_handover import load_handover
 from routing.signing import Signer
 from routing.supervise import start_supervised, stop_all

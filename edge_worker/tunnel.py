@@ -3,7 +3,7 @@
 For a worker nobody can dial (home NAT): once registered with a gateway, it
 opens ``GET /internal/v1/workers/{id}/tunnel`` there, signed with its own key,
 and serves every request that arrives over it with its own API (in-process:
-``edge_worker/local_api.py``), with the gateway's headers (the gateway's
+``routing/in_process.py``), with the gateway's headers (the gateway's
 per-worker token still opens the API, exactly as over a direct connection).
 Answers go back in chunks, never more than the window the gateway has
 granted per stream, so a slow client backs up into the API's writes, not
@@ -23,9 +23,9 @@ from functools import partial
 import aiohttp
 from multidict import CIMultiDict
 
-from edge_worker.local_api import InProcessApi, Send, Window
 from routing import tunnel_wire as wire
 from routing.errors import InvalidRequest
+from routing.in_process import InProcessApi, Send, Window
 from routing.signing import Signer
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import asyncio
 
 import aiohttp
 
-from edge_worker.local_api import InProcessApi
 from edge_worker.tunnel import TunnelClient
+from routing.in_process import InProcessApi
 from routing.signing import Signer
 from routing.supervise import start_supervised, stop_all
 

@@ -172,6 +172,7 @@ async def audits(request: web.Request) -> web.Response:
                 "checks": reputation.checks,
                 "flags": reputation.flags,
                 "running_z": reputation.running_z,
+                "recent_greedy_checks": reputation.recent_greedy,
                 "last_reason": reputation.last_reason,
                 "evidence": [e.to_json() for e in evidence],
             }

@@ -15,6 +15,7 @@ from gateway.accounting import Finished, account, outcome_label
 from gateway.answers import completion_answer, embeddings_answer
 from gateway.auditor import Auditor, Sample, auditable
 from gateway.auth import API_KEY, Access
+from gateway.canaries import CANARY, CANARY_KEY_ID, Canaries
 from gateway.errors import request_id_of
 from gateway.keys import ApiKey
 from gateway.ledger.service import Ledger
@@ -73,6 +74,7 @@ class GatewayState:
     warm_up: WarmUp
     body_timeout_s: float
     auditor: Auditor | None = None  # None: no verifiers configured
+    canaries: Canaries | None = None  # None: no auditor, or canary_share = 0
     ledger: Ledger | None = None  # None: ledger_url = "off"
 
     @property
@@ -142,8 +144,10 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
         requirements = requirements_of(body, routed, request.headers.get(REGION_HEADER, ""))
         model = state.fleet.model_id(requirements.model) or "unknown"  # a bounded metrics label
         key = request.get(API_KEY)
+        canary = request.get(CANARY)  # this gateway's own canary, pinned to one worker
         if recorder is not None:
-            recorder.model, recorder.key_id = model, key.id if key is not None else ""
+            recorder.model = model
+            recorder.key_id = key.id if key is not None else CANARY_KEY_ID if canary is not None else ""
         if key is not None:
             prompt_tokens = estimate_prompt_tokens(routed)
             max_tokens = completion_allowance(routed)
@@ -162,6 +166,10 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
         images = sum(m.images for m in routed.messages or ()) if isinstance(routed, GenerationRequest) else 0
         outcome.usage.bound(len(raw), most_completion_tokens(routed, completion_cap), images=images)
         plan = _plan(state, requirements)
+        if canary is not None:
+            plan = [c for c in plan if c.state.worker.id == canary]
+            if not plan:
+                raise NoSuitableWorker(f"The canary's worker {canary} cannot take it now.")
         generation = routed if isinstance(routed, GenerationRequest) else None
         outcome.trail.collect = state.auditor is not None and generation is not None and auditable(generation)
         response = await state.proxy.forward(
@@ -177,7 +185,10 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
         status.code = response.status
         audited = outcome.trail.collect and outcome.trail.ended and response.status == 200
         if state.auditor is not None and generation is not None and audited:
-            _consider_audit(state, state.auditor, body, generation, request_id_of(request), outcome)
+            forced = canary is not None  # a canary is always audited: that is what it is for
+            _consider_audit(state, state.auditor, body, generation, request_id_of(request), outcome, forced=forced)
+        if state.canaries is not None and canary is None and generation is not None:
+            state.canaries.routed()
         return response
 
 
@@ -188,6 +199,8 @@ def _consider_audit(
     request: GenerationRequest,
     request_id: str,
     outcome: Outcome,
+    *,
+    forced: bool = False,
 ) -> None:
     """A delivered answer, offered for an audit (drawn or not by the auditor, off the request path)."""
     worker = state.fleet.get(outcome.worker)
@@ -199,7 +212,7 @@ def _consider_audit(
     sample = Sample(
         outcome.worker, offer, body, request, request_id, trail.sealed, trail.text, trail.finish_reason, outcome.usage
     )
-    auditor.consider(sample)
+    auditor.consider(sample, forced=forced)
 
 
 def completion_cap_of(budgets: BudgetBook, key: ApiKey, prompt_tokens: int, wall: float) -> int | None:

@@ -19,6 +19,7 @@ from gateway import admin, api
 from gateway.auditor import Auditor
 from gateway.auth import Access, authenticate
 from gateway.budgets import keep_in_step, observe_ledger
+from gateway.canaries import Canaries
 from gateway.config import GatewayConfig
 from gateway.consul_watch import ConsulWatch
 from gateway.conviction_store import ConvictionStore
@@ -43,6 +44,7 @@ from routing.advertise import AddressPolicy
 from routing.announce import REGISTER_PATH
 from routing.balancer import Balancer
 from routing.budget import Budget, BudgetBook
+from routing.canaries import CanaryPlan
 from routing.consul_client import PassingServices, consul_client
 from routing.consul_service import ConsulService
 from routing.enrollment_decision import decision_key
@@ -179,6 +181,18 @@ def create_app(
         if auditor is not None:
             tasks.append(start_supervised("auditor", auditor.run))
             tasks.append(start_supervised("verifier refresh", auditor.verifiers.run))
+            if config.canary_share > 0:
+                verifiers = auditor.verifiers
+                canaries = Canaries(
+                    app,
+                    balancer,
+                    metrics,
+                    CanaryPlan(config.canary_share),
+                    chance,
+                    checkable=lambda sha256: verifiers.url_for(sha256) is not None,
+                )
+                app[api.STATE].canaries = canaries
+                tasks.append(start_supervised("canaries", canaries.run))
         if consul is not None and registry is not None:  # the config check: Consul needs the join token
             watch = ConsulWatch(
                 balancer,

@@ -106,11 +106,11 @@ class Auditor:
             self._balancer.convicted(row.worker_id, row.evidence[-1].reason if row.evidence else "", row.convicted_at)
             self.evidence[row.worker_id] = deque(row.evidence, maxlen=EVIDENCE_PER_WORKER)
 
-    def consider(self, sample: Sample) -> None:
-        """Draw the delivered answer for an audit, or not; never blocks."""
+    def consider(self, sample: Sample, *, forced: bool = False) -> None:
+        """Draw the delivered answer for an audit, or not (``forced``: a canary, always); never blocks."""
         if not sample.offer.sha256:
             return  # it names no weights file: nothing to check it against (and no record was promised)
-        if self._rng.random() >= self._balancer.reputations.rate(sample.worker_id):
+        if not forced and self._rng.random() >= self._balancer.reputations.rate(sample.worker_id):
             return
         try:
             self._queue.put_nowait(sample)

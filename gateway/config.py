@@ -124,6 +124,9 @@ class GatewayConfig:
     audit_gap_nats: float = 1.5
     # Audits waiting for a verifier; beyond this they are dropped (and counted), never blocking a request.
     audit_queue: int = 256
+    # Canaries: synthetic greedy requests, always audited, for workers with few greedy audits among their
+    # last ones, at most this share of the requests routed (routing/canaries.py); 0: none.
+    canary_share: float = 0.005
     # The usage ledger. "": SQLite beside state_file (gateway.ledger.sqlite3); a path: that SQLite
     # file; "postgresql://…": one database shared by many gateways (config file or environment only:
     # it may hold a password); "off": no ledger.
@@ -209,6 +212,7 @@ class GatewayConfig:
         for key in ("audit_probation_rate", "audit_trusted_rate", "audit_suspect_rate"):
             require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")
         require(self.audit_gap_nats > 0, "gateway.audit_gap_nats", "must be > 0")
+        require(0 <= self.canary_share <= 0.5, "gateway.canary_share", "must be from 0 (none) to 0.5")
         require(self.audit_queue >= 1, "gateway.audit_queue", "must be >= 1")
         require(
             self.ledger_url.startswith(("postgresql://", "postgres://")) or "://" not in self.ledger_url,

@@ -117,6 +117,12 @@ class GatewayMetrics:
             registry=r,
         )
         self.audit_queue = Gauge("infercdn_gateway_audit_queue", "Audits waiting for a verifier.", registry=r)
+        self.canaries = Counter(
+            "infercdn_gateway_canaries",
+            "Synthetic greedy requests sent to workers with few greedy audits, by outcome: sent, failed.",
+            ["outcome"],
+            registry=r,
+        )
         self.verifier_seconds = Histogram(
             "infercdn_gateway_verifier_seconds",
             "How long a verifier took to score one answer.",

@@ -83,6 +83,12 @@ class Reputation:
     last_reason: str = ""
     _recent_flags: deque[bool] = field(default_factory=deque)
     _recent_z: deque[float] = field(default_factory=deque)
+    _recent_greedy: deque[bool] = field(default_factory=deque)  # of the last checks, which were greedy
+
+    @property
+    def recent_greedy(self) -> int:
+        """Greedy checks among the last ``window``: what canaries top up (a greedy flag convicts fastest)."""
+        return sum(self._recent_greedy)
 
     @property
     def running_z(self) -> float | None:
@@ -97,6 +103,7 @@ class Reputation:
             return None  # only an operator clears a conviction
         self.checks += 1
         _push(self._recent_flags, check.flagged, policy.window)
+        _push(self._recent_greedy, check.z is None, policy.window)
         if check.z is not None:
             _push(self._recent_z, check.z, policy.window)
         if check.flagged:

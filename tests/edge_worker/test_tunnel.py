@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from edge_worker.local_api import InProcessApi
 from edge_worker.tunnel import TunnelClient
 from routing import tunnel_wire as wire
 from routing.identity import Identity
+from routing.in_process import InProcessApi
 from routing.signing import Signer
 
 WORKER = "w"

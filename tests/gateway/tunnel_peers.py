@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from edge_worker.local_api import InProcessApi
 from edge_worker.tunnel import TunnelClient
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from routing import tunnel_wire as wire
 from routing.announce import REGISTER_PATH, pack
 from routing.fleet import TUNNEL
+from routing.in_process import InProcessApi
 from routing.signing import Signer
 from tests.gateway.standin import Behaviour, StandIn, answer_ok
 from tests.gateway.test_registry import TOKEN, key_of, post_signed, registration

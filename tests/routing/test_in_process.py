@@ -15,8 +15,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from edge_worker.errors import openai_errors
-from edge_worker.local_api import InProcessApi, Window
 from routing import tunnel_wire as wire
+from routing.in_process import InProcessApi, Window
 from tests.waiting import wait_until
 
 

@@ -14,7 +14,8 @@ much as the tunnel itself, and no local port the tunnel depends on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -124,14 +125,23 @@ class InProcessApi:
     This leans on two of aiohttp's own seams, ``Application._make_request``
     and ``Application._handle`` (what its HTTP server calls for each parsed
     request), so routing, middlewares and ``on_response_prepare`` run exactly
-    as for a request over HTTP; ``tests/edge_worker/test_local_api.py`` holds
+    as for a request over HTTP; ``tests/routing/test_in_process.py`` holds
     them to that.
     """
 
     def __init__(self, app: web.Application):
         self._app = app
 
-    async def serve(self, request: wire.Request, headers: CIMultiDict[str], window: Window, send: Send) -> None:
+    async def serve(
+        self,
+        request: wire.Request,
+        headers: CIMultiDict[str],
+        window: Window,
+        send: Send,
+        marks: Mapping[web.RequestKey[Any], Any] | None = None,
+    ) -> None:
+        """Answer ``request`` (hop headers removed: ``headers``) in frames through ``send``. ``marks`` go on the
+        request before any middleware sees it: what only this process can say about it (a gateway's canary)."""
         loop = asyncio.get_running_loop()
         connection = _NoConnection(loop)
         body = StreamReader(connection, 2**16, loop=loop)
@@ -155,6 +165,8 @@ class InProcessApi:
         task = asyncio.current_task()
         assert task is not None
         web_request = self._app._make_request(message, body, connection, writer, task)  # type: ignore[arg-type]
+        for key, value in (marks or {}).items():
+            web_request[key] = value
         try:
             response = await self._app._handle(web_request)
         except web.HTTPException as exc:  # as aiohttp's server does: the exception is the answer
