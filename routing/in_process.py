@@ -1,14 +1,14 @@
-"""How a tunnel reaches this worker's own API: in-process, with the tunnel as the response's writer.
+"""An aiohttp application called in-process, its answer sent as tunnel frames (``routing.tunnel_wire``).
 
-A tunnel's request goes to the worker's API and its answer back in frames,
-never more than the stream's window ahead of the gateway's grants, so a
-slow client backs up into the API's writes, not into memory. A cancel
-cancels the task that serves the request: the API's handler sees
-``CancelledError``, as when an HTTP client leaves, and stops generating.
-
-The worker's aiohttp application is called directly: no second HTTP hop
-over loopback (its client, its sockets, its parse), which cost about as
-much as the tunnel itself, and no local port the tunnel depends on.
+The worker's end of a tunnel serves its own API this way: a tunnel's request
+goes to the API and its answer back in frames, never more than the stream's
+window ahead of the gateway's grants, so a slow client backs up into the
+API's writes, not into memory. A cancel cancels the task that serves the
+request: the API's handler sees ``CancelledError``, as when an HTTP client
+leaves, and stops generating. No second HTTP hop over loopback (its client,
+its sockets, its parse), which cost about as much as the tunnel itself, and
+no local port the tunnel depends on. A gateway sends its canaries through
+its own application the same way (``gateway/canaries.py``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class _NoConnection(BaseProtocol):
 
 
 class _TunnelWriter(AbstractStreamWriter):
-    """The response writer of a request that came over a tunnel: what the handler writes goes out as frames.
+    """The response writer of a request served in-process: what the handler writes goes out as frames.
 
     The head waits for the body: a short whole answer (most non-streaming ones) is one frame, not three."""
 
@@ -120,7 +120,7 @@ class _TunnelWriter(AbstractStreamWriter):
 
 
 class InProcessApi:
-    """This worker's own application, called in-process for each tunnelled request.
+    """An application, called in-process for each request (a tunnelled one, a canary).
 
     This leans on two of aiohttp's own seams, ``Application._make_request``
     and ``Application._handle`` (what its HTTP server calls for each parsed
