@@ -138,10 +138,10 @@ class TunnelClient:
         headers = CIMultiDict((name, value) for name, value in request.headers if name.lower() not in _HOP_HEADERS)
         try:
             await self._api.serve(request, headers, window, send)
-        except (aiohttp.ClientError, ConnectionError):
-            pass  # the tunnel itself went: nobody is left to tell
-        except Exception:  # the API's own middleware answers errors; this is one that got past it
-            log.exception("a tunnelled request to %s failed", request.path)
+        except Exception as exc:  # the API's middleware answers errors; this got past it (mid-stream, say)
+            if not isinstance(exc, (aiohttp.ClientError, ConnectionError)):
+                log.exception("a tunnelled request to %s failed", request.path)
+            # The gateway ends the stream on it (never left waiting); if the tunnel itself went, nobody is left.
             with contextlib.suppress(aiohttp.ClientError, ConnectionError):
                 await send(wire.Failed(request.stream, "the worker's API failed"))
 

@@ -369,3 +369,28 @@ async def test_a_tunnel_dropped_mid_stream_ends_the_stream_with_an_error_event(s
     finally:
         await worker.stop()
         await gateway.close()
+
+
+async def test_an_api_that_fails_mid_stream_ends_the_stream_instead_of_leaving_it_open(
+    session: aiohttp.ClientSession,
+) -> None:
+    """An error the worker's own API lets out after its first bytes (a connection of its own that broke)."""
+
+    async def breaks(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(EVENT % b"x")
+        raise ConnectionResetError("the model server behind this API went away")
+
+    gateway, gw = await start_tunnel_gateway()
+    worker = await tunnelled_standin(session, gw, "w", breaks)
+    try:
+        await wait_until(lambda: serving_through_tunnel(session, gw, "w"))
+        async with asyncio.timeout(30):  # a hang guard only: the stream must simply end
+            async with session.post(f"{gw}/v1/chat/completions", json={**STANDIN_CHAT, "stream": True}) as resp:
+                events = [line async for line in resp.content if line.startswith(b"data: ")]
+        assert events[-1] == b"data: [DONE]\n" and b'"error"' in events[-2]
+        assert worker.client.connected.is_set()  # the tunnel itself is fine
+    finally:
+        await worker.stop()
+        await gateway.close()
