@@ -23,7 +23,7 @@ from edge_worker.runtimes.llama_cpp.output_plan import plan_output
 from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
 from edge_worker.verifier.grammar_mask import GrammarMask
 from edge_worker.verifier.scoring import Tally
-from routing.errors import ContextLengthExceeded, InferCDNError, InvalidRequest
+from routing.errors import Busy, ContextLengthExceeded, InferCDNError, InvalidRequest
 from routing.openai_requests import GenerationRequest, parse_chat_request, parse_completion_request
 from routing.verification import Score, ScoreRequest
 
@@ -72,6 +72,12 @@ class Reference:
         self._reuse = reuse_prompts
         self._held: list[int] = []
         self.tokens_read = 0  # what its checks have decoded, over its life
+        self._closed = False
+
+    @property
+    def checking(self) -> bool:
+        """A check is running (``close`` waits for it)."""
+        return self._lock.locked()
 
     @property
     def sha256(self) -> str:
@@ -80,6 +86,8 @@ class Reference:
     def score(self, job: ScoreRequest) -> Score:
         request = _parsed(job.request)
         with self._lock:
+            if self._closed:
+                raise Busy("The verifier is shutting down.")
             prompt_matches = tuple(self._prompts.render(request, self.facts.offer.model)) == job.prompt
             text_matches = _spells(self.detokenize(job.completion), job.text, request.sampling.stop)
             targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
@@ -163,9 +171,14 @@ class Reference:
         return raw.decode("utf-8", errors="replace")
 
     def close(self) -> None:
-        self._lc.llama_batch_free(self._batch)
-        self._lc.llama_free(self._ctx)
-        self._llm.close()
+        """Free the model, once no check is running (freeing it under one crashed the process)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._lc.llama_batch_free(self._batch)
+            self._lc.llama_free(self._ctx)
+            self._llm.close()
 
 
 def _common_prefix(held: list[int], sequence: list[int], limit: int) -> int:

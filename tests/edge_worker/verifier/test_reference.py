@@ -13,7 +13,9 @@ from bench.trust import answer
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
 from edge_worker.verifier.reference import Reference
+from routing.errors import Busy
 from routing.verification import IMPOSSIBLE_GAP, ScoreRequest
+from tests.waiting import wait_until
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about rain.", "Explain gravity simply.", "List two fruits."]
 GAP_NATS = 1.0
@@ -199,3 +201,17 @@ async def test_an_answer_that_breaks_its_schema_is_flagged_and_the_verifier_live
         score = await asyncio.to_thread(reference.score, job)
         assert score.text_matches and score.max_gap >= IMPOSSIBLE_GAP, score
     assert (await asyncio.to_thread(reference.score, held)).max_gap < GAP_NATS  # and it still scores
+
+
+async def test_closing_waits_for_a_running_check_then_refuses_new_ones() -> None:
+    """A verifier stopping while it scores (freeing the model under a running check crashed the process)."""
+    closing = Reference(bundled_model_path(), threads=2, context_length=1024)
+    async for model in engine(bundled_model_path(), 2):
+        job = await answer(model, chat("Tell me a long story about a lighthouse. " * 30, temperature=0))
+    scoring = asyncio.create_task(asyncio.to_thread(closing.score, job))
+    await wait_until(lambda: closing.checking or scoring.done())
+    await asyncio.to_thread(closing.close)
+    assert (await scoring).prompt_matches  # it finished first
+    with pytest.raises(Busy):
+        await asyncio.to_thread(closing.score, job)
+    closing.close()  # twice is fine
