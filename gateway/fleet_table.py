@@ -89,11 +89,14 @@ def render_gaps(gaps: dict[str, Any]) -> str:
 def render_audits(audits: dict[str, Any]) -> str:
     if not audits["enabled"]:
         return "audits are off on this gateway (no verifiers configured)"
-    lines = [f"{'WORKER':<40}  {'STANDING':<10}  {'CHECKS':>6}  {'FLAGS':>5}  {'Z':>6}  LAST FLAG"]
+    # GREEDY: greedy checks among the worker's last audits (canaries top up those below 10).
+    head = f"{'WORKER':<40}  {'STANDING':<10}  {'CHECKS':>6}  {'GREEDY':>6}  {'FLAGS':>5}  {'Z':>6}  LAST FLAG"
+    lines = [head]
     for r in audits["workers"]:
         z = "-" if r["running_z"] is None else f"{r['running_z']:.2f}"
         reason = r["last_reason"] or "-"
-        lines.append(f"{r['worker_id']:<40}  {r['standing']:<10}  {r['checks']:>6}  {r['flags']:>5}  {z:>6}  {reason}")
+        counts = f"{r['checks']:>6}  {r['recent_greedy_checks']:>6}  {r['flags']:>5}"
+        lines.append(f"{r['worker_id']:<40}  {r['standing']:<10}  {counts}  {z:>6}  {reason}")
     lines.append(f"{len(audits['workers'])} audited worker(s)")
     return "\n".join(lines)
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway import api
+from gateway.fleet_table import run_fleet_command
 from routing.identity import load_or_create
 from tests.gateway.test_audits import VERIFIER_KEY, ask, audits, lie_about_weights, start_verifier
 from tests.gateway.test_registry import registered_worker, start_gateway
@@ -35,7 +37,7 @@ async def canary_gateway(verifier: str, state_file: Path) -> tuple[Any, str]:
 
 
 async def test_a_cheat_whose_clients_only_sample_is_convicted_by_canaries(
-    session: aiohttp.ClientSession, cheaper_models: dict[str, Path]
+    session: aiohttp.ClientSession, cheaper_models: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     verifier, verifier_url = await start_verifier()
     with tempfile.TemporaryDirectory() as folder:
@@ -69,6 +71,12 @@ async def test_a_cheat_whose_clients_only_sample_is_convicted_by_canaries(
                 auditor = server.app[api.STATE].auditor
                 assert auditor is not None
                 await wait_until(lambda: auditor.idle)
+                # What an operator reads: `infercdn fleet audits`, with the greedy checks canaries topped up.
+                assert await asyncio.to_thread(run_fleet_command, gw, "", as_json=False, action="audits") == 0
+                table = capsys.readouterr().out.splitlines()
+                assert table[0].split()[:5] == ["WORKER", "STANDING", "CHECKS", "GREEDY", "FLAGS"]
+                cheat_row = next(line.split() for line in table if line.startswith("cheat "))
+                assert cheat_row[1] == "convicted" and cheat_row[2] == cheat_row[3]  # all of its checks greedy
         finally:
             await server.close()
     await verifier.close()
