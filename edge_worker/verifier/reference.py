@@ -21,6 +21,7 @@ from edge_worker.runtimes.llama_cpp.engine import new_context
 from edge_worker.runtimes.llama_cpp.model import load_llama
 from edge_worker.runtimes.llama_cpp.output_plan import plan_output
 from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
+from edge_worker.runtimes.llama_cpp.prompt_store import common_prefix
 from edge_worker.verifier.grammar_mask import GrammarMask
 from edge_worker.verifier.scoring import Tally
 from routing.errors import Busy, ContextLengthExceeded, InferCDNError, InvalidRequest
@@ -128,7 +129,7 @@ class Reference:
         first_row = len(prompt) - 1  # the logits after position i predict token i + 1
         # Kept: the part of the prompt this context read last time, up to the first row whose logits are wanted
         # (the cache holds keys and values, not logits).
-        kept = _common_prefix(self._held, sequence, first_row) if self._reuse else 0
+        kept = min(common_prefix(self._held, sequence), first_row) if self._reuse else 0
         self._held = []  # until this decode has succeeded
         if not kept or not lc.llama_memory_seq_rm(self._memory, 0, kept, -1):
             kept = 0
@@ -179,15 +180,6 @@ class Reference:
             self._lc.llama_batch_free(self._batch)
             self._lc.llama_free(self._ctx)
             self._llm.close()
-
-
-def _common_prefix(held: list[int], sequence: list[int], limit: int) -> int:
-    """How many leading tokens ``held`` and ``sequence`` share, at most ``limit``."""
-    n = min(len(held), len(sequence), limit)
-    for i in range(n):
-        if held[i] != sequence[i]:
-            return i
-    return n
 
 
 def _parsed(body: dict[str, Any]) -> GenerationRequest:
