@@ -27,11 +27,12 @@ from typing import Any
 
 from bench.overhead import table
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.runtimes.llama_cpp.choice_output import ChoiceOutput
 from edge_worker.runtimes.llama_cpp.events import Finished, TextDelta
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
 from edge_worker.verifier.reference import Reference
 from routing.openai_requests import parse_chat_request, parse_completion_request
-from routing.verification import Score, ScoreRequest
+from routing.verification import DeliveredCall, Score, ScoreRequest
 
 GAP_NATS = 1.5  # the gateway's default audit_gap_nats
 NARROWER_GAP_NATS = 1.0  # the issue's starting point, which flagged an honest answer (see the README)
@@ -86,15 +87,19 @@ async def answers(path: Path, threads: int, slots: int, n: int) -> tuple[list[Sc
 async def answer(model: LlamaCppModel, body: dict[str, Any]) -> ScoreRequest:
     """Generate one answer and put it as a gateway would send it to a verifier."""
     parse = parse_chat_request if "messages" in body else parse_completion_request
-    generation = (await model.start(parse(body)))[0]
-    text, end = "", None
+    request = parse(body)
+    generation = (await model.start(request))[0]
+    output, end = ChoiceOutput(generation.plan, request.tools), None  # as the worker's API reads it back
     async for event in generation.events():
         if isinstance(event, TextDelta):
-            text += event.text
+            output.take(event.text, ())
         elif isinstance(event, Finished):
             end = event
     assert end is not None
-    return ScoreRequest(body, generation.prompt_ids, end.completion_ids, end.end_token, text)
+    output.finish(end.reason)
+    calls = tuple(DeliveredCall(c.name, c.arguments) for c in output.calls)
+    text = "" if calls else "".join(output.text)
+    return ScoreRequest(body, generation.prompt_ids, end.completion_ids, end.end_token, text, calls)
 
 
 def cached(jobs: list[ScoreRequest]) -> list[ScoreRequest]:

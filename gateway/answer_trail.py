@@ -1,5 +1,6 @@
-"""What the gateway saw of one answer: for an audit, the worker's sealed record and the text the client was
-sent; for the key's limits, how much text it relayed (what a request costs when the worker reports no usage).
+"""What the gateway saw of one answer: for an audit, the worker's sealed record and the content and tool calls
+the client was sent; for the key's limits, how much text it relayed (what a request costs when the worker reports
+no usage).
 
 The record never reaches the client: a stream's is an SSE comment (comments
 are not relayed), a whole answer's a field taken out of the body here.
@@ -13,8 +14,10 @@ from typing import Any
 import orjson
 
 from routing.audit_record import AUDIT_FIELD
+from routing.openai_tools import MAX_TOOL_CALLS
 from routing.sse import SseEvent
 from routing.suitability import CHARS_PER_TOKEN
+from routing.verification import DeliveredCall
 
 # Longer than any real token's text (runs of spaces or dashes are the longest, well under this).
 MAX_CHARS_PER_TOKEN = 128
@@ -24,7 +27,8 @@ MAX_CHARS_PER_TOKEN = 128
 class AnswerTrail:
     collect: bool = False  # keep the text (only requests that may be audited pay for it)
     sealed: str | None = None
-    parts: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)  # the first choice's content
+    call_parts: dict[int, _CallParts] = field(default_factory=dict)  # its tool calls, by index
     finish_reason: str = ""
     ended: bool = False  # the whole answer arrived (a stream's [DONE], a whole body)
     relayed_pieces: int = 0  # stream events that carried text, over every choice
@@ -33,6 +37,13 @@ class AnswerTrail:
     @property
     def text(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def calls(self) -> tuple[DeliveredCall, ...]:
+        return tuple(
+            DeliveredCall(self.call_parts[i].name, "".join(self.call_parts[i].arguments))
+            for i in sorted(self.call_parts)
+        )
 
     @property
     def relayed_tokens(self) -> int:
@@ -58,9 +69,11 @@ class AnswerTrail:
         if choice is None:
             return
         delta = choice.get("delta")
-        piece = _text_of(delta) if isinstance(delta, dict) else choice.get("text")
+        piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         if isinstance(piece, str):
             self.parts.append(piece)
+        if isinstance(delta, dict):
+            self._take_calls(delta)
         if isinstance(choice.get("finish_reason"), str):
             self.finish_reason = choice["finish_reason"]
 
@@ -75,11 +88,25 @@ class AnswerTrail:
             choice = _first_choice(answer)
             if choice is not None:
                 message = choice.get("message")
-                text = _text_of(message) if isinstance(message, dict) else choice.get("text")
+                text = message.get("content") if isinstance(message, dict) else choice.get("text")
                 self.parts = [text] if isinstance(text, str) else []
+                self.call_parts = {}
+                if isinstance(message, dict):
+                    self._take_calls(message)
                 reason = choice.get("finish_reason")
                 self.finish_reason = reason if isinstance(reason, str) else ""
         return payload if sealed is None else orjson.dumps(answer)
+
+    def _take_calls(self, holder: dict[str, Any]) -> None:
+        """Tool calls as they come: a call's first piece names it, the arguments may come in pieces."""
+        for index, name, arguments in _calls_in(holder):
+            if not 0 <= index < MAX_TOOL_CALLS:
+                continue  # not a call any client could take either; the text check will find it missing
+            parts = self.call_parts.setdefault(index, _CallParts())
+            if isinstance(name, str) and name:
+                parts.name = name
+            if isinstance(arguments, str):
+                parts.arguments.append(arguments)
 
     def _count(self, obj: dict[str, Any], part: str) -> None:
         choices = obj.get("choices")
@@ -100,14 +127,21 @@ def _first_choice(obj: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _text_of(message: dict[str, Any]) -> Any:
-    """What the worker sampled, as the client got it: the content, or a forced call's arguments (verbatim)."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    calls = message.get("tool_calls")
-    if isinstance(calls, list) and len(calls) == 1 and isinstance(calls[0], dict):
-        function = calls[0].get("function")
-        if isinstance(function, dict):
-            return function.get("arguments")
-    return None
+@dataclass(slots=True)
+class _CallParts:
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+def _calls_in(holder: dict[str, Any]) -> list[tuple[int, Any, Any]]:
+    """(index, name, arguments piece) of each tool call in a message or a stream's delta, as sent."""
+    calls = holder.get("tool_calls")
+    found = []
+    for position, call in enumerate(calls if isinstance(calls, list) else ()):
+        if not isinstance(call, dict):
+            continue
+        index = call.get("index", position)  # a whole message's calls carry none: their order is theirs
+        function = call.get("function")
+        if isinstance(index, int) and isinstance(function, dict):
+            found.append((index, function.get("name"), function.get("arguments")))
+    return found

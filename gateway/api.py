@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.accounting import Finished, account, outcome_label
 from gateway.answers import completion_answer, embeddings_answer
-from gateway.auditor import Auditor, Sample, auditable
+from gateway.auditor import Auditor, Sample
 from gateway.auth import API_KEY, Access
 from gateway.canaries import CANARY, CANARY_KEY_ID, Canaries
 from gateway.errors import request_id_of
@@ -171,7 +171,7 @@ async def _route(request: web.Request, parse: Callable[[dict[str, Any]], RoutedR
             if not plan:
                 raise NoSuitableWorker(f"The canary's worker {canary} cannot take it now.")
         generation = routed if isinstance(routed, GenerationRequest) else None
-        outcome.trail.collect = state.auditor is not None and generation is not None and auditable(generation)
+        outcome.trail.collect = state.auditor is not None and generation is not None
         response = await state.proxy.forward(
             request,
             plan,
@@ -210,7 +210,16 @@ def _consider_audit(
         return  # the worker left meanwhile
     trail = outcome.trail
     sample = Sample(
-        outcome.worker, offer, body, request, request_id, trail.sealed, trail.text, trail.finish_reason, outcome.usage
+        outcome.worker,
+        offer,
+        body,
+        request,
+        request_id,
+        trail.sealed,
+        trail.text,
+        trail.calls,
+        trail.finish_reason,
+        outcome.usage,
     )
     auditor.consider(sample, forced=forced)
 

@@ -12,7 +12,8 @@ names (``gateway.verifiers``). The check:
    reported (token counts; ``length`` means exactly ``max_tokens``; ``stop``
    means an end token or a stop string);
 2. the reference, at the verifier: the prompt ids are what the client's
-   request renders to, the completion ids spell the delivered text, and each
+   request renders to, the completion ids spell the delivered text (or give
+   the delivered tool calls, read back as the worker reads them), and each
    token's gap (greedy answers: flagged past ``gap_nats``) or the answer's Z
    (sampled answers, which feed the running Z).
 
@@ -42,20 +43,11 @@ from routing.gap_calibration import GapBook
 from routing.openai_requests import GenerationRequest
 from routing.reputation import Check, Standing
 from routing.usage import Usage
-from routing.verification import IMPOSSIBLE_GAP, Score, ScoreRequest
+from routing.verification import IMPOSSIBLE_GAP, DeliveredCall, Score, ScoreRequest
 
 log = logging.getLogger(__name__)
 
 EVIDENCE_PER_WORKER = 20
-
-
-def auditable(request: GenerationRequest) -> bool:
-    """Answers a reference can score: text, and a call to the function ``tool_choice`` names (its arguments are
-    the text sampled, verbatim). Not ``auto`` or ``required`` calls: the client gets calls read back out of the
-    text, not the text. Penalties and a grammar (a response schema, the forced function's parameters) are
-    applied as the worker's sampler applies them. Of ``n > 1`` choices the first is scored (each is its own draw
-    from the same prompt)."""
-    return request.tool_choice.mode in ("none", "function")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +60,8 @@ class Sample:
     request: GenerationRequest
     request_id: str
     sealed: str | None  # the worker's audit record
-    text: str  # what the client was sent
+    text: str  # the content the client was sent
+    calls: tuple[DeliveredCall, ...]  # the tool calls it was sent
     finish_reason: str
     usage: Usage
 
@@ -142,7 +135,9 @@ class Auditor:
                 self._metrics.audits_dropped.labels("no_verifier").inc()
                 return None
             choice = record.choices[0]
-            job = ScoreRequest(sample.body, record.prompt, choice.completion, choice.end_token, sample.text)
+            job = ScoreRequest(
+                sample.body, record.prompt, choice.completion, choice.end_token, sample.text, sample.calls
+            )
             started = time.monotonic()
             try:
                 score = await self.verifiers.score(url, job)
@@ -230,6 +225,7 @@ def _disagreement(record: AuditRecord, sample: Sample) -> str:
     fits = wanted is not None and len(record.prompt) + wanted <= sample.offer.context_length
     if sample.finish_reason == "length" and fits and len(choice.completion) != wanted:
         return "finish_reason length before max_tokens"
-    if sample.finish_reason == "stop" and choice.end_token is None and not sample.request.sampling.stop:
-        return "finish_reason stop with neither an end token nor a stop string"
+    ended = sample.finish_reason in ("stop", "tool_calls")  # calls are read from an answer that stopped
+    if ended and choice.end_token is None and not sample.request.sampling.stop:
+        return f"finish_reason {sample.finish_reason} with neither an end token nor a stop string"
     return ""

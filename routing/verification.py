@@ -24,6 +24,7 @@ from typing import Any
 from routing.audit_record import MAX_IDS
 from routing.bounds import bounded_float, bounded_int, bounded_list, printable
 from routing.errors import InvalidRequest
+from routing.openai_tools import MAX_TOOL_CALLS
 from routing.wire import sha256_hex
 
 INFO_PATH = "/v1/infercdn/verifier"
@@ -50,12 +51,32 @@ class VerifierInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveredCall:
+    """A tool call the client was sent: the worker read it out of its text (or, for a named function, its
+    text is the arguments)."""
+
+    name: str
+    arguments: str  # JSON text, as the client got it
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> DeliveredCall:
+        arguments = obj["arguments"]
+        if not isinstance(arguments, str) or len(arguments) > MAX_TEXT_CHARS:
+            raise InvalidRequest("a call's 'arguments' must be a string", param="calls")
+        return cls(printable(obj["name"], "calls", 64), arguments)
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreRequest:
     request: dict[str, Any]  # the client's request body, as the gateway parsed it
     prompt: tuple[int, ...]  # what the worker says it read
     completion: tuple[int, ...]  # what it says it sampled
     end_token: int | None  # the end-of-generation token it says it stopped on
-    text: str  # what the client was sent
+    text: str  # the content the client was sent
+    calls: tuple[DeliveredCall, ...] = ()  # the tool calls it was sent
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +85,7 @@ class ScoreRequest:
             "completion": list(self.completion),
             "end_token": self.end_token,
             "text": self.text,
+            "calls": [c.to_json() for c in self.calls],
         }
 
     @classmethod
@@ -82,6 +104,9 @@ class ScoreRequest:
                 completion=_ids(obj["completion"], "completion"),
                 end_token=None if end is None else bounded_int(end, "end_token", 0, (1 << 31) - 1),
                 text=text,
+                calls=tuple(
+                    DeliveredCall.from_json(c) for c in bounded_list(obj.get("calls", []), "calls", MAX_TOOL_CALLS)
+                ),
             )
         except (KeyError, TypeError) as exc:
             raise InvalidRequest(f"malformed score request: {exc!r}") from None

@@ -22,9 +22,10 @@ from edge_worker.runtimes.llama_cpp.model import load_llama
 from edge_worker.runtimes.llama_cpp.output_plan import plan_output
 from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
 from edge_worker.runtimes.llama_cpp.prompt_store import common_prefix
+from edge_worker.verifier.delivery import delivered
 from edge_worker.verifier.grammar_mask import GrammarMask
 from edge_worker.verifier.scoring import Tally
-from routing.errors import Busy, ContextLengthExceeded, InferCDNError, InvalidRequest
+from routing.errors import Busy, ContextLengthExceeded, InferCDNError
 from routing.openai_requests import GenerationRequest, parse_chat_request, parse_completion_request
 from routing.verification import Score, ScoreRequest
 
@@ -90,7 +91,7 @@ class Reference:
             if self._closed:
                 raise Busy("The verifier is shutting down.")
             prompt_matches = tuple(self._prompts.render(request, self.facts.offer.model)) == job.prompt
-            text_matches = _spells(self.detokenize(job.completion), job.text, request.sampling.stop)
+            text_matches = delivered(self.detokenize(job.completion), job, request)
             targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
             sampling = request.sampling
             tally = Tally(sampling.temperature, sampling.top_p, sampling.frequency_penalty, sampling.presence_penalty)
@@ -115,8 +116,6 @@ class Reference:
 
     def _grammar_of(self, request: GenerationRequest) -> GrammarMask | None:
         """The grammar the worker sampled this answer under, as the worker builds it (None: none)."""
-        if not request.response_format.structured and request.tool_choice.mode != "function":
-            return None
         grammar = plan_output(request, self._prompts.native_tools).grammar
         return None if grammar is None else GrammarMask(self._lc, self._vocab, grammar, self._n_vocab)
 
@@ -184,16 +183,4 @@ class Reference:
 
 def _parsed(body: dict[str, Any]) -> GenerationRequest:
     parse = parse_chat_request if "messages" in body else parse_completion_request
-    request = parse(body)
-    if request.tool_choice.mode not in ("none", "function"):
-        raise InvalidRequest("only answers whose text the client got are scored (not auto or required calls)")
-    return request  # of n > 1 choices, the gateway sends one: each is its own draw from the same prompt
-
-
-def _spells(detokenized: str, delivered: str, stops: tuple[str, ...]) -> bool:
-    """The ids spell what was delivered; past a stop string the text was cut (the ids go on to its end)."""
-    # A stop inside a multi-byte character leaves a replacement character the client never saw.
-    whole = detokenized.rstrip("\ufffd")
-    if whole == delivered.rstrip("\ufffd"):
-        return True
-    return any(detokenized.startswith(delivered + stop) for stop in stops)
+    return parse(body)  # of n > 1 choices, the gateway sends one: each is its own draw from the same prompt

@@ -167,6 +167,8 @@ WEATHER = {
     },
 }
 FORCED_CALL = {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "weather"}}}
+REQUIRED_CALL = {"tools": [WEATHER], "tool_choice": "required"}
+MAY_CALL = {"tools": [WEATHER], "tool_choice": "auto"}
 SCHEMA = {
     "response_format": {
         "type": "json_schema",
@@ -185,10 +187,14 @@ ALSO_AUDITED = [
     {**SCHEMA, "max_tokens": 32, "temperature": 0.8, "stream": True},
     {**FORCED_CALL, "max_tokens": 32},
     {**FORCED_CALL, "max_tokens": 32, "stream": True},
+    {**REQUIRED_CALL, "max_tokens": 32},
+    {**REQUIRED_CALL, "max_tokens": 32, "temperature": 0.8, "stream": True},
+    {**MAY_CALL, "max_tokens": 32},
+    {**MAY_CALL, "max_tokens": 32, "stream": True},
 ]
 
 
-async def test_several_choices_penalties_schemas_and_forced_calls_are_audited_and_an_honest_worker_stays_clean(
+async def test_several_choices_penalties_schemas_and_tool_calls_are_audited_and_an_honest_worker_stays_clean(
     session: aiohttp.ClientSession,
 ) -> None:
     verifier, verifier_url = await start_verifier()

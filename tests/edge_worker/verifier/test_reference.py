@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
 from edge_worker.verifier.reference import Reference
 from routing.errors import Busy
-from routing.verification import IMPOSSIBLE_GAP, ScoreRequest
+from routing.verification import IMPOSSIBLE_GAP, DeliveredCall, ScoreRequest
 from tests.waiting import wait_until
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about rain.", "Explain gravity simply.", "List two fruits."]
@@ -201,6 +202,52 @@ async def test_an_answer_that_breaks_its_schema_is_flagged_and_the_verifier_live
         score = await asyncio.to_thread(reference.score, job)
         assert score.text_matches and score.max_gap >= IMPOSSIBLE_GAP, score
     assert (await asyncio.to_thread(reference.score, held)).max_gap < GAP_NATS  # and it still scores
+
+
+def tool(name: str, argument: str) -> dict[str, Any]:
+    parameters = {"type": "object", "properties": {argument: {"type": "string"}}, "required": [argument]}
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+TOOLS = [tool("weather", "city"), tool("time_in", "zone")]
+ASKS_FOR_CALLS = ["What is the weather in Paris?", "What time is it in Tokyo?", "Call the weather function for Rome."]
+
+
+async def test_auto_and_required_calls_are_read_back_from_the_ids_and_scored_under_the_workers_grammar(
+    reference: Reference, cheaper_models: dict[str, Path]
+) -> None:
+    """The client gets calls read out of the text: the reference reads the ids' text back the same way and scores
+    the ids (under the grammar the worker held them to); calls other than the ids make are caught; a cruder
+    model's calls are flagged."""
+    bodies = [
+        chat(p, temperature=0, tools=TOOLS, tool_choice=mode, max_tokens=40)
+        for mode in ("auto", "required")
+        for p in [*ASKS_FOR_CALLS, PROMPTS[1]]
+    ]
+    honest = []
+    async for model in engine(bundled_model_path(), 2):
+        honest = [await answer(model, body) for body in bodies]
+    with_calls = [job for job in honest if job.calls]
+    assert len(with_calls) >= len(ASKS_FOR_CALLS)  # every required answer, at least
+    assert any(job.text for job in honest)  # and auto answers that stayed text
+    for job in honest:
+        score = await asyncio.to_thread(reference.score, job)
+        assert score.prompt_matches and score.text_matches and score.max_gap < GAP_NATS, (job, score)
+
+    job = with_calls[0]
+    other = DeliveredCall(job.calls[0].name, '{"city": "Atlantis", "zone": "Atlantis"}')
+    for tampered in (
+        replace(job, calls=(other,)),  # a call the ids do not make
+        replace(job, calls=job.calls * 2),
+        replace(job, text="Sure, calling it now."),  # content the ids do not hold, beside the call
+    ):
+        assert not (await asyncio.to_thread(reference.score, tampered)).text_matches, tampered
+
+    cheats = []
+    async for model in engine(cheaper_models["Q2_K"], 2):
+        for body in bodies:
+            cheats.append((await asyncio.to_thread(reference.score, await answer(model, body))).max_gap)
+    assert sum(g > GAP_NATS for g in cheats) >= len(cheats) - 2, cheats
 
 
 async def test_closing_waits_for_a_running_check_then_refuses_new_ones() -> None:
