@@ -71,26 +71,33 @@ class SqliteLedger:
         # Everything Python is done here, on the loop: the thread below needs the GIL only between statements
         # (Python work there waits, at every turn, for the busy loop to hand the GIL over).
         step = self._rows_per_statement
-        ids = [e.entry_id for e in entries]
-        id_chunks = [ids[i : i + step * len(RAW_TABLE)] for i in range(0, len(ids), step * len(RAW_TABLE))]
         row_chunks = [entries[i : i + step] for i in range(0, len(entries), step)]
         inserts = [(_insert_raw(len(c)), [v for e in c for v in raw_values(e, gateway)]) for c in row_chunks]
         sums = rollup(entries)
 
-        def run() -> set[str]:
+        def run() -> bool:
+            """The batch in one transaction, if none of it is there yet (else nothing, rolled back)."""
             with self._db:
-                # Entries already in: none, unless this batch is written again after a lost commit.
-                there = {row[0] for chunk in id_chunks for row in self._db.execute(_already_in(len(chunk)), chunk)}
-                if not there:
-                    for statement, values in inserts:
-                        self._db.execute(statement, values)
-                    self._db.executemany(_ADD_HOURLY, sums)
-            return there
+                inserted = sum(self._db.execute(statement, values).rowcount for statement, values in inserts)
+                if inserted != len(entries):
+                    self._db.rollback()  # part of it is in already: the rollup must add only the rest
+                    return False
+                self._db.executemany(_ADD_HOURLY, sums)
+            return True
 
-        there = await self._connection.call(run)
-        if not there:
+        # No lookup first: the insert itself says whether every row was new (a lookup cost a third of a batch).
+        if await self._connection.call(run):
             return len(entries)
-        rest = [e for e in entries if e.entry_id not in there]  # (rare) written again: only what is missing
+        # (Rare) written again after a lost commit: find what is in, and write only the rest.
+        step = step * len(RAW_TABLE)
+        ids = [e.entry_id for e in entries]
+        id_chunks = [ids[i : i + step] for i in range(0, len(ids), step)]
+
+        def already_in() -> set[str]:
+            return {row[0] for chunk in id_chunks for row in self._db.execute(_already_in(len(chunk)), chunk)}
+
+        there = await self._connection.call(already_in)
+        rest = [e for e in entries if e.entry_id not in there]
         return await self.write(rest, gateway) if rest else 0
 
     async def usage(self, dimension: Dimension, since_hour: int) -> list[UsageRow]:
