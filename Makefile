@@ -59,7 +59,8 @@ vllm-env: $(VLLM_STAMP)
 
 test-vllm: vllm-env
 	$(VLLM_VENV)/bin/python -m pytest tests/edge_worker/runtimes/vllm/test_vllm_real.py \
-	  tests/edge_worker/runtimes/vllm/test_vllm_real_embeddings.py -ra
+	  tests/edge_worker/runtimes/vllm/test_vllm_real_embeddings.py \
+	  tests/edge_worker/runtimes/vllm/test_vllm_audits.py -ra
 
 # The images built and run for real with podman (runc; settings in deploy/podman/containers.conf),
 # on a Debian base made here with debootstrap: no image registry is reachable from these machines.

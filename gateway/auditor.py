@@ -43,7 +43,7 @@ from routing.gap_calibration import GapBook
 from routing.openai_requests import GenerationRequest
 from routing.reputation import Check, Standing
 from routing.usage import Usage
-from routing.verification import IMPOSSIBLE_GAP, DeliveredCall, Score, ScoreRequest
+from routing.verification import IMPOSSIBLE_GAP, DeliveredCall, Score, ScoreRequest, scorable
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,8 @@ class Auditor:
         """Draw the delivered answer for an audit, or not (``forced``: a canary, always); never blocks."""
         if not sample.offer.sha256:
             return  # it names no weights file: nothing to check it against (and no record was promised)
+        if not scorable(sample.offer.runtime, sample.body, sample.request):
+            return  # beyond what a reference for its runtime checks (a vLLM one scores greedy answers)
         if not forced and self._rng.random() >= self._balancer.reputations.rate(sample.worker_id):
             return
         try:
@@ -219,7 +221,9 @@ def _disagreement(record: AuditRecord, sample: Sample) -> str:
     if len(record.prompt) != sample.usage.prompt_tokens:
         return "the record's prompt is not the reported prompt_tokens long"
     choice = record.choices[0]  # the one whose text and finish the gateway followed
-    if sum(len(c.completion) for c in record.choices) != sample.usage.completion_tokens:
+    # vLLM counts the end-of-sequence token it stopped on as a completion token; llama.cpp does not.
+    ends = sum(c.end_token is not None for c in record.choices) if sample.offer.runtime == "vllm" else 0
+    if sum(len(c.completion) for c in record.choices) + ends != sample.usage.completion_tokens:
         return "the record's completions are not the reported completion_tokens long"
     wanted = sample.request.sampling.max_tokens
     fits = wanted is not None and len(record.prompt) + wanted <= sample.offer.context_length

@@ -24,6 +24,7 @@ from typing import Any
 from routing.audit_record import MAX_IDS
 from routing.bounds import bounded_float, bounded_int, bounded_list, printable
 from routing.errors import InvalidRequest
+from routing.openai_requests import GenerationRequest
 from routing.openai_tools import MAX_TOOL_CALLS
 from routing.wire import sha256_hex
 
@@ -32,6 +33,33 @@ SCORE_PATH = "/internal/v1/score"
 MAX_TEXT_CHARS = 4 << 20
 # The largest gaps an answer reports, with their positions: evidence, bounded.
 EVIDENCE_GAPS = 8
+
+
+# What a vLLM reference scores: greedy answers whose request says nothing vLLM would sample differently by
+# (its own extras — repetition_penalty, top_k, guided decoding, a tool parser — are beyond what it checks).
+_VLLM_SCORABLE_FIELDS = frozenset(
+    {
+        "model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
+        "seed", "stream", "stream_options", "n", "logprobs", "top_logprobs", "user", "metadata",
+        "frequency_penalty", "presence_penalty",
+    }
+)  # fmt: skip
+
+
+def scorable(runtime: str, body: dict[str, Any], request: GenerationRequest) -> bool:
+    """Whether a verifier for this runtime's offers can score the answer. A llama.cpp reference scores every
+    answer (it samples as the worker does); a vLLM one, greedy answers without penalties, tools or schemas
+    (it scores from vLLM's top logprobs: enough for a gap, not for a sampled answer's Z)."""
+    if runtime != "vllm":
+        return True
+    sampling = request.sampling
+    plain = not (sampling.frequency_penalty or sampling.presence_penalty or request.tools)
+    return (
+        sampling.temperature <= 0
+        and plain
+        and not request.response_format.structured
+        and (body.keys() <= _VLLM_SCORABLE_FIELDS)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,20 +12,23 @@ import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 
 from edge_worker.errors import openai_errors
 from edge_worker.verifier.config import VerifierConfig
 from edge_worker.verifier.reference import Reference
+from edge_worker.verifier.vllm_reference import VllmReference
 from routing.consul_client import consul_client
 from routing.consul_service import ConsulService
 from routing.errors import Busy, Unauthorized
 from routing.http_errors import Handler
 from routing.openai_requests import decode_json_object
-from routing.verification import INFO_PATH, SCORE_PATH, ScoreRequest, VerifierInfo
+from routing.verification import INFO_PATH, SCORE_PATH, Score, ScoreRequest, VerifierInfo
 from routing.verifier_presence import LIFETIME_S as PRESENCE_LIFETIME_S
 from routing.verifier_presence import SERVICE as VERIFIER_SERVICE
 from routing.verifier_presence import presence_meta
@@ -33,7 +36,52 @@ from routing.verifier_presence import service_id as verifier_service_id
 
 log = logging.getLogger(__name__)
 
-REFERENCE = web.AppKey("reference", Reference)
+
+class Scorer(Protocol):
+    """A reference: the weights it holds (by digest), and scoring one answer against them."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    async def score(self, job: ScoreRequest) -> Score: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GgufScorer:
+    """The llama.cpp reference, whose scoring blocks: on a thread, one at a time."""
+
+    reference: Reference
+
+    @property
+    def model(self) -> str:
+        return self.reference.facts.offer.model
+
+    @property
+    def sha256(self) -> str:
+        return self.reference.sha256
+
+    async def score(self, job: ScoreRequest) -> Score:
+        return await asyncio.to_thread(self.reference.score, job)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.reference.close)
+
+
+async def open_scorer(config: VerifierConfig) -> Scorer:
+    if config.vllm_url:
+        return await VllmReference.attach(config.vllm_url, Path(config.model))
+    reference = await asyncio.to_thread(
+        Reference, Path(config.model), threads=config.threads, context_length=config.context_length
+    )
+    return GgufScorer(reference)
+
+
+REFERENCE = web.AppKey("reference", Scorer)
 
 
 def create_app(config: VerifierConfig) -> web.Application:
@@ -50,17 +98,15 @@ def create_app(config: VerifierConfig) -> web.Application:
     waiting = 0
 
     async def reference_ctx(app: web.Application) -> AsyncIterator[None]:
-        reference = await asyncio.to_thread(
-            Reference, Path(config.model), threads=config.threads, context_length=config.context_length
-        )
+        reference = await open_scorer(config)
         log.info("verifying against %s (sha256 %s)", config.model, reference.sha256)
         app[REFERENCE] = reference
         yield
-        await asyncio.to_thread(reference.close)
+        await reference.close()
 
     async def info(request: web.Request) -> web.Response:
         reference = request.app[REFERENCE]
-        return web.json_response(VerifierInfo(reference.facts.offer.model, reference.sha256).to_json())
+        return web.json_response(VerifierInfo(reference.model, reference.sha256).to_json())
 
     async def score(request: web.Request) -> web.Response:
         nonlocal waiting
@@ -69,7 +115,7 @@ def create_app(config: VerifierConfig) -> web.Application:
             raise Busy("The verifier is busy; the audit is dropped.", retry_after_s=1)
         waiting += 1
         try:
-            result = await asyncio.to_thread(request.app[REFERENCE].score, job)
+            result = await request.app[REFERENCE].score(job)
         finally:
             waiting -= 1
         return web.json_response(result.to_json())

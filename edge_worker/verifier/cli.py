@@ -26,6 +26,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="TOML config file (the [verifier] table); also $INFERCDN_CONFIG")
     p.add_argument("--model", help="the GGUF file to check answers against (offers name it by SHA-256)")
+    p.add_argument(
+        "--vllm-url",
+        help="check vLLM workers' answers: a vLLM serving the Hugging Face directory --model (e.g. "
+        "http://127.0.0.1:8000), which offers name by digest",
+    )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8090)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")

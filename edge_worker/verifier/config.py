@@ -17,6 +17,9 @@ class VerifierConfig:
     port: int = 8090
     # The GGUF file model offers are checked against (they name it by its SHA-256).
     model: str = ""
+    # A vLLM serving the Hugging Face directory ``model`` (which names it by digest): the reference for vLLM
+    # workers' offers. Empty: ``model`` is a GGUF file, scored by llama.cpp here.
+    vllm_url: str = ""
     threads: int = 0
     context_length: int = 0
     # Gateways present it as a bearer token (environment or config file only: argv shows in ps).
@@ -33,7 +36,12 @@ class VerifierConfig:
     def check(self) -> None:
         require(0 <= self.port <= 65535, "verifier.port", f"must be 0-65535, got {self.port}")
         require(bool(self.model), "verifier.model", "is needed: the GGUF file to check answers against")
-        require(Path(self.model).expanduser().is_file(), "verifier.model", f"no such model file: {self.model}")
+        if self.vllm_url:
+            require(self.vllm_url.startswith(("http://", "https://")), "verifier.vllm_url", "not an http(s) URL")
+            folder = Path(self.model).expanduser()
+            require(folder.is_dir(), "verifier.model", f"with vllm_url, the model directory vLLM serves: {folder}")
+        else:
+            require(Path(self.model).expanduser().is_file(), "verifier.model", f"no such model file: {self.model}")
         require(len(self.key) >= MIN_KEY_CHARS, "verifier.key", f"needs at least {MIN_KEY_CHARS} characters")
         require(self.threads >= 0 and self.context_length >= 0, "verifier.threads", "must be >= 0")
         require(self.max_queue >= 0, "verifier.max_queue", "must be >= 0")

@@ -103,8 +103,13 @@ class Tally:
         return self._surprise / math.sqrt(self._variance) if self._variance > 0 else 0.0
 
     def largest(self) -> tuple[tuple[int, float], ...]:
-        order = sorted(range(len(self.gaps)), key=lambda i: -self.gaps[i])[:EVIDENCE_GAPS]
-        return tuple((i, round(self.gaps[i], 4)) for i in order)
+        return largest_gaps(self.gaps)
+
+
+def largest_gaps(gaps: list[float]) -> tuple[tuple[int, float], ...]:
+    """(position, gap) of the largest gaps, largest first: an answer's evidence, bounded."""
+    order = sorted(range(len(gaps)), key=lambda i: -gaps[i])[:EVIDENCE_GAPS]
+    return tuple((i, round(gaps[i], 4)) for i in order)
 
 
 def _top_p(row: np.ndarray, top_p: float) -> np.ndarray:

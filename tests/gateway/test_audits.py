@@ -48,9 +48,10 @@ async def start_verifier(port: int = 0, **settings: Any) -> tuple[TestServer, st
     return server, str(server.make_url("")).rstrip("/")
 
 
-async def audited_gateway(verifier: str, state_file: Path, port: int = 0) -> tuple[TestServer, str]:
+async def audited_gateway(verifier: str, state_file: Path, port: int = 0, **settings: Any) -> tuple[TestServer, str]:
     return await start_gateway(
         port,
+        **settings,
         verifiers=(verifier,),
         verifier_key=VERIFIER_KEY,
         audit_probation_rate=1.0,

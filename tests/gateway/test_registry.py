@@ -50,7 +50,12 @@ async def fleet_ids(session: aiohttp.ClientSession, gw: str) -> list[str]:
 
 @contextmanager
 def registered_worker(
-    gateway_url: str, worker_id: str, key_file: Path | None = None, model: Path | None = None
+    gateway_url: str,
+    worker_id: str,
+    key_file: Path | None = None,
+    model: Path | None = None,
+    extra: tuple[str, ...] = (),  # more of the worker's flags
+    timeout_s: float = 120,
 ) -> Iterator[Server]:
     with tempfile.TemporaryDirectory() as state:
         key = str(key_file or Path(state) / "worker.key")
@@ -58,7 +63,9 @@ def registered_worker(
             "edge_worker",
             *("--threads", "1", "--gateway", gateway_url, "--worker-id", worker_id, "--region", "eu"),
             *(("--model", str(model)) if model is not None else ()),
+            *extra,
             env={"INFERCDN_WORKER_JOIN_TOKEN": TOKEN, "INFERCDN_WORKER_KEY_FILE": key},
+            timeout_s=timeout_s,
         ) as server:
             yield server
 

@@ -25,6 +25,7 @@ from edge_worker.metrics import WorkerMetrics
 from edge_worker.runtimes.vllm.hf_model import context_from_config, find_config, quantization_from_config, read_config
 from edge_worker.runtimes.vllm.load import VllmLoad, parse_vllm_metrics
 from edge_worker.runtimes.vllm.process import VllmProcess
+from edge_worker.runtimes.vllm.weights_digest import directory_digest
 from routing.capabilities import EMBEDDING_ONLY, MAX_N, Capabilities
 from routing.fleet import Load, ModelOffer
 
@@ -136,7 +137,9 @@ class VllmBackend:
         if embeds is None:
             return  # asked again at the next poll
         source = self._config.models[0] if self._config.models else str(card.get("root") or self._name)
-        hf = await asyncio.to_thread(lambda: read_config(find_config(source)))  # disk, maybe a big HF cache
+        found = await asyncio.to_thread(find_config, source)  # disk, maybe a big HF cache
+        hf = await asyncio.to_thread(read_config, found)
+        sha256 = "" if embeds else await self._digest_of(found)
         context = int(card.get("max_model_len") or 0) or context_from_config(hf)
         architectures = hf.get("architectures") or [""]
         self.offer = ModelOffer(
@@ -146,6 +149,7 @@ class VllmBackend:
             runtime="vllm",
             architecture=str(architectures[0]),
             capabilities=EMBEDDING_ONLY if embeds else vllm_capabilities(hf),
+            sha256=sha256,
         )
         q = self.offer.quantization
         kind = "embeddings" if embeds else "generation"
@@ -154,6 +158,21 @@ class VllmBackend:
         self._metrics.in_flight.labels(self._name).set_function(lambda: self.vllm_load.running)
         self._metrics.queue_depth.labels(self._name).set_function(lambda: self.vllm_load.waiting)
         self.ready.set()
+
+    async def _digest_of(self, config: Path | None) -> str:
+        """The model directory's digest (``weights_digest``), which audits check answers against; "" (not
+        audited) where there is no local directory to read."""
+        if config is None:
+            log.warning("no local model directory for %s: its answers cannot be audited", self._name)
+            return ""
+        started = time.monotonic()
+        try:
+            digest = await asyncio.to_thread(directory_digest, config.parent)
+        except OSError as exc:
+            log.warning("could not read %s to name its weights (%s): its answers cannot be audited", config.parent, exc)
+            return ""
+        log.info("weights of %s: sha256 %s (read in %.1f s)", self._name, digest, time.monotonic() - started)
+        return digest
 
     async def _runs_an_embedding_model(self, session: aiohttp.ClientSession, url: str) -> bool | None:
         """Whether vLLM's runner pools (an embedding model) rather than generates; None if unsure yet.

@@ -15,13 +15,17 @@ comment InferCDN workers end streams with, so the client sees no extra chunk.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from edge_worker.accounting import RequestAccount
+from edge_worker.audit_records import RECORDS, RecordSealer
 from edge_worker.metrics import WorkerMetrics
+from edge_worker.runtimes.vllm.audit_ids import AnswerIds
+from routing.audit_record import ASK_HEADER, AUDIT_COMMENT, AUDIT_FIELD
 from routing.errors import Busy, InvalidRequest, ModelNotFound
 from routing.fleet import ModelOffer
 from routing.model_ref import parse_model_ref
@@ -60,6 +64,17 @@ class VllmRelay:
         app.router.add_post("/v1/completions", self.generate)
         app.router.add_post("/v1/embeddings", self.generate)
 
+    def _audit_of(
+        self, request: web.Request, body: dict[str, Any], offer: ModelOffer, endpoint: str
+    ) -> AuditedAnswer | None:
+        """The record a gateway asks for, where it can be made: vLLM is asked for the ids behind the answer."""
+        sealer = request.app.get(RECORDS)
+        if sealer is None or not request.headers.get(ASK_HEADER) or endpoint == "embeddings":
+            return None
+        keep = body.get("return_token_ids") is True  # the client's own ask: it gets them as vLLM sends them
+        body["return_token_ids"] = True
+        return AuditedAnswer(sealer, request.headers.get(REQUEST_ID, ""), offer.model, AnswerIds(keep=keep))
+
     async def generate(self, request: web.Request) -> web.StreamResponse:
         backend, session = self._backend, self.session
         offer, url = backend.offer, backend.url
@@ -77,6 +92,7 @@ class VllmRelay:
         body["model"] = offer.model
         hidden_usage = _ask_for_usage(body)
         endpoint = _ENDPOINTS[request.path]
+        audit = self._audit_of(request, body, offer, endpoint)
         account = RequestAccount(self._metrics, offer.model, endpoint, request.headers.get(REQUEST_ID, "-"))
         status = CLIENT_CLOSED
         usage = Usage()
@@ -92,13 +108,15 @@ class VllmRelay:
                     payload = await upstream.read()
                     account.generated(0)
                     usage.from_body(payload)
+                    if audit is not None and upstream.status == 200:
+                        payload = audit.whole(payload)
                     return web.Response(body=payload, status=upstream.status, headers=reply_headers)
                 response = web.StreamResponse(status=upstream.status, headers=reply_headers)
                 await response.prepare(request)
                 events = SseReader()
                 async for chunk in upstream.content.iter_any():
                     account.generated(0)
-                    out = b"".join(_rewrite(e, usage, hidden_usage) for e in events.feed(chunk))
+                    out = b"".join(_rewrite(e, usage, hidden_usage, audit) for e in events.feed(chunk))
                     if out:
                         await response.write(out)
                 await response.write_eof()
@@ -117,6 +135,39 @@ class VllmRelay:
             account.close(status)
 
 
+@dataclass(slots=True)
+class AuditedAnswer:
+    """One answer whose ids are gathered for its audit record, and the record sealed at its end."""
+
+    sealer: RecordSealer
+    request_id: str
+    model: str
+    ids: AnswerIds
+
+    def whole(self, payload: bytes) -> bytes:
+        try:
+            answer = json.loads(payload)
+        except ValueError:
+            return payload
+        if not isinstance(answer, dict):
+            return payload
+        self.ids.take(answer)
+        answer[AUDIT_FIELD] = self.sealed()
+        return json.dumps(answer).encode()
+
+    def event(self, event: SseEvent) -> SseEvent:
+        if event.data is None:
+            return event
+        self.ids.take(event.data)
+        return SseEvent(b"data: " + json.dumps(event.data, separators=(",", ":")).encode() + b"\n\n", event.data)
+
+    def comment(self) -> bytes:
+        return AUDIT_COMMENT + self.sealed().encode() + b"\n\n"
+
+    def sealed(self) -> str:
+        return self.sealer.seal(self.request_id, self.model, self.ids.prompt, self.ids.choices())
+
+
 def _ask_for_usage(body: dict[str, Any]) -> bool:
     """For a stream without include_usage, ask vLLM for it anyway; True if the client did not ask."""
     if not body.get("stream"):
@@ -128,7 +179,11 @@ def _ask_for_usage(body: dict[str, Any]) -> bool:
     return True
 
 
-def _rewrite(event: SseEvent, usage: Usage, hidden_usage: bool) -> bytes:
+def _rewrite(event: SseEvent, usage: Usage, hidden_usage: bool, audit: AuditedAnswer | None) -> bytes:
+    if audit is not None:
+        event = audit.event(event)
+        if event.done:  # the record goes just before the end, as a comment only the gateway reads
+            return audit.comment() + event.raw
     if usage.from_event(event) and hidden_usage:
         # The usage-only chunk the client did not ask for (the only one with counts, as only
         # include_usage was added) becomes a comment it will skip.

@@ -26,9 +26,12 @@ from typing import Any
 
 from aiohttp import web
 
-STATE = Path(os.environ["FAKE_VLLM_STATE"])
+STATE = Path(os.environ.get("FAKE_VLLM_STATE", "."))  # always set where it runs (tests import its constants)
 DELAY_S = float(os.environ.get("FAKE_VLLM_DELAY_S", "0.01"))
 CHUNKS = int(os.environ.get("FAKE_VLLM_CHUNKS", "5"))
+# With return_token_ids: the prompt's ids, and the id of every "x" it generates.
+PROMPT_IDS = [1, 2, 3, 4, 5, 6, 7]
+TOKEN_ID = 87
 
 
 def main() -> None:
@@ -85,21 +88,30 @@ def main() -> None:
             return refused
         chat = request.path.endswith("chat/completions")
         usage = {"prompt_tokens": 7, "completion_tokens": CHUNKS, "total_tokens": 7 + CHUNKS}
+        ids = body.get("return_token_ids") is True  # vLLM's ids: the prompt's, then each chunk's new ones
         if not body.get("stream"):
-            choice = {"index": 0, "finish_reason": "length"}
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
             choice.update(
                 {"message": {"role": "assistant", "content": "x" * CHUNKS}} if chat else {"text": "x" * CHUNKS}
             )
-            return web.json_response({"id": "cmpl-1", "object": "chat.completion", "choices": [choice], "usage": usage})
+            answer: dict[str, Any] = {"id": "cmpl-1", "object": "chat.completion", "choices": [choice], "usage": usage}
+            if ids:
+                answer.update(prompt_token_ids=PROMPT_IDS, prompt_text=None)
+                choice["token_ids"] = [TOKEN_ID] * CHUNKS
+            return web.json_response(answer)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         running["n"] += 1
         include_usage = (body.get("stream_options") or {}).get("include_usage")
         try:
-            for _ in range(CHUNKS):
+            for i in range(CHUNKS):
                 await asyncio.sleep(DELAY_S)
-                delta = {"delta": {"content": "x"}} if chat else {"text": "x"}
+                delta: dict[str, Any] = {"delta": {"content": "x"}} if chat else {"text": "x"}
+                if ids:
+                    delta["token_ids"] = [TOKEN_ID]
                 chunk = {"id": "c", "created": int(time.time()), "model": name, "choices": [{"index": 0, **delta}]}
+                if ids and i == 0:
+                    chunk.update(prompt_token_ids=PROMPT_IDS, prompt_text=None)
                 if include_usage:
                     chunk["usage"] = None
                 await response.write(f"data: {json.dumps(chunk)}\n\n".encode())

@@ -30,12 +30,12 @@ pytestmark = pytest.mark.skipif(
 NAME = "smollm2-vllm"
 
 
-def convert_bundled_gguf(target: Path) -> Path:
-    """SmolLM2 GGUF → an HF directory vLLM can load (bf16, unquantized)."""
+def convert_bundled_gguf(target: Path, gguf: Path | None = None) -> Path:
+    """SmolLM2 GGUF (the bundled one, or ``gguf``) → an HF directory vLLM can load (bf16, unquantized)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = bundled_model_path()
+    gguf = gguf or bundled_model_path()
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

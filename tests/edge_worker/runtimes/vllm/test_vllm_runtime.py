@@ -24,8 +24,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bench.servers import Server, free_port, running
+from edge_worker.runtimes.vllm.weights_digest import directory_digest
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from routing.audit_record import ASK_HEADER, AUDIT_COMMENT, AUDIT_FIELD, ChoiceIds, signed_by, unseal
+from routing.identity import load_or_create
+from routing.wire import REQUEST_ID
+from tests.edge_worker.runtimes.vllm.fake_vllm import PROMPT_IDS, TOKEN_ID
 from tests.metrics_text import sample
 from tests.waiting import wait_until
 
@@ -234,6 +239,50 @@ def test_stopping_the_worker_stops_vllm(vllm_worker: Server, state_dir: Path) ->
             return
         time.sleep(0.1)
     raise AssertionError(f"vLLM (pid {pid}) outlived its worker")
+
+
+async def test_a_gateway_asking_for_an_audit_record_gets_vllms_ids_sealed_and_the_client_sees_none(
+    vllm_worker: Server, tmp_path: Path, state_dir: Path
+) -> None:
+    """The relay asks vLLM for the ids behind the answer, takes them out, and seals them with the worker's key:
+    a field of a whole answer, a comment before a stream's end. A client that asked for the ids keeps them."""
+    model = tmp_path / "Tiny-Llama-AWQ"
+    key = load_or_create(model.parent / "worker.key").public_key
+    headers = {"Authorization": f"Bearer {ACCESS}", ASK_HEADER: "1", REQUEST_ID: "req-1"}
+    chat = {"model": "tiny-llama-awq", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
+    url = f"{vllm_worker.url}/v1/chat/completions"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        await wait_until(lambda: vllm_healthy(session, vllm_worker.url), timeout_s=20)
+        async with session.post(url, json=chat) as resp:
+            answer = await resp.json()
+        async with session.post(url, json={**chat, "stream": True}) as resp:
+            events = (await resp.read()).decode().split("\n\n")
+        async with session.post(url, json={**chat, "return_token_ids": True}) as resp:
+            asked = await resp.json()
+        async with session.get(f"{vllm_worker.url}/v1/models") as resp:
+            (card,) = (await resp.json())["data"]
+
+    assert "prompt_token_ids" not in answer and "token_ids" not in answer["choices"][0]
+    whole = unseal(answer.pop(AUDIT_FIELD))
+    comments = [e for e in events if e.startswith(AUDIT_COMMENT.decode())]
+    assert len(comments) == 1 and events[events.index(comments[0]) + 1] == "data: [DONE]"
+    assert not any("token_ids" in e for e in events if e.startswith("data:"))
+    streamed = unseal(comments[0].removeprefix(AUDIT_COMMENT.decode()))
+    for sealed in (whole, streamed):
+        assert signed_by(sealed, key)
+        record = sealed.record
+        assert record.request_id == "req-1" and record.worker_id == "gpu-1" and record.model == "tiny-llama-awq"
+        assert list(record.prompt) == PROMPT_IDS
+        assert record.choices == (ChoiceIds((TOKEN_ID,) * 20, None),)  # cut by length: no end token
+    assert asked["prompt_token_ids"] == PROMPT_IDS and asked["choices"][0]["token_ids"] == [TOKEN_ID] * 20
+    assert [r.get("return_token_ids") for r in fake_requests(state_dir)[-3:]] == [True, True, True]
+    # Its offer names the model directory by digest, for audits to check against.
+    assert card["sha256"] == directory_digest(model)
+
+
+async def vllm_healthy(session: aiohttp.ClientSession, url: str) -> bool:
+    async with session.get(f"{url}/health") as resp:
+        return resp.status == 200
 
 
 def test_a_vllm_worker_never_imports_llama_cpp() -> None:

