@@ -72,8 +72,9 @@ async def ask(session: aiohttp.ClientSession, gw: str, i: int, **extra: Any) -> 
     async with session.post(f"{gw}/v1/chat/completions", json=body) as resp:
         assert resp.status == 200, await resp.text()
         text = await resp.text()
-        # The record is the gateway's alone: neither a field nor a comment reaches the client.
-        assert "infercdn_audit" not in text and ": audit" not in text
+        # The record is the gateway's alone: neither a field nor a comment (nor the ids vLLM was asked for)
+        # reaches the client.
+        assert "infercdn_audit" not in text and ": audit" not in text and "token_ids" not in text
         return resp.headers["x-infercdn-worker"]
 
 

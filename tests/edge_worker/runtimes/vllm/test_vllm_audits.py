@@ -17,8 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -28,6 +26,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bench.overhead import wait_healthy
 from bench.servers import free_port
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from edge_worker.verifier.app import create_app as create_verifier
@@ -35,6 +34,7 @@ from edge_worker.verifier.config import VerifierConfig
 from gateway import api
 from tests.edge_worker.runtimes.vllm.test_vllm_real import convert_bundled_gguf
 from tests.gateway.test_audits import VERIFIER_KEY, audited_gateway, audits
+from tests.gateway.test_audits import ask as ask_gateway
 from tests.gateway.test_registry import registered_worker
 from tests.waiting import wait_until
 
@@ -44,7 +44,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 NAME = "smollm2-vllm"
-PROMPTS = ["What is 2+2?", "Name a colour.", "Say hello.", "List two fruits.", "What is the sun?", "Count to five."]
 
 
 def q2k_gguf(folder: Path) -> Path:
@@ -78,16 +77,11 @@ def vllm_server(model: Path, log: Path) -> Iterator[str]:
             process.kill()
 
 
-def wait_healthy(url: str, log: Path, timeout_s: float = 900) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"vLLM at {url} never answered:\n{log.read_text()[-3000:]}") from None
-            time.sleep(1)
+def wait_for(url: str, log: Path) -> None:
+    try:
+        wait_healthy(url, timeout_s=900)
+    except OSError:
+        raise AssertionError(f"vLLM at {url} never answered:\n{log.read_text()[-3000:]}") from None
 
 
 @pytest.fixture(scope="module")
@@ -100,26 +94,14 @@ def two_vllms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
         logs = folder / "honest-vllm.log", folder / "cheaper-vllm.log"
         honest_url = stack.enter_context(vllm_server(honest, logs[0]))
         cheaper_url = stack.enter_context(vllm_server(cheaper, logs[1]))
-        wait_healthy(honest_url, logs[0])
-        wait_healthy(cheaper_url, logs[1])
+        wait_for(honest_url, logs[0])
+        wait_for(cheaper_url, logs[1])
         yield honest, honest_url, cheaper_url
 
 
 async def ask(session: aiohttp.ClientSession, gw: str, i: int, **extra: Any) -> str:
-    body = {
-        "model": NAME,
-        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-        "max_tokens": 16,
-        "temperature": 0,
-        "stream": i % 2 == 1,  # whole answers and streams: the record rides in each
-        **extra,
-    }
-    async with session.post(f"{gw}/v1/chat/completions", json=body) as resp:
-        assert resp.status == 200, await resp.text()
-        text = await resp.text()
-        # Neither the record nor the ids vLLM was asked for reach the client.
-        assert "infercdn_audit" not in text and ": audit" not in text and "token_ids" not in text
-        return resp.headers["x-infercdn-worker"]
+    """Greedy, whole answers and streams in turn (the record rides in each)."""
+    return await ask_gateway(session, gw, i, **{"model": NAME, "stream": i % 2 == 1, **extra})
 
 
 async def test_a_vllm_worker_serving_other_weights_than_its_offer_names_is_convicted(
