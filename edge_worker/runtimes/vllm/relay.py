@@ -10,6 +10,9 @@ closes the connection to vLLM, which aborts the generation. Tokens are
 counted from ``usage``: for a stream whose client did not ask for it, the
 relay asks vLLM for ``include_usage`` and turns that last chunk into the SSE
 comment InferCDN workers end streams with, so the client sees no extra chunk.
+Where a gateway asks for an audit record, vLLM is asked for the ids behind
+the answer; they are taken out of each event (re-encoded) or the body, and
+sealed into the record (``audit_ids``).
 """
 
 from __future__ import annotations
