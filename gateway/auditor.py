@@ -41,9 +41,10 @@ from routing.errors import InvalidRequest
 from routing.fleet import ModelOffer
 from routing.gap_calibration import GapBook
 from routing.openai_requests import GenerationRequest
+from routing.openai_tools import MAX_TOOL_CALLS
 from routing.reputation import Check, Standing
 from routing.usage import Usage
-from routing.verification import IMPOSSIBLE_GAP, DeliveredCall, Score, ScoreRequest, scorable
+from routing.verification import IMPOSSIBLE_GAP, MAX_TEXT_CHARS, DeliveredCall, Score, ScoreRequest, scorable
 
 log = logging.getLogger(__name__)
 
@@ -232,4 +233,10 @@ def _disagreement(record: AuditRecord, sample: Sample) -> str:
     ended = sample.finish_reason in ("stop", "tool_calls")  # calls are read from an answer that stopped
     if ended and choice.end_token is None and not sample.request.sampling.stop:
         return f"finish_reason {sample.finish_reason} with neither an end token nor a stop string"
+    # What a verifier would refuse to read must not let an answer slip past its audit.
+    offered = {t.name for t in sample.request.tools}
+    if any(c.name not in offered for c in sample.calls) or len(sample.calls) > MAX_TOOL_CALLS:
+        return "a tool call to a function the request did not offer"
+    if len(sample.text) > MAX_TEXT_CHARS or any(len(c.arguments) > MAX_TEXT_CHARS for c in sample.calls):
+        return "an answer longer than any record of it could be"
     return ""
