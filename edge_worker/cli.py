@@ -40,6 +40,9 @@ def build_parser(prog: str = "infercdn worker") -> argparse.ArgumentParser:
     )
     p.add_argument("--context-length", type=int, help="context window per model (default: trained, ≤ 8192)")
     p.add_argument("--threads", type=int, help="CPU threads for generation (default: all cores)")
+    p.add_argument(
+        "--gpu-layers", type=int, help="llama.cpp: layers kept on the GPU, -1 for all (needs a GPU build; default 0)"
+    )
     p.add_argument("--max-queue", type=int, help="requests that may wait per model before 503 (default 16)")
     p.add_argument("--region", help="region label this worker announces")
     p.add_argument(

@@ -35,6 +35,8 @@ class WorkerConfig:
     context_length: int = 0
     # CPU threads for generation; 0 means every core.
     threads: int = 0
+    # llama.cpp: model layers kept on the GPU (-1: all, 0: none); needs a GPU build of llama-cpp-python.
+    gpu_layers: int = 0
     # Requests allowed to wait per model while one generates; beyond → 503.
     max_queue: int = 16
     max_body_bytes: int = 4 * 1024 * 1024
@@ -142,6 +144,7 @@ class WorkerConfig:
         require(self.vllm_hung_restart_s > 0, "worker.vllm_hung_restart_s", "must be > 0")
         require(self.context_length >= 0, "worker.context_length", "must be >= 0")
         require(self.threads >= 0, "worker.threads", "must be >= 0")
+        require(self.gpu_layers >= -1, "worker.gpu_layers", f"must be -1 (all), 0 or more, got {self.gpu_layers}")
         require(self.max_queue >= 0, "worker.max_queue", "must be >= 0")
         require(self.max_body_bytes >= 1024, "worker.max_body_bytes", "must be >= 1024")
         for url in (*self.gateways, self.advertise_url, self.consul_url):

@@ -76,7 +76,11 @@ async def open_scorer(config: VerifierConfig) -> Scorer:
     if config.vllm_url:
         return await VllmReference.attach(config.vllm_url, Path(config.model))
     reference = await asyncio.to_thread(
-        Reference, Path(config.model), threads=config.threads, context_length=config.context_length
+        Reference,
+        Path(config.model),
+        threads=config.threads,
+        context_length=config.context_length,
+        gpu_layers=config.gpu_layers,
     )
     return GgufScorer(reference)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from edge_worker.runtimes.base import ModelLoadError
 from edge_worker.verifier.app import create_app
 from edge_worker.verifier.config import VerifierConfig
 from routing.process import run, run_until_stopped
@@ -34,6 +35,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8090)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--gpu-layers", type=int, help="layers kept on the GPU, -1 for all (needs a GPU build)")
     p.add_argument("--context-length", type=int, help="the longest answer it scores (default: trained, ≤ 8192)")
     p.add_argument("--consul-url", help="announce this verifier in this Consul agent (with --public-url)")
     p.add_argument("--public-url", help="where gateways reach this verifier, as announced in Consul")
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None, prog: str = "infercdn verifier") -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         run(lambda: serve(config))
-    except OSError as exc:
+    except (OSError, ModelLoadError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -21,6 +21,8 @@ class VerifierConfig:
     # workers' offers. Empty: ``model`` is a GGUF file, scored by llama.cpp here.
     vllm_url: str = ""
     threads: int = 0
+    # Layers of the reference model kept on the GPU (-1: all); needs a GPU build of llama-cpp-python.
+    gpu_layers: int = 0
     context_length: int = 0
     # Gateways present it as a bearer token (environment or config file only: argv shows in ps).
     key: str = field(default="", repr=False)
@@ -44,6 +46,7 @@ class VerifierConfig:
             require(Path(self.model).expanduser().is_file(), "verifier.model", f"no such model file: {self.model}")
         require(len(self.key) >= MIN_KEY_CHARS, "verifier.key", f"needs at least {MIN_KEY_CHARS} characters")
         require(self.threads >= 0 and self.context_length >= 0, "verifier.threads", "must be >= 0")
+        require(self.gpu_layers >= -1, "verifier.gpu_layers", f"must be -1 (all), 0 or more, got {self.gpu_layers}")
         require(self.max_queue >= 0, "verifier.max_queue", "must be >= 0")
         for name in ("consul_url", "public_url"):
             url = getattr(self, name)

@@ -43,12 +43,17 @@ class Reference:
         context_length: int = 0,
         max_context: int = 8192,
         reuse_prompts: bool = True,
+        gpu_layers: int = 0,
     ):
         import llama_cpp as lc
 
         self._lc = lc
         llm, facts = load_llama(
-            path.expanduser(), context_length=context_length, threads=threads, max_context=max_context
+            path.expanduser(),
+            context_length=context_length,
+            threads=threads,
+            max_context=max_context,
+            gpu_layers=gpu_layers,
         )
         self._llm = llm
         self.facts: GgufFacts = facts

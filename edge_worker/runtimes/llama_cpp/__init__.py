@@ -25,6 +25,7 @@ from edge_worker.runtimes.llama_cpp.events import ModelRuntime
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, kv_bytes_per_token, load_llama
 from edge_worker.runtimes.llama_cpp.model_set import ModelSet
+from edge_worker.runtimes.llama_cpp.offload import ALL_LAYERS
 from edge_worker.runtimes.llama_cpp.prompt_store import PromptStore, default_budget
 from edge_worker.runtimes.llama_cpp.slots import default_slots, machine_ram_bytes
 
@@ -33,6 +34,12 @@ log = logging.getLogger("edge_worker.app")
 
 def model_paths(config: WorkerConfig) -> list[Path]:
     return [Path(p).expanduser() for p in config.models] or [bundled_model_path()]
+
+
+def gpu_note(gpu_layers: int) -> str:
+    if not gpu_layers:
+        return ""
+    return ", every layer on the GPU" if gpu_layers == ALL_LAYERS else f", {gpu_layers} layers on the GPU"
 
 
 def generation_threads(config: WorkerConfig) -> int:
@@ -58,6 +65,7 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
             context_length=config.context_length,
             threads=threads,
             max_context=DEFAULT_MAX_CONTEXT,
+            gpu_layers=config.gpu_layers,
         )
         offer = facts.offer
         kv_per_token = kv_bytes_per_token(llm)
@@ -90,7 +98,7 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
         )
         log.info(
             "loaded %s (%s, %s) in %.1f s: %d sequences at once (parallel%s), context %d each, KV cache %.0f MB, "
-            "prompts given up kept in up to %.0f MB of RAM, %d threads",
+            "prompts given up kept in up to %.0f MB of RAM, %d threads%s",
             offer.model,
             offer.quantization.label,
             offer.architecture,
@@ -101,6 +109,7 @@ async def load_models(config: WorkerConfig, metrics: WorkerMetrics) -> list[Mode
             slots * offer.context_length * kv_per_token / 1e6,
             (store.max_bytes if store is not None else 0) / 1e6,
             threads,
+            gpu_note(config.gpu_layers),
         )
         runtimes.append(model)
     return runtimes
@@ -113,6 +122,7 @@ async def _load_embedder(path: Path, config: WorkerConfig, threads: int, started
         context_length=config.context_length,
         threads=threads,
         max_context=DEFAULT_MAX_CONTEXT,
+        gpu_layers=config.gpu_layers,
     )
     embedder = LlamaCppEmbedder(llm, facts, max_queue=config.max_queue)
     offer = embedder.offer

@@ -34,6 +34,7 @@ from edge_worker.runtimes.llama_cpp.catalog import (
     file_sha256,
 )
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
+from edge_worker.runtimes.llama_cpp.offload import gpu_layers_for_llama
 from routing.capabilities import EMBEDDING_ONLY
 from routing.embedding_requests import EmbeddingInput, EmbeddingRequest
 from routing.errors import ContextLengthExceeded, InvalidRequest
@@ -48,10 +49,13 @@ def is_embedding_model(metadata: dict[str, Any]) -> bool:
     return isinstance(pooling, int) and pooling in _POOLED
 
 
-def load_embedding_llama(path: Path, *, context_length: int, threads: int, max_context: int) -> tuple[Any, GgufFacts]:
+def load_embedding_llama(
+    path: Path, *, context_length: int, threads: int, max_context: int, gpu_layers: int = 0
+) -> tuple[Any, GgufFacts]:
     """Load an embedding GGUF (blocking: call it from a thread); each input must fit ``context_length``."""
     from llama_cpp import Llama
 
+    n_gpu_layers = gpu_layers_for_llama(gpu_layers)
     metadata = read_metadata(path)
     n_ctx = context_per_sequence(metadata, context_length, max_context)
     # An encoder reads a whole sequence in one micro-batch: the batch is as large as the context.
@@ -62,6 +66,7 @@ def load_embedding_llama(path: Path, *, context_length: int, threads: int, max_c
         n_batch=n_ctx,
         n_ubatch=n_ctx,
         n_threads=threads or None,
+        n_gpu_layers=n_gpu_layers,
         verbose=False,
     )
     return llm, facts_from_metadata(metadata, path, n_ctx, file_sha256(path))

@@ -32,6 +32,7 @@ from edge_worker.runtimes.llama_cpp.engine import BatchEngine, EngineStats, Job
 from edge_worker.runtimes.llama_cpp.events import Finished, GenerationEvent
 from edge_worker.runtimes.llama_cpp.gguf import read_metadata
 from edge_worker.runtimes.llama_cpp.logprobs import LogprobReader, TokenLogprob
+from edge_worker.runtimes.llama_cpp.offload import gpu_layers_for_llama
 from edge_worker.runtimes.llama_cpp.output_plan import PLAIN_TEXT, OutputPlan, plan_output
 from edge_worker.runtimes.llama_cpp.prompt import PromptRenderer
 from edge_worker.runtimes.llama_cpp.prompt_store import PromptStore
@@ -48,13 +49,23 @@ log = logging.getLogger(__name__)
 _TOKENIZER_CONTEXT = 256
 
 
-def load_llama(path: Path, *, context_length: int, threads: int, max_context: int) -> tuple[Any, GgufFacts]:
-    """Load a GGUF file (blocking: call it from a thread); ``context_length`` is per sequence."""
+def load_llama(
+    path: Path, *, context_length: int, threads: int, max_context: int, gpu_layers: int = 0
+) -> tuple[Any, GgufFacts]:
+    """Load a GGUF file (blocking: call it from a thread); ``context_length`` is per sequence,
+    ``gpu_layers`` how many layers go to the GPU (-1: all)."""
     from llama_cpp import Llama
 
+    n_gpu_layers = gpu_layers_for_llama(gpu_layers)
     metadata = read_metadata(path)
     n_ctx = context_per_sequence(metadata, context_length, max_context)
-    llm = Llama(model_path=str(path), n_ctx=_TOKENIZER_CONTEXT, n_threads=threads or None, verbose=False)
+    llm = Llama(
+        model_path=str(path),
+        n_ctx=_TOKENIZER_CONTEXT,
+        n_threads=threads or None,
+        n_gpu_layers=n_gpu_layers,
+        verbose=False,
+    )
     return llm, facts_from_metadata(metadata, path, n_ctx, file_sha256(path))
 
 
