@@ -1,16 +1,20 @@
 """Audits against a reference: what they catch, what they cost.
 
-    python -m bench.trust [--answers N]
+    python -m bench.trust [--answers N] [--threads N] [--gpu-layers N] [--reference-gpu-layers N]
 
 The claimed file is the bundled SmolLM2-135M Q4_1; the reference loads it.
 Answers come from the worker's own engine (``LlamaCppModel``), greedy,
 24 tokens, over varied prompts, from honest configurations (1 and 2 threads,
 1 and 4 slots) and from cheats: the same model requantized to Q4_0 and Q2_K,
 a cached answer to another prompt, and an answer cut in half and passed off
-as a natural stop. Per configuration: the share of answers flagged (a gap
-over 1 nat, a prompt or text that does not match), the chance two flags come
-within 50 audits (what convicts), and the cost of a check against serving
-the answer it checks, measured side by side in the same run.
+as a natural stop. With ``--gpu-layers`` the workers run on a GPU (a GPU build
+of llama-cpp-python), and the 4-slot worker is sent 4 requests at a time, so
+each answer is computed in a batch with others; ``--reference-gpu-layers``
+puts the reference there too. Per configuration: the share of answers flagged (a gap
+over the gateway's default ``audit_gap_nats``, a prompt or text that does not
+match), the chance the flags that convict (``audit_convict_flags``) come within
+50 audits, and the cost of a check against serving the answer it checks,
+measured side by side in the same run; the flags at the earlier 1.5 nats beside.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import math
 import statistics
 import tempfile
 import time
@@ -31,11 +36,14 @@ from edge_worker.runtimes.llama_cpp.choice_output import ChoiceOutput
 from edge_worker.runtimes.llama_cpp.events import Finished, TextDelta
 from edge_worker.runtimes.llama_cpp.model import LlamaCppModel, load_llama
 from edge_worker.verifier.reference import Reference
+from gateway.config import GatewayConfig
 from routing.openai_requests import parse_chat_request, parse_completion_request
+from routing.reputation import TrustPolicy
 from routing.verification import DeliveredCall, Score, ScoreRequest
 
-GAP_NATS = 1.5  # the gateway's default audit_gap_nats
-NARROWER_GAP_NATS = 1.0  # the issue's starting point, which flagged an honest answer (see the README)
+GAP_NATS = GatewayConfig().audit_gap_nats
+CONVICT_FLAGS = TrustPolicy().convict_flags
+NARROWER_GAP_NATS = 1.5  # the earlier default, which honest answers crossed on other hardware (see the README)
 AUDITS = 50
 DEFAULT_RATE = 0.03
 PROMPTS = [
@@ -70,15 +78,27 @@ def body_for(i: int) -> dict[str, Any]:
     return {"model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": 24, "temperature": 0}
 
 
-async def answers(path: Path, threads: int, slots: int, n: int) -> tuple[list[ScoreRequest], list[float]]:
-    llm, facts = await asyncio.to_thread(load_llama, path, context_length=1024, threads=threads, max_context=1024)
+async def answers(
+    path: Path, threads: int, slots: int, n: int, gpu_layers: int = 0
+) -> tuple[list[ScoreRequest], list[float]]:
+    """``n`` answers, ``slots`` at a time; the seconds are each answer's own, from its start to its end."""
+    llm, facts = await asyncio.to_thread(
+        load_llama, path, context_length=1024, threads=threads, max_context=1024, gpu_layers=gpu_layers
+    )
     model = LlamaCppModel(llm, facts, slots=slots, max_queue=4, threads=threads)
-    jobs, seconds = [], []
+    jobs: list[ScoreRequest] = []
+    seconds: list[float] = []
+
+    async def timed(i: int) -> tuple[ScoreRequest, float]:
+        started = time.perf_counter()
+        job = await answer(model, body_for(i))
+        return job, time.perf_counter() - started
+
     try:
-        for i in range(n):
-            started = time.perf_counter()
-            jobs.append(await answer(model, body_for(i)))
-            seconds.append(time.perf_counter() - started)
+        for first in range(0, n, slots):
+            for job, took in await asyncio.gather(*map(timed, range(first, min(n, first + slots)))):
+                jobs.append(job)
+                seconds.append(took)
     finally:
         await model.close()
     return jobs, seconds
@@ -127,25 +147,34 @@ def flagged(score: Score, gap_nats: float = GAP_NATS) -> bool:
     return not score.prompt_matches or not score.text_matches or score.max_gap > gap_nats
 
 
-def convicted_within(p: float, audits: int = AUDITS) -> float:
-    """P(at least 2 flags in ``audits`` checks) at a per-check flag rate ``p``."""
-    return 1 - (1 - p) ** audits - audits * p * (1 - p) ** (audits - 1)
+def convicted_within(p: float, audits: int = AUDITS, flags: int = CONVICT_FLAGS) -> float:
+    """P(at least ``flags`` flags in ``audits`` checks) at a per-check flag rate ``p``."""
+    return 1 - sum(math.comb(audits, k) * p**k * (1 - p) ** (audits - k) for k in range(flags))
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--answers", type=int, default=24, help="answers per configuration")
-    n = parser.parse_args().answers
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the worker and the reference")
+    parser.add_argument("--gpu-layers", type=int, default=0, help="the workers' layers on the GPU (-1: all)")
+    parser.add_argument("--reference-gpu-layers", type=int, default=0, help="the reference's layers on the GPU")
+    args = parser.parse_args()
+    n, threads, gpu = args.answers, args.threads, args.gpu_layers
     folder = Path(tempfile.mkdtemp(prefix="infercdn-trust-"))
     claimed = bundled_model_path()
-    reference = await asyncio.to_thread(Reference, claimed, threads=2, context_length=1024)
-    honest = await answers(claimed, 2, 1, n)
+    where = "GPU" if args.reference_gpu_layers else f"CPU, {threads} threads"
+    print(f"reference on the {where}; workers on the {'GPU' if gpu else 'CPU'}")
+    reference = await asyncio.to_thread(
+        Reference, claimed, threads=threads, context_length=1024, gpu_layers=args.reference_gpu_layers
+    )
+    honest = await answers(claimed, threads, 1, n, gpu)
+    on = "GPU" if gpu else f"{threads} threads"
     configurations: list[tuple[str, str, Callable[[], Any]]] = [
-        ("honest, 2 threads, 1 slot", "honest", lambda: asyncio.sleep(0, honest)),
-        ("honest, 1 thread, 1 slot", "honest", lambda: answers(claimed, 1, 1, n)),
-        ("honest, 2 threads, 4 slots", "honest", lambda: answers(claimed, 2, 4, n)),
-        ("Q4_0 passed off as Q4_1", "cheat", lambda: answers(requantized(folder, "Q4_0"), 2, 1, n)),
-        ("Q2_K passed off as Q4_1", "cheat", lambda: answers(requantized(folder, "Q2_K"), 2, 1, n)),
+        (f"honest, {on}, 1 slot", "honest", lambda: asyncio.sleep(0, honest)),
+        *([] if gpu else [("honest, 1 thread, 1 slot", "honest", lambda: answers(claimed, 1, 1, n))]),
+        (f"honest, {on}, 4 slots, 4 at a time", "honest", lambda: answers(claimed, threads, 4, n, gpu)),
+        ("Q4_0 passed off as Q4_1", "cheat", lambda: answers(requantized(folder, "Q4_0"), threads, 1, n, gpu)),
+        ("Q2_K passed off as Q4_1", "cheat", lambda: answers(requantized(folder, "Q2_K"), threads, 1, n, gpu)),
         ("cached answer", "cheat", lambda: asyncio.sleep(0, (cached(honest[0]), honest[1]))),
         (
             "cut short, reported as stop",
@@ -181,7 +210,14 @@ async def main() -> None:
             ]
         )
     # The same honest checks, interleaved, by this reference and by one that reads every prompt whole.
-    fresh = await asyncio.to_thread(Reference, claimed, threads=2, context_length=1024, reuse_prompts=False)
+    fresh = await asyncio.to_thread(
+        Reference,
+        claimed,
+        threads=threads,
+        context_length=1024,
+        reuse_prompts=False,
+        gpu_layers=args.reference_gpu_layers,
+    )
     timed: dict[str, list[float]] = {"reusing": [], "whole": []}
     for job in honest[0]:
         for name, ref in (("reusing", reference), ("whole", fresh)):
