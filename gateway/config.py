@@ -120,8 +120,12 @@ class GatewayConfig:
     audit_trusted_rate: float = 0.03
     audit_suspect_rate: float = 0.25
     # A greedy answer is flagged when the reference found one of its tokens this many nats less
-    # likely than its own choice (510 honest answers here: at most 1.01; "infercdn fleet calibrate").
-    audit_gap_nats: float = 1.5
+    # likely than its own choice. Honest answers on other hardware than the reference's reached 2.14
+    # nats (6,000 scored, an H100 and a 16-core CPU), and one 3.9 ("infercdn fleet calibrate").
+    audit_gap_nats: float = 2.5
+    # Flags among a worker's last 50 checks that convict it. Two let an honest worker's rare outlier
+    # convict it in its next 49 checks about 5% of the time; three, about 0.1%.
+    audit_convict_flags: int = 3
     # Audits waiting for a verifier; beyond this they are dropped (and counted), never blocking a request.
     audit_queue: int = 256
     # Canaries: synthetic greedy requests, always audited, for workers with few greedy audits among their
@@ -212,6 +216,7 @@ class GatewayConfig:
         for key in ("audit_probation_rate", "audit_trusted_rate", "audit_suspect_rate"):
             require(0 <= getattr(self, key) <= 1, f"gateway.{key}", "must be between 0 and 1")
         require(self.audit_gap_nats > 0, "gateway.audit_gap_nats", "must be > 0")
+        require(1 <= self.audit_convict_flags <= 50, "gateway.audit_convict_flags", "must be from 1 to 50")
         require(0 <= self.canary_share <= 0.5, "gateway.canary_share", "must be from 0 (none) to 0.5")
         require(self.audit_queue >= 1, "gateway.audit_queue", "must be >= 1")
         require(
@@ -251,6 +256,7 @@ class GatewayConfig:
             probation_rate=self.audit_probation_rate,
             trusted_rate=self.audit_trusted_rate,
             suspect_rate=self.audit_suspect_rate,
+            convict_flags=self.audit_convict_flags,
         )
 
     def slo_floors(self) -> SloFloors:

@@ -1,7 +1,7 @@
 """Canaries: synthetic greedy requests that top up the audits of workers with little greedy traffic.
 
 A greedy answer is the sharpest check there is: one token far below the
-reference's choice flags it, and two flags convict. A worker whose clients
+reference's choice flags it, and a few flags convict. A worker whose clients
 mostly sample (temperature > 0) is checked by the slower Z statistic only.
 So a gateway may spend a small share of its traffic (``canary_share``, at
 most 0.5% of the requests it routes by default) on greedy requests of its

@@ -4,8 +4,9 @@ Every greedy audit's largest gap (nats, per answer) is kept, per model and
 worker, the last ``keep`` of them. ``infercdn fleet calibrate`` prints their
 spread and a threshold: the largest gap seen on the model, with half again
 as margin, rounded up to a tenth of a nat. Run it on a fleet you trust (a
-cheat's gaps would raise it); the issue's measurements put honest greedy
-workers at 0.73 nats at most and cruder quantizations far above 1.
+cheat's gaps would raise it). Honest greedy workers reached 0.73 nats on the
+issue's machine and 2.14 on an H100 or a 16-core CPU (one answer in 1,000 on
+the GPU at 3.9); cruder quantizations' median largest gap is 2.6 to 3.4.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class TrustPolicy:
     probation_checks: int = 50
     suspect_clean_checks: int = 200
     window: int = 50
-    convict_flags: int = 2
+    convict_flags: int = 3
     suspect_z: float = -3.0
     convict_z: float = -5.0
     probation_rate: float = 0.10

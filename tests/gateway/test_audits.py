@@ -112,7 +112,7 @@ async def test_a_worker_serving_a_cruder_model_than_it_claims_is_convicted_and_g
         ):
             await lie_about_weights(session, gw, server, "cheat", cheat_key)
             served: list[str] = []
-            for i in range(60):
+            for i in range(240):  # a suspect gets 0.3 of the traffic: the 2nd and 3rd flags come slower
                 served.append(await ask(session, gw, i))
                 if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
                     break

@@ -20,9 +20,10 @@ def test_probation_ends_after_enough_clean_checks() -> None:
     assert r.checks == 5 and r.flags == 0
 
 
-def test_one_flag_makes_a_suspect_and_a_second_within_the_window_convicts() -> None:
+def test_one_flag_makes_a_suspect_and_the_third_within_the_window_convicts() -> None:
     r = Reputation()
     assert feed(r, [CLEAN, FLAG]) == [None, Standing.SUSPECT]
+    assert feed(r, [CLEAN, FLAG]) == [None, None]  # a second: still a suspect (honest outliers come alone)
     assert feed(r, [CLEAN] * 3 + [FLAG]) == [None, None, None, Standing.CONVICTED]
     assert r.last_reason == "gap"
     # Convicted stays convicted: clean checks do not clear it.
@@ -37,6 +38,14 @@ def test_flags_further_apart_than_the_window_do_not_convict_and_a_suspect_earns_
     assert r.standing is Standing.TRUSTED and changes[-1] is Standing.TRUSTED
     feed(r, [CLEAN] * 2)  # the first flag has left the 10-check window
     assert feed(r, [FLAG]) == [Standing.SUSPECT]
+
+
+def test_how_many_flags_convict_is_the_policys() -> None:
+    strict, lenient = TrustPolicy(window=10, convict_flags=1), TrustPolicy(window=10, convict_flags=4)
+    assert Reputation().record(FLAG, 0.0, strict) is Standing.CONVICTED
+    r = Reputation()
+    assert [r.record(c, 0.0, lenient) for c in [FLAG, FLAG, FLAG]] == [Standing.SUSPECT, None, None]
+    assert r.record(FLAG, 0.0, lenient) is Standing.CONVICTED
 
 
 def test_sampled_checks_convict_on_a_running_z_far_below_zero() -> None:
@@ -56,7 +65,7 @@ def test_the_book_weighs_and_rates_by_standing_and_only_when_enabled() -> None:
     assert off.weight("w") == 1.0 and off.rate("w") == 0.0
     book = Reputations(POLICY, enabled=True)
     assert book.weight("w") == POLICY.probation_weight and book.rate("w") == POLICY.probation_rate
-    for i in range(2):
+    for i in range(POLICY.convict_flags):
         book.of("w").record(FLAG, float(i), POLICY)
     assert book.convicted("w") and book.weight("w") == 0.0 and book.rate("w") == 0.0
     assert book.pardon("w", 9.0)

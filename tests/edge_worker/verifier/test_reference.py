@@ -64,7 +64,7 @@ async def test_a_cruder_quantization_passed_off_as_the_claimed_file_is_flagged(
     for label in ("Q4_0", "Q2_K"):
         gaps = await max_gaps(reference, cheaper_models[label])
         flagged = sum(g > GAP_NATS for g in gaps)
-        assert flagged >= len(gaps) - 1, (label, gaps)  # two flags convict: a handful of audits is enough
+        assert flagged >= len(gaps) - 1, (label, gaps)  # a few flags convict: a handful of audits is enough
 
 
 async def test_a_changed_prompt_a_changed_text_and_a_cut_answer_are_each_caught(reference: Reference) -> None:
