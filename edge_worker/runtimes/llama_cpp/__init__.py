@@ -1,6 +1,7 @@
 """The llama.cpp runtime: ``install`` GGUF models, loaded in this process, behind the worker's routes.
 
-Importing this package does not import llama-cpp-python (a vLLM-only host has none); loading does.
+Importing this package does not import llama-cpp-python's Python API (a vLLM-only host has none);
+loading does. Its native libraries were loaded when ``edge_worker`` was imported (``native_first``).
 """
 
 from __future__ import annotations
