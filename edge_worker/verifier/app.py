@@ -73,11 +73,14 @@ class GgufScorer:
 
 
 async def open_scorer(config: VerifierConfig) -> Scorer:
+    model = await asyncio.to_thread(Path(config.model).expanduser)
     if config.vllm_url:
-        return await VllmReference.attach(config.vllm_url, Path(config.model))
+        return await VllmReference.attach(config.vllm_url, model)
+    if await asyncio.to_thread(model.is_dir):
+        return await VllmReference.supervise(model, config.vllm_launcher, config.vllm_args)
     reference = await asyncio.to_thread(
         Reference,
-        Path(config.model),
+        model,
         threads=config.threads,
         context_length=config.context_length,
         gpu_layers=config.gpu_layers,

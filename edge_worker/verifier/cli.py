@@ -26,11 +26,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "file or $INFERCDN_VERIFIER_KEY, never a flag.",
     )
     p.add_argument("--config", type=Path, help="TOML config file (the [verifier] table); also $INFERCDN_CONFIG")
-    p.add_argument("--model", help="the GGUF file to check answers against (offers name it by SHA-256)")
+    p.add_argument(
+        "--model",
+        help="the GGUF file to check llama.cpp workers against (offers name it by SHA-256), or the Hugging Face "
+        "directory to check vLLM workers against (by digest): the verifier starts a vLLM for it",
+    )
     p.add_argument(
         "--vllm-url",
-        help="check vLLM workers' answers: a vLLM serving the Hugging Face directory --model (e.g. "
-        "http://127.0.0.1:8000), which offers name by digest",
+        help="attach to a vLLM already serving the Hugging Face directory --model (e.g. "
+        "http://127.0.0.1:8000) instead of starting one",
+    )
+    p.add_argument(
+        "--vllm-arg",
+        dest="vllm_args",
+        action="append",
+        metavar="ARG",
+        help="with --model DIR and no --vllm-url: an argument for the vLLM it starts; repeat, e.g. "
+        "--vllm-arg=--max-model-len --vllm-arg=8192",
     )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8090)")

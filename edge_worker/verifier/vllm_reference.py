@@ -16,17 +16,26 @@ endpoints:
 vLLM returns the top few log-probabilities, not the whole distribution, so
 this reference scores greedy answers (``routing.verification.scorable``), not
 a sampled answer's Z; canaries keep greedy checks coming for every worker.
+
+The verifier either attaches to a vLLM the operator runs (``attach``) or starts
+and supervises its own on a private loopback port, as a worker does
+(``supervise``, with the worker's ``VllmProcess``): while that vLLM is down or
+starting again, checks are refused as busy (the gateway drops them, counted),
+never scored against nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from edge_worker.runtimes.vllm.process import VllmProcess
 from edge_worker.runtimes.vllm.weights_digest import directory_digest
 from edge_worker.verifier.delivery import delivered
 from edge_worker.verifier.scoring import largest_gaps
@@ -42,11 +51,19 @@ _TEMPLATE_FIELDS = ("chat_template_kwargs", "continue_final_message", "add_gener
 
 
 class VllmReference:
-    def __init__(self, session: aiohttp.ClientSession, url: str, model: str, sha256: str):
+    def __init__(self, session: aiohttp.ClientSession, url: str | None, model: str, sha256: str):
         self._session = session
-        self._url = url.rstrip("/")
+        self._url = None if url is None else url.rstrip("/")  # None: a supervised vLLM that is not up
         self.model = model  # vLLM's name for it
         self.sha256 = sha256
+        self._up = asyncio.Event()
+        self._process: VllmProcess | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str | None:
+        """Where its vLLM answers now (None while a supervised one is down)."""
+        return self._url
 
     @classmethod
     async def attach(cls, url: str, folder: Path) -> VllmReference:
@@ -59,6 +76,42 @@ class VllmReference:
             await session.close()
             raise
         return cls(session, url, model, sha256)
+
+    @classmethod
+    async def supervise(cls, folder: Path, launcher: Sequence[str], args: Sequence[str]) -> VllmReference:
+        """Start a vLLM serving ``folder`` (``launcher``, then vLLM's own ``args``), keep it running, and wait
+        until it first answers."""
+        session = aiohttp.ClientSession(timeout=_TIMEOUT)
+        reference = cls(session, None, "", await asyncio.to_thread(directory_digest, folder))
+
+        def command(port: int) -> list[str]:
+            return [*launcher, "--model", str(folder), "--host", "127.0.0.1", "--port", str(port), *args]
+
+        reference._process = VllmProcess(command, on_change=reference._server_changed)
+        reference._supervisor = supervisor = asyncio.create_task(reference._process.run())
+        up = asyncio.create_task(reference._up.wait())
+        try:
+            await asyncio.wait((up, supervisor), return_when=asyncio.FIRST_COMPLETED)
+            if supervisor.done():  # the supervisor itself failed (it restarts vLLM forever otherwise)
+                supervisor.result()
+                raise OSError("the vLLM supervisor ended")
+            if reference._url is None:
+                raise OSError("the reference's vLLM stopped as soon as it was up")
+            reference.model = await _served_model(session, reference._url)
+        except BaseException:
+            up.cancel()
+            await reference.close()
+            raise
+        return reference
+
+    def _server_changed(self, url: str | None) -> None:
+        if url is None:
+            if self._url is not None:
+                log.warning("the reference's vLLM is down: checks are refused until it is back")
+            self._up.clear()
+        else:
+            self._up.set()
+        self._url = url
 
     async def score(self, job: ScoreRequest) -> Score:
         request = _parsed(job.request)
@@ -108,8 +161,11 @@ class VllmReference:
             raise Busy(f"vLLM's prompt logprobs were not as expected ({exc!r})", retry_after_s=1) from None
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = self._url
+        if url is None:
+            raise Busy("the reference's vLLM is starting again", retry_after_s=5)
         try:
-            async with self._session.post(self._url + path, json=body) as resp:
+            async with self._session.post(url + path, json=body) as resp:
                 answer = await resp.json(content_type=None)
                 if resp.status == 400:
                     message = answer.get("error", {}).get("message", "") if isinstance(answer, dict) else ""
@@ -121,6 +177,11 @@ class VllmReference:
             raise Busy(f"vLLM is not answering ({type(exc).__name__})", retry_after_s=1) from None
 
     async def close(self) -> None:
+        """Stops a supervised vLLM (and waits for it to exit)."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
         await self._session.close()
 
 

@@ -1,8 +1,10 @@
-"""A verifier's settings: a GGUF file for llama.cpp workers, or a model directory and its vLLM for vLLM workers."""
+"""A verifier's settings: a GGUF file for llama.cpp workers, or a model directory for vLLM workers (scored by a
+vLLM the verifier starts, or by the one at ``vllm_url``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,8 +15,9 @@ from routing.settings import ConfigError
 KEY = "verifier-key-0123456789abcdef"
 
 
-def test_a_gguf_file_or_a_directory_with_its_vllm(tmp_path: Path) -> None:
+def test_a_gguf_file_or_a_directory_with_its_own_vllm_or_another(tmp_path: Path) -> None:
     VerifierConfig(model=str(bundled_model_path()), key=KEY).check()
+    VerifierConfig(model=str(tmp_path), key=KEY).check()
     VerifierConfig(model=str(tmp_path), vllm_url="http://127.0.0.1:8000", key=KEY).check()
 
 
@@ -23,10 +26,11 @@ def test_a_gguf_file_or_a_directory_with_its_vllm(tmp_path: Path) -> None:
     [
         ({"vllm_url": "http://127.0.0.1:8000"}, "verifier.model"),  # a file, where vLLM serves a directory
         ({"vllm_url": "127.0.0.1:8000", "model": "DIR"}, "verifier.vllm_url"),
-        ({"model": "DIR"}, "verifier.model"),  # a directory, with no vLLM to score with
+        ({"model": "/nowhere/model.gguf"}, "verifier.model"),
+        ({"model": "DIR", "vllm_launcher": ()}, "verifier.vllm_launcher"),
     ],
 )
-def test_a_mismatch_is_refused_naming_the_setting(tmp_path: Path, settings: dict[str, str], named: str) -> None:
+def test_a_mismatch_is_refused_naming_the_setting(tmp_path: Path, settings: dict[str, Any], named: str) -> None:
     values = {"model": str(bundled_model_path()), "key": KEY, **settings}
     values["model"] = str(tmp_path) if values["model"] == "DIR" else values["model"]
     with pytest.raises(ConfigError, match=named):

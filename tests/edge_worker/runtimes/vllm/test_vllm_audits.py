@@ -4,13 +4,15 @@ The honest worker fronts a vLLM serving SmolLM2 (the bundled GGUF converted to
 a Hugging Face directory). The cheat fronts a vLLM serving the same model
 requantized to Q2_K (then converted the same way), while its offer names the
 honest directory's digest, as a host that claims one model and serves a
-cheaper one would. The verifier holds the honest directory, served by a vLLM
-of its own (the honest one here: the same weights). Runs where vLLM is
-installed (``make test-vllm``), like ``test_vllm_real.py``.
+cheaper one would. The verifier holds the honest directory and starts a vLLM
+of its own for it (supervised, as a worker's is); the honest worker attaches to
+that one (the same weights; two vLLMs on two cores, not three). Runs where vLLM
+is installed (``make test-vllm``), like ``test_vllm_real.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import importlib.util
 import os
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,10 @@ from aiohttp.test_utils import TestServer
 from bench.overhead import wait_healthy
 from bench.servers import free_port
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
+from edge_worker.verifier.app import REFERENCE
 from edge_worker.verifier.app import create_app as create_verifier
 from edge_worker.verifier.config import VerifierConfig
+from edge_worker.verifier.vllm_reference import VllmReference
 from gateway import api
 from tests.edge_worker.runtimes.vllm.test_vllm_real import convert_bundled_gguf
 from tests.gateway.test_audits import VERIFIER_KEY, audited_gateway, audits
@@ -44,6 +48,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 NAME = "smollm2-vllm"
+SMALL = ["--max-model-len", "2048", "--dtype", "bfloat16"]  # vLLM's CPU build, on a small machine
 
 
 def q2k_gguf(folder: Path) -> Path:
@@ -62,7 +67,7 @@ def vllm_server(model: Path, log: Path) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
     command += ["--served-model-name", NAME, "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--max-model-len", "2048", "--dtype", "bfloat16"]
+    command += SMALL
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -85,18 +90,14 @@ def wait_for(url: str, log: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_vllms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
-    """(the honest HF directory, a vLLM serving it, a vLLM serving its Q2_K requantization)."""
+def cheaper_vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, Path]]:
+    """(the honest HF directory, a vLLM starting to serve its Q2_K requantization, that vLLM's log)."""
     folder = tmp_path_factory.mktemp("vllm-audits")
     honest = convert_bundled_gguf(folder / "SmolLM2-135M-Instruct")
     cheaper = convert_bundled_gguf(folder / "SmolLM2-135M-Instruct-Q2_K", q2k_gguf(folder))
-    with ExitStack() as stack:
-        logs = folder / "honest-vllm.log", folder / "cheaper-vllm.log"
-        honest_url = stack.enter_context(vllm_server(honest, logs[0]))
-        cheaper_url = stack.enter_context(vllm_server(cheaper, logs[1]))
-        wait_for(honest_url, logs[0])
-        wait_for(cheaper_url, logs[1])
-        yield honest, honest_url, cheaper_url
+    log = folder / "cheaper-vllm.log"
+    with vllm_server(cheaper, log) as cheaper_url:
+        yield honest, cheaper_url, log
 
 
 async def ask(session: aiohttp.ClientSession, gw: str, i: int, **extra: Any) -> str:
@@ -105,21 +106,28 @@ async def ask(session: aiohttp.ClientSession, gw: str, i: int, **extra: Any) -> 
 
 
 async def test_a_vllm_worker_serving_other_weights_than_its_offer_names_is_convicted(
-    two_vllms: tuple[Path, str, str],
+    cheaper_vllm: tuple[Path, str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    honest_dir, honest_url, cheaper_url = two_vllms
-    config = VerifierConfig(model=str(honest_dir), vllm_url=honest_url, key=VERIFIER_KEY)
+    honest_dir, cheaper_url, cheaper_log = cheaper_vllm
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # for the verifier's own vLLM
+    args = ("--served-model-name", NAME, *SMALL)
+    config = VerifierConfig(model=str(honest_dir), key=VERIFIER_KEY, vllm_args=args)
     verifier = TestServer(create_verifier(config), host="127.0.0.1")
-    await verifier.start_server()
+    await verifier.start_server()  # once its vLLM answers (the cheat's starts meanwhile)
+    reference = verifier.app[REFERENCE]
+    assert isinstance(reference, VllmReference) and reference.url is not None
+    await asyncio.to_thread(wait_for, cheaper_url, cheaper_log)
     vllm = ("--runtime", "vllm", "--served-model-name", NAME, "--vllm-url")
     with tempfile.TemporaryDirectory() as state:
-        # No canaries: every check here is of a client's answer.
+        # No canaries: every check here is of a client's answer. Two flags convict here: a suspect gets 0.3 of
+        # the traffic, and on two cores the honest vLLM answers first nearly always (the rule: test_reputation.py).
         url = str(verifier.make_url("")).rstrip("/")
-        server, gw = await audited_gateway(url, Path(state) / "gateway.sqlite3", canary_share=0.0)
+        state_file = Path(state) / "gateway.sqlite3"
+        server, gw = await audited_gateway(url, state_file, canary_share=0.0, audit_convict_flags=2)
         try:
             async with aiohttp.ClientSession() as session:
                 with (
-                    registered_worker(gw, "honest", model=honest_dir, extra=(*vllm, honest_url)),
+                    registered_worker(gw, "honest", model=honest_dir, extra=(*vllm, reference.url)),
                     registered_worker(gw, "cheat", model=honest_dir, extra=(*vllm, cheaper_url)),
                 ):
                     await convicts_the_cheat(session, server, gw)
@@ -136,7 +144,7 @@ async def convicts_the_cheat(session: aiohttp.ClientSession, server: TestServer,
     assert offers[0].sha256 and offers[0].sha256 == offers[1].sha256  # both name the honest files
 
     served = []
-    for i in range(200):  # a suspect gets 0.3 of the traffic: the 2nd and 3rd flags come slower
+    for i in range(60):
         served.append(await ask(session, gw, i))
         if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
             break
