@@ -81,8 +81,9 @@ class VllmReference:
     async def supervise(cls, folder: Path, launcher: Sequence[str], args: Sequence[str]) -> VllmReference:
         """Start a vLLM serving ``folder`` (``launcher``, then vLLM's own ``args``), keep it running, and wait
         until it first answers."""
-        session = aiohttp.ClientSession(timeout=_TIMEOUT)
-        reference = cls(session, None, "", await asyncio.to_thread(directory_digest, folder))
+        sha256 = await asyncio.to_thread(directory_digest, folder)  # first: no session to leak if it fails
+        reference = cls(aiohttp.ClientSession(timeout=_TIMEOUT), None, "", sha256)
+        session = reference._session
 
         def command(port: int) -> list[str]:
             return [*launcher, "--model", str(folder), "--host", "127.0.0.1", "--port", str(port), *args]

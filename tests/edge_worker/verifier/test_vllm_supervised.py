@@ -7,6 +7,7 @@ vLLM is in ``tests/edge_worker/runtimes/vllm/test_vllm_audits.py`` (``make test-
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -67,3 +68,15 @@ async def test_it_starts_its_vllm_refuses_checks_while_that_is_down_and_stops_it
         second = int((state / "pid").read_text())
         await server.close()
     assert not alive(second)  # closing the verifier stopped its vLLM
+
+
+async def test_a_directory_with_no_model_files_is_a_clear_error_and_nothing_is_left_open(tmp_path: Path) -> None:
+    env = {**os.environ, "INFERCDN_VERIFIER_KEY": KEY, "INFERCDN_VERIFIER_VLLM_LAUNCHER": f"{sys.executable},{FAKE}"}
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_worker.verifier", "--model", str(tmp_path), "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    out = (await asyncio.wait_for(cli.communicate(), timeout=60))[0].decode()
+    assert cli.returncode == 1, out
+    assert f"no model files in {tmp_path}" in out
+    assert "Traceback" not in out and "Unclosed" not in out
