@@ -77,7 +77,7 @@ async def open_scorer(config: VerifierConfig) -> Scorer:
     if config.vllm_url:
         return await VllmReference.attach(config.vllm_url, model)
     if await asyncio.to_thread(model.is_dir):
-        return await VllmReference.supervise(model, config.vllm_launcher, config.vllm_args)
+        return await VllmReference.supervise(model, config.vllm_launcher, config.vllm_args, config.vllm_hung_restart_s)
     reference = await asyncio.to_thread(
         Reference,
         model,

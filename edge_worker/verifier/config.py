@@ -25,6 +25,8 @@ class VerifierConfig:
     # arguments after it, e.g. ["--max-model-len", "8192"].
     vllm_launcher: tuple[str, ...] = (sys.executable, "-m", "vllm.entrypoints.openai.api_server")
     vllm_args: tuple[str, ...] = ()
+    # Its own vLLM, up but silent on /health this long (hung), is restarted.
+    vllm_hung_restart_s: float = 60.0
     threads: int = 0
     # Layers of the reference model kept on the GPU (-1: all); needs a GPU build of llama-cpp-python.
     gpu_layers: int = 0
@@ -50,6 +52,7 @@ class VerifierConfig:
         else:
             require(model.exists(), "verifier.model", f"no such model file or directory: {self.model}")
         require(bool(self.vllm_launcher), "verifier.vllm_launcher", "is empty")
+        require(self.vllm_hung_restart_s > 0, "verifier.vllm_hung_restart_s", "must be > 0")
         require(len(self.key) >= MIN_KEY_CHARS, "verifier.key", f"needs at least {MIN_KEY_CHARS} characters")
         require(self.threads >= 0 and self.context_length >= 0, "verifier.threads", "must be >= 0")
         require(self.gpu_layers >= -1, "verifier.gpu_layers", f"must be -1 (all), 0 or more, got {self.gpu_layers}")

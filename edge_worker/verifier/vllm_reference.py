@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from routing.verification import IMPOSSIBLE_GAP, Score, ScoreRequest, scorable
 log = logging.getLogger(__name__)
 
 _TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
+HEALTH_POLL_S = 5.0  # how often a supervised vLLM's /health is asked
 # Request fields the template reads besides the messages (vLLM's names).
 _TEMPLATE_FIELDS = ("chat_template_kwargs", "continue_final_message", "add_generation_prompt")
 
@@ -59,6 +61,7 @@ class VllmReference:
         self._up = asyncio.Event()
         self._process: VllmProcess | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str | None:
@@ -78,9 +81,11 @@ class VllmReference:
         return cls(session, url, model, sha256)
 
     @classmethod
-    async def supervise(cls, folder: Path, launcher: Sequence[str], args: Sequence[str]) -> VllmReference:
-        """Start a vLLM serving ``folder`` (``launcher``, then vLLM's own ``args``), keep it running, and wait
-        until it first answers."""
+    async def supervise(
+        cls, folder: Path, launcher: Sequence[str], args: Sequence[str], hung_restart_s: float = 60.0
+    ) -> VllmReference:
+        """Start a vLLM serving ``folder`` (``launcher``, then vLLM's own ``args``), keep it running (started
+        again if it exits, or if its ``/health`` stays silent ``hung_restart_s``), and wait until it first answers."""
         sha256 = await asyncio.to_thread(directory_digest, folder)  # first: no session to leak if it fails
         reference = cls(aiohttp.ClientSession(timeout=_TIMEOUT), None, "", sha256)
         session = reference._session
@@ -103,7 +108,28 @@ class VllmReference:
             up.cancel()
             await reference.close()
             raise
+        reference._watcher = asyncio.create_task(reference._restart_when_hung(reference._process, hung_restart_s))
         return reference
+
+    async def _restart_when_hung(self, process: VllmProcess, hung_restart_s: float) -> None:
+        """A vLLM that is up but does not answer (hung) is ended; its supervisor starts it again."""
+        answered = time.monotonic()
+        while True:
+            await asyncio.sleep(min(HEALTH_POLL_S, hung_restart_s / 4))
+            url = self._url
+            if url is None or await self._answers_health(url, hung_restart_s / 4):
+                answered = time.monotonic()
+            elif time.monotonic() - answered >= hung_restart_s:
+                log.error("the reference's vLLM has not answered for %.0f s: restarting it", hung_restart_s)
+                await process.restart()
+                answered = time.monotonic()
+
+    async def _answers_health(self, url: str, timeout_s: float) -> bool:
+        try:
+            async with self._session.get(url + "/health", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     def _server_changed(self, url: str | None) -> None:
         if url is None:
@@ -179,10 +205,11 @@ class VllmReference:
 
     async def close(self) -> None:
         """Stops a supervised vLLM (and waits for it to exit)."""
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        for task in (self._watcher, self._supervisor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._session.close()
 
 

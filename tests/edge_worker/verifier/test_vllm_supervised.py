@@ -70,6 +70,23 @@ async def test_it_starts_its_vllm_refuses_checks_while_that_is_down_and_stops_it
     assert not alive(second)  # closing the verifier stopped its vLLM
 
 
+async def test_a_hung_vllm_is_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "vllm-state"
+    monkeypatch.setenv("FAKE_VLLM_STATE", str(state))
+    folder = tmp_path / "SmolLM2"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    launcher = (sys.executable, str(FAKE))
+    reference = await VllmReference.supervise(folder, launcher, (), hung_restart_s=1.0)
+    try:
+        first = (state / "pid").read_text()
+        (state / "hang").write_text(first)  # its /health never answers again, though the process lives
+        await wait_until(lambda: (state / "pid").read_text() != first, 60)
+        await wait_until(lambda: reference.url is not None)
+    finally:
+        await reference.close()
+
+
 async def test_a_directory_with_no_model_files_is_a_clear_error_and_nothing_is_left_open(tmp_path: Path) -> None:
     env = {**os.environ, "INFERCDN_VERIFIER_KEY": KEY, "INFERCDN_VERIFIER_VLLM_LAUNCHER": f"{sys.executable},{FAKE}"}
     cli = await asyncio.create_subprocess_exec(
