@@ -29,7 +29,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bench.overhead import wait_healthy
-from bench.servers import free_port
+from bench.servers import free_port, stop_process
 from edge_worker.runtimes.llama_cpp.catalog import bundled_model_path
 from edge_worker.verifier.app import REFERENCE
 from edge_worker.verifier.app import create_app as create_verifier
@@ -77,11 +77,7 @@ def vllm_server(model: Path, log: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, grace_s=30)
 
 
 def wait_for(url: str, log: Path) -> None:
