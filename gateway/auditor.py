@@ -29,7 +29,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.conviction_store import Conviction, ConvictionStore, Evidence
@@ -105,7 +105,7 @@ class Auditor:
         if not sample.offer.sha256:
             return  # it names no weights file: nothing to check it against (and no record was promised)
         if not scorable(sample.offer.runtime, sample.body, sample.request):
-            return  # beyond what a reference for its runtime checks (a vLLM one scores greedy answers)
+            return  # beyond what a reference for its runtime checks (a vLLM one: no top-p cut, penalties, tools)
         if not forced and self._rng.random() >= self._balancer.reputations.rate(sample.worker_id):
             return
         try:
@@ -200,6 +200,11 @@ class Auditor:
             log.warning("audit flagged %s on request %s: %s", worker_id, found.request_id, check.reason)
             self.evidence.setdefault(worker_id, deque(maxlen=EVIDENCE_PER_WORKER)).append(found)
         changed = self._balancer.judged(worker_id, check, self._clock())
+        if changed in (Standing.SUSPECT, Standing.CONVICTED) and not check.flagged:
+            # Its running Z crossed a line: this check tipped it, and is kept as the evidence, with that Z.
+            reason = self._balancer.reputations.of(worker_id).last_reason
+            log.warning("audits find %s %s: %s", worker_id, changed, reason)
+            self.evidence.setdefault(worker_id, deque(maxlen=EVIDENCE_PER_WORKER)).append(replace(found, reason=reason))
         if changed is Standing.CONVICTED:
             log.error("worker %s convicted by audits: it gets no traffic until pardoned", worker_id)
             kept = tuple(self.evidence.get(worker_id, ()))

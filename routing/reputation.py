@@ -110,9 +110,12 @@ class Reputation:
             self.flags += 1
             self.last_reason = check.reason
         z = self.running_z
+        z_below = z is not None and z < policy.suspect_z
+        if z_below and not check.flagged:
+            self.last_reason = f"a running Z of {z:.2f} over its last {len(self._recent_z)} sampled checks"
         if sum(self._recent_flags) >= policy.convict_flags or (z is not None and z < policy.convict_z):
             return self._become(Standing.CONVICTED, now)
-        if check.flagged or (z is not None and z < policy.suspect_z):
+        if check.flagged or z_below:
             self.clean = 0
             return self._become(Standing.SUSPECT, now) if self.standing is not Standing.SUSPECT else None
         self.clean += 1

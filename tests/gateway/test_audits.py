@@ -26,6 +26,7 @@ from gateway import api
 from routing.announce import REGISTER_PATH, Hardware, Registration, pack
 from routing.consul_client import consul_client
 from routing.identity import load_or_create
+from routing.reputation import TrustPolicy
 from routing.verifier_presence import SERVICE as VERIFIER_SERVICE
 from routing.verifier_presence import presence_meta
 from routing.verifier_presence import service_id as verifier_service_id
@@ -160,6 +161,44 @@ async def test_a_worker_serving_a_cruder_model_than_it_claims_is_convicted_and_g
             assert (await audits(session, gw))["cheat"]["standing"] == "probation"
         await server.close()
     await verifier.close()
+
+
+async def test_a_cheat_answering_only_sampled_requests_is_convicted_by_its_running_z(
+    session: aiohttp.ClientSession, cheaper_models: dict[str, Path]
+) -> None:
+    """No answer of a cruder model is flagged on its own at temperature 1 (every token could be drawn): the
+    running ΣZ/√n over its sampled checks convicts it, and that sum is the evidence an operator reads."""
+    verifier, verifier_url = await start_verifier()
+    with tempfile.TemporaryDirectory() as folder:
+        state_file, cheat_key = Path(folder) / "gateway.sqlite3", Path(folder) / "cheat.key"
+        load_or_create(cheat_key)
+        # No canaries: those are greedy, and would catch it by a gap.
+        server, gw = await audited_gateway(verifier_url, state_file, canary_share=0.0)
+        with (
+            registered_worker(gw, "honest"),
+            registered_worker(gw, "cheat", key_file=cheat_key, model=cheaper_models["Q2_K"]),
+        ):
+            await lie_about_weights(session, gw, server, "cheat", cheat_key)
+            served: list[str] = []
+            for first in range(0, 240, 4):
+                asked = (ask(session, gw, i, temperature=1.0, max_tokens=32) for i in range(first, first + 4))
+                served += await asyncio.gather(*asked)
+                if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
+                    break
+            auditor = server.app[api.STATE].auditor
+            assert auditor is not None
+            await wait_until(lambda: auditor.idle)
+            found = await audits(session, gw)
+        await server.close()
+    await verifier.close()
+    cheat, honest = found["cheat"], found["honest"]
+    assert cheat["standing"] == "convicted" and cheat["flags"] == 0 and cheat["checks"] <= 50, cheat
+    assert cheat["running_z"] < TrustPolicy().convict_z
+    (why,) = [e for e in cheat["evidence"] if "running Z" in e["reason"] and e["z"] is not None][-1:]
+    assert why["reason"].startswith("a running Z of -") and why["request_id"]
+    assert honest["flags"] == 0 and honest["checks"] >= 1 and honest["standing"] in ("probation", "trusted")
+    assert honest["running_z"] > TrustPolicy().suspect_z
+    assert "cheat" in served
 
 
 WEATHER = {

@@ -58,6 +58,9 @@ def test_sampled_checks_convict_on_a_running_z_far_below_zero() -> None:
     assert changes[2] is Standing.SUSPECT
     assert changes[6] is Standing.CONVICTED
     assert cheat.running_z is not None and cheat.running_z < POLICY.convict_z
+    # Why, for people (no check was flagged on its own): the sum that convicted it.
+    assert cheat.last_reason == "a running Z of -5.29 over its last 7 sampled checks"
+    assert honest.last_reason == ""
 
 
 def test_the_book_weighs_and_rates_by_standing_and_only_when_enabled() -> None:
