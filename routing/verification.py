@@ -35,7 +35,7 @@ MAX_TEXT_CHARS = 4 << 20
 EVIDENCE_GAPS = 8
 
 
-# What a vLLM reference scores: greedy answers whose request says nothing vLLM would sample differently by
+# What a vLLM reference scores: answers whose request says nothing vLLM would sample differently by
 # (its own extras — repetition_penalty, top_k, guided decoding, a tool parser — are beyond what it checks).
 _VLLM_SCORABLE_FIELDS = frozenset(
     {
@@ -48,14 +48,15 @@ _VLLM_SCORABLE_FIELDS = frozenset(
 
 def scorable(runtime: str, body: dict[str, Any], request: GenerationRequest) -> bool:
     """Whether a verifier for this runtime's offers can score the answer. A llama.cpp reference scores every
-    answer (it samples as the worker does); a vLLM one, greedy answers without penalties, tools or schemas
-    (it scores from vLLM's top logprobs: enough for a gap, not for a sampled answer's Z)."""
+    answer (it samples as the worker does); a vLLM one, answers without penalties, tools or schemas, and
+    sampled ones without a top-p cut (it scores from vLLM's top logprobs: enough for a gap, and for a Z over
+    the likeliest tokens, not for a cut that needs every token's probability)."""
     if runtime != "vllm":
         return True
     sampling = request.sampling
     plain = not (sampling.frequency_penalty or sampling.presence_penalty or request.tools)
     return (
-        sampling.temperature <= 0
+        (sampling.temperature <= 0 or sampling.top_p >= 1.0)
         and plain
         and not request.response_format.structured
         and (body.keys() <= _VLLM_SCORABLE_FIELDS)

@@ -13,9 +13,12 @@ endpoints:
   log-probability and the likeliest one's, so its gap ``max log p - log
   p(chosen)``.
 
-vLLM returns the top few log-probabilities, not the whole distribution, so
-this reference scores greedy answers (``routing.verification.scorable``), not
-a sampled answer's Z; canaries keep greedy checks coming for every worker.
+vLLM returns the top few log-probabilities (``TOP_LOGPROBS``), not the whole
+distribution. That gives a greedy answer's gaps, and a sampled answer's Z over
+the likeliest tokens (``edge_worker.verifier.top_logprobs_z``), as long as no
+top-p cut needs every token's probability (``routing.verification.scorable``)
+and the model directory's generation config sets nothing the request leaves
+open (``edge_worker.verifier.generation_defaults``).
 
 The verifier either attaches to a vLLM the operator runs (``attach``) or starts
 and supervises its own on a private loopback port, as a worker does
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +43,9 @@ import aiohttp
 from edge_worker.runtimes.vllm.process import VllmProcess
 from edge_worker.runtimes.vllm.weights_digest import directory_digest
 from edge_worker.verifier.delivery import delivered
+from edge_worker.verifier.generation_defaults import GenerationDefaults
 from edge_worker.verifier.scoring import largest_gaps
+from edge_worker.verifier.top_logprobs_z import Listed, TopLogprobsZ
 from routing.errors import Busy, InvalidRequest
 from routing.openai_requests import GenerationRequest, parse_chat_request, parse_completion_request
 from routing.verification import IMPOSSIBLE_GAP, Score, ScoreRequest, scorable
@@ -48,16 +54,25 @@ log = logging.getLogger(__name__)
 
 _TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
 HEALTH_POLL_S = 5.0  # how often a supervised vLLM's /health is asked
+TOP_LOGPROBS = 20  # the likeliest tokens a sampled check reads per position: vLLM's default max_logprobs
 # Request fields the template reads besides the messages (vLLM's names).
 _TEMPLATE_FIELDS = ("chat_template_kwargs", "continue_final_message", "add_generation_prompt")
 
 
 class VllmReference:
-    def __init__(self, session: aiohttp.ClientSession, url: str | None, model: str, sha256: str):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str | None,
+        model: str,
+        sha256: str,
+        defaults: GenerationDefaults | None = None,
+    ):
         self._session = session
         self._url = None if url is None else url.rstrip("/")  # None: a supervised vLLM that is not up
         self.model = model  # vLLM's name for it
         self.sha256 = sha256
+        self.defaults = defaults or GenerationDefaults()  # what its directory may make a vLLM sample with
         self._up = asyncio.Event()
         self._process: VllmProcess | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -74,11 +89,12 @@ class VllmReference:
         session = aiohttp.ClientSession(timeout=_TIMEOUT)
         try:
             sha256 = await asyncio.to_thread(directory_digest, folder)
+            defaults = await asyncio.to_thread(GenerationDefaults.read, folder)
             model = await _served_model(session, url.rstrip("/"))
         except BaseException:
             await session.close()
             raise
-        return cls(session, url, model, sha256)
+        return cls(session, url, model, sha256, defaults)
 
     @classmethod
     async def supervise(
@@ -87,7 +103,8 @@ class VllmReference:
         """Start a vLLM serving ``folder`` (``launcher``, then vLLM's own ``args``), keep it running (started
         again if it exits, or if its ``/health`` stays silent ``hung_restart_s``), and wait until it first answers."""
         sha256 = await asyncio.to_thread(directory_digest, folder)  # first: no session to leak if it fails
-        reference = cls(aiohttp.ClientSession(timeout=_TIMEOUT), None, "", sha256)
+        defaults = await asyncio.to_thread(GenerationDefaults.read, folder)
+        reference = cls(aiohttp.ClientSession(timeout=_TIMEOUT), None, "", sha256, defaults)
         session = reference._session
 
         def command(port: int) -> list[str]:
@@ -143,12 +160,24 @@ class VllmReference:
     async def score(self, job: ScoreRequest) -> Score:
         request = _parsed(job.request)
         if not scorable("vllm", job.request, request):
-            raise InvalidRequest("a vLLM reference scores greedy answers without penalties, tools or schemas")
+            raise InvalidRequest("a vLLM reference scores answers without top-p, penalties, tools or schemas")
+        temperature = request.sampling.temperature
+        unstated = self.defaults.unstated(job.request) if temperature > 0 else None
+        if unstated:
+            raise InvalidRequest(f"a sampled answer this reference cannot know the sampler of: {unstated}")
         prompt = await self._tokenize(job.request)
         text = await self._post("/detokenize", {"model": self.model, "tokens": list(job.completion)})
         targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
-        gaps = await self._gaps(list(job.prompt), targets) if targets else []
-        largest = largest_gaps(gaps)
+        rows = await self._rows(list(job.prompt), targets, 1 if temperature <= 0 else TOP_LOGPROBS)
+        largest = largest_gaps([_gap(row, token) for row, token in zip(rows, targets, strict=True)])
+        z = None
+        if temperature > 0:
+            tally = TopLogprobsZ(temperature)
+            for row, token in zip(rows, targets, strict=True):
+                listed = _listed(row, token)
+                if listed is not None:
+                    tally.add(listed)
+            z = tally.z
         return Score(
             prompt_matches=prompt == list(job.prompt),
             text_matches=isinstance(text.get("prompt"), str) and delivered(text["prompt"], job, request),
@@ -156,8 +185,8 @@ class VllmReference:
             max_gap=largest[0][1] if largest else 0.0,
             max_gap_at=largest[0][0] if largest else 0,
             largest_gaps=largest,
-            z=None,
-            greedy=True,
+            z=z,
+            greedy=temperature <= 0,
         )
 
     async def _tokenize(self, body: dict[str, Any]) -> list[int]:
@@ -171,21 +200,26 @@ class VllmReference:
         tokens = (await self._post("/tokenize", ask)).get("tokens")
         return tokens if isinstance(tokens, list) else []
 
-    async def _gaps(self, prompt: list[int], targets: list[int]) -> list[float]:
-        """Each target's gap, from one prefill of the prompt and all the targets."""
+    async def _rows(self, prompt: list[int], targets: list[int], top: int) -> list[Any]:
+        """Each target's row of prompt logprobs (its own and the ``top`` likeliest), from one prefill."""
+        if not targets:
+            return []
         ask = {
             "model": self.model,
             "prompt": prompt + targets,
             "max_tokens": 1,
             "temperature": 0,
-            "prompt_logprobs": 1,
+            "prompt_logprobs": top,
         }
         answer = await self._post("/v1/completions", ask)
         try:
             rows = answer["choices"][0]["prompt_logprobs"]
-            return [_gap(rows[len(prompt) + i], token) for i, token in enumerate(targets)]
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            mine = [rows[len(prompt) + i] for i in range(len(targets))]
+        except (KeyError, IndexError, TypeError) as exc:
             raise Busy(f"vLLM's prompt logprobs were not as expected ({exc!r})", retry_after_s=1) from None
+        if not all(_well_formed(row, ranked=top > 1) for row in mine):
+            raise Busy("vLLM's prompt logprobs were not as expected (a malformed row)", retry_after_s=1)
+        return mine
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self._url
@@ -220,6 +254,25 @@ def _gap(row: Any, token: int) -> float:
     chosen = float(row[str(token)]["logprob"])
     best = max(float(entry["logprob"]) for entry in row.values())
     return min(IMPOSSIBLE_GAP, max(0.0, best - chosen)) if chosen > float("-inf") else IMPOSSIBLE_GAP
+
+
+def _well_formed(row: Any, *, ranked: bool) -> bool:
+    """A row as vLLM writes one: token id → its log-probability (and, when ranks are read, its rank)."""
+    return isinstance(row, dict) and all(
+        isinstance(entry, dict)
+        and isinstance(entry.get("logprob"), int | float)
+        and (not ranked or isinstance(entry.get("rank"), int))
+        for entry in row.values()
+    )
+
+
+def _listed(row: dict[str, Any], token: int) -> Listed | None:
+    """One position for a sampled answer's Z (None: vLLM did not list the token, whose gap says so already)."""
+    own = row.get(str(token))
+    if own is None or not math.isfinite(own["logprob"]):
+        return None
+    top = tuple(float(e["logprob"]) for e in row.values() if e["rank"] <= TOP_LOGPROBS and math.isfinite(e["logprob"]))
+    return Listed(top, float(own["logprob"]), own["rank"] <= TOP_LOGPROBS)
 
 
 async def _served_model(session: aiohttp.ClientSession, url: str, attempts: int = 600) -> str:

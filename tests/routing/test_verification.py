@@ -45,7 +45,10 @@ GREEDY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temper
     [
         ({}, True),
         ({"stream": True, "stop": ["\n"], "seed": 3, "logprobs": True, "top_logprobs": 2}, True),
-        ({"temperature": 0.7}, False),  # sampled: a vLLM reference has top logprobs, not the distribution
+        ({"temperature": 0.7}, True),  # sampled: a Z over the likeliest tokens (top_logprobs_z.py)
+        ({"temperature": 1.0, "top_p": 1.0}, True),
+        ({"temperature": 0.7, "top_p": 0.9}, False),  # the cut needs every token's probability, not the top 20
+        ({"top_p": 0.9}, True),  # greedy: no cut to make
         ({"frequency_penalty": 0.5}, False),
         ({"response_format": {"type": "json_object"}}, False),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, False),
@@ -53,7 +56,7 @@ GREEDY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temper
         ({"top_k": 5}, False),
     ],
 )
-def test_a_vllm_reference_scores_plain_greedy_answers_and_a_llama_cpp_one_every_answer(
+def test_a_vllm_reference_scores_plain_answers_without_top_p_and_a_llama_cpp_one_every_answer(
     extra: dict[str, Any], on_vllm: bool
 ) -> None:
     body = {**GREEDY, **extra}

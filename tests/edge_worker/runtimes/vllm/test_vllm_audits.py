@@ -6,8 +6,10 @@ requantized to Q2_K (then converted the same way), while its offer names the
 honest directory's digest, as a host that claims one model and serves a
 cheaper one would. The verifier holds the honest directory and starts a vLLM
 of its own for it (supervised, as a worker's is); the honest worker attaches to
-that one (the same weights; two vLLMs on two cores, not three). Runs where vLLM
-is installed (``make test-vllm``), like ``test_vllm_real.py``.
+that one (the same weights; two vLLMs on two cores, not three). The cheat is
+convicted twice, before two gateways: on greedy traffic by its gaps, and on
+sampled traffic by its running Z over vLLM's top log-probabilities. Runs where
+vLLM is installed (``make test-vllm``), like ``test_vllm_real.py``.
 """
 
 from __future__ import annotations
@@ -129,13 +131,21 @@ async def test_a_vllm_worker_serving_other_weights_than_its_offer_names_is_convi
                     registered_worker(gw, "cheat", model=honest_dir, extra=(*vllm, cheaper_url)),
                 ):
                     await convicts_the_cheat(session, server, gw)
+                await server.close()
+                # Again before a new gateway, on sampled traffic alone: the running Z convicts.
+                server, gw = await audited_gateway(url, Path(state) / "sampled.sqlite3", canary_share=0.0)
+                with (
+                    registered_worker(gw, "honest", model=honest_dir, extra=(*vllm, reference.url)),
+                    registered_worker(gw, "cheat", model=honest_dir, extra=(*vllm, cheaper_url)),
+                ):
+                    await convicts_the_cheat_by_its_z(session, server, gw)
         finally:
             await server.close()
             await verifier.close()
 
 
 async def convicts_the_cheat(session: aiohttp.ClientSession, server: TestServer, gw: str) -> None:
-    """Greedy traffic until the cheat is convicted; then only the honest one serves; sampled answers go unaudited."""
+    """Greedy traffic until the cheat is convicted; then only the honest one serves; top-p answers go unaudited."""
     fleet = server.app[api.STATE].fleet
     await wait_until(lambda: fleet.get("honest") is not None and fleet.get("cheat") is not None, 60)
     offers = [fleet.get(w).offers[0] for w in ("honest", "cheat")]  # type: ignore[union-attr]
@@ -155,10 +165,30 @@ async def convicts_the_cheat(session: aiohttp.ClientSession, server: TestServer,
     assert found["honest"]["flags"] == 0 and found["honest"]["checks"] >= 1, found
     assert {await ask(session, gw, i) for i in range(4)} == {"honest"}
 
-    # Sampled answers are beyond a vLLM reference (top logprobs give a gap, not a Z): not audited.
+    # A top-p cut is beyond a vLLM reference (it needs every token's probability, not the top 20): not audited.
     await wait_until(lambda: auditor.idle, 60)
     checks = (await audits(session, gw))["honest"]["checks"]
     for i in range(3):
-        await ask(session, gw, i, temperature=0.8)
+        await ask(session, gw, i, temperature=0.8, top_p=0.9)
     await wait_until(lambda: auditor.idle, 60)
     assert (await audits(session, gw))["honest"]["checks"] == checks
+
+
+async def convicts_the_cheat_by_its_z(session: aiohttp.ClientSession, server: TestServer, gw: str) -> None:
+    """Sampled traffic (temperature 1) until the cheat is convicted: by its running Z, not by a flag."""
+    fleet = server.app[api.STATE].fleet
+    await wait_until(lambda: fleet.get("honest") is not None and fleet.get("cheat") is not None, 60)
+    served: list[str] = []
+    for first in range(0, 120, TOGETHER):
+        asked = (ask(session, gw, i, temperature=1.0, max_tokens=32) for i in range(first, first + TOGETHER))
+        served += await asyncio.gather(*asked)
+        if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
+            break
+    auditor = server.app[api.STATE].auditor
+    assert auditor is not None
+    await wait_until(lambda: auditor.idle, 60)
+    found = await audits(session, gw)
+    cheat, honest = found["cheat"], found["honest"]
+    assert "cheat" in served and cheat["standing"] == "convicted" and cheat["flags"] == 0, found
+    assert any(e["reason"].startswith("a running Z of -") for e in cheat["evidence"]), cheat
+    assert honest["flags"] == 0 and honest["checks"] >= 1 and honest["running_z"] > -3, honest
