@@ -75,9 +75,11 @@ class GgufScorer:
 async def open_scorer(config: VerifierConfig) -> Scorer:
     model = await asyncio.to_thread(Path(config.model).expanduser)
     if config.vllm_url:
-        return await VllmReference.attach(config.vllm_url, model)
+        return await VllmReference.attach(config.vllm_url, model, config.vllm_top_logprobs)
     if await asyncio.to_thread(model.is_dir):
-        return await VllmReference.supervise(model, config.vllm_launcher, config.vllm_args, config.vllm_hung_restart_s)
+        return await VllmReference.supervise(
+            model, config.vllm_launcher, config.vllm_args, config.vllm_hung_restart_s, config.vllm_top_logprobs
+        )
     reference = await asyncio.to_thread(
         Reference,
         model,

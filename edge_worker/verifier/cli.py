@@ -44,6 +44,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="with --model DIR and no --vllm-url: an argument for the vLLM it starts; repeat, e.g. "
         "--vllm-arg=--max-model-len --vllm-arg=8192",
     )
+    p.add_argument(
+        "--vllm-top-logprobs",
+        type=int,
+        help="the likeliest tokens a sampled answer's check reads per position (default 100; a vLLM at "
+        "--vllm-url needs --max-logprobs of at least this)",
+    )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8090)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")

@@ -27,6 +27,9 @@ class VerifierConfig:
     vllm_args: tuple[str, ...] = ()
     # Its own vLLM, up but silent on /health this long (hung), is restarted.
     vllm_hung_restart_s: float = 60.0
+    # The likeliest tokens a sampled answer's check reads per position from vLLM: more see more of a cheat's
+    # unlikely draws one by one (its own vLLM is started to allow them; one at vllm_url needs --max-logprobs).
+    vllm_top_logprobs: int = 100
     threads: int = 0
     # Layers of the reference model kept on the GPU (-1: all); needs a GPU build of llama-cpp-python.
     gpu_layers: int = 0
@@ -53,6 +56,11 @@ class VerifierConfig:
             require(model.exists(), "verifier.model", f"no such model file or directory: {self.model}")
         require(bool(self.vllm_launcher), "verifier.vllm_launcher", "is empty")
         require(self.vllm_hung_restart_s > 0, "verifier.vllm_hung_restart_s", "must be > 0")
+        require(
+            20 <= self.vllm_top_logprobs <= 5000,
+            "verifier.vllm_top_logprobs",
+            f"must be 20-5000, got {self.vllm_top_logprobs}",
+        )
         require(len(self.key) >= MIN_KEY_CHARS, "verifier.key", f"needs at least {MIN_KEY_CHARS} characters")
         require(self.threads >= 0 and self.context_length >= 0, "verifier.threads", "must be >= 0")
         require(self.gpu_layers >= -1, "verifier.gpu_layers", f"must be -1 (all), 0 or more, got {self.gpu_layers}")

@@ -13,12 +13,16 @@ endpoints:
   log-probability and the likeliest one's, so its gap ``max log p - log
   p(chosen)``.
 
-vLLM returns the top few log-probabilities (``TOP_LOGPROBS``), not the whole
-distribution. That gives a greedy answer's gaps, and a sampled answer's Z over
-the likeliest tokens (``edge_worker.verifier.top_logprobs_z``), as long as no
-top-p cut needs every token's probability (``routing.verification.scorable``)
-and the model directory's generation config sets nothing the request leaves
-open (``edge_worker.verifier.generation_defaults``).
+vLLM returns the top log-probabilities (``top_logprobs`` of them: its own
+vLLM is started with ``--max-logprobs`` to match), not the whole distribution.
+That gives a greedy answer's gaps, and a sampled answer's Z over the likeliest
+tokens (``edge_worker.verifier.top_logprobs_z``), as long as no top-p cut
+needs every token's probability (``routing.verification.scorable``) and the
+model directory's generation config sets nothing the request leaves open
+(``edge_worker.verifier.generation_defaults``). The more tokens listed, the
+more of a cheat's unlikely draws are seen one by one rather than as "any
+other": the Q2_K cheat's mean Z per check went from -0.5 at 20 to -1.3 at 100
+and -2.0 at 1,000 (-2.4 over the whole vocabulary; README, benchmarks).
 
 The verifier either attaches to a vLLM the operator runs (``attach``) or starts
 and supervises its own on a private loopback port, as a worker does
@@ -54,7 +58,8 @@ log = logging.getLogger(__name__)
 
 _TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
 HEALTH_POLL_S = 5.0  # how often a supervised vLLM's /health is asked
-TOP_LOGPROBS = 20  # the likeliest tokens a sampled check reads per position: vLLM's default max_logprobs
+# The likeliest tokens a sampled check reads per position (vLLM's own default allows 20).
+DEFAULT_TOP_LOGPROBS = 100
 # Request fields the template reads besides the messages (vLLM's names).
 _TEMPLATE_FIELDS = ("chat_template_kwargs", "continue_final_message", "add_generation_prompt")
 
@@ -67,12 +72,14 @@ class VllmReference:
         model: str,
         sha256: str,
         defaults: GenerationDefaults | None = None,
+        top_logprobs: int = DEFAULT_TOP_LOGPROBS,
     ):
         self._session = session
         self._url = None if url is None else url.rstrip("/")  # None: a supervised vLLM that is not up
         self.model = model  # vLLM's name for it
         self.sha256 = sha256
         self.defaults = defaults or GenerationDefaults()  # what its directory may make a vLLM sample with
+        self.top_logprobs = top_logprobs
         self._up = asyncio.Event()
         self._process: VllmProcess | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -84,8 +91,9 @@ class VllmReference:
         return self._url
 
     @classmethod
-    async def attach(cls, url: str, folder: Path) -> VllmReference:
-        """To the vLLM at ``url`` serving ``folder`` (waits for it to answer)."""
+    async def attach(cls, url: str, folder: Path, top_logprobs: int = DEFAULT_TOP_LOGPROBS) -> VllmReference:
+        """To the vLLM at ``url`` serving ``folder`` (waits for it to answer; sampled checks need it started
+        with ``--max-logprobs`` of at least ``top_logprobs``, else vLLM refuses them and they are dropped)."""
         session = aiohttp.ClientSession(timeout=_TIMEOUT)
         try:
             sha256 = await asyncio.to_thread(directory_digest, folder)
@@ -94,18 +102,26 @@ class VllmReference:
         except BaseException:
             await session.close()
             raise
-        return cls(session, url, model, sha256, defaults)
+        return cls(session, url, model, sha256, defaults, top_logprobs)
 
     @classmethod
     async def supervise(
-        cls, folder: Path, launcher: Sequence[str], args: Sequence[str], hung_restart_s: float = 60.0
+        cls,
+        folder: Path,
+        launcher: Sequence[str],
+        args: Sequence[str],
+        hung_restart_s: float = 60.0,
+        top_logprobs: int = DEFAULT_TOP_LOGPROBS,
     ) -> VllmReference:
-        """Start a vLLM serving ``folder`` (``launcher``, then vLLM's own ``args``), keep it running (started
-        again if it exits, or if its ``/health`` stays silent ``hung_restart_s``), and wait until it first answers."""
+        """Start a vLLM serving ``folder`` (``launcher``, then vLLM's own ``args``, with ``--max-logprobs`` for
+        ``top_logprobs`` unless they set it), keep it running (started again if it exits, or if its ``/health``
+        stays silent ``hung_restart_s``), and wait until it first answers."""
         sha256 = await asyncio.to_thread(directory_digest, folder)  # first: no session to leak if it fails
         defaults = await asyncio.to_thread(GenerationDefaults.read, folder)
-        reference = cls(aiohttp.ClientSession(timeout=_TIMEOUT), None, "", sha256, defaults)
+        reference = cls(aiohttp.ClientSession(timeout=_TIMEOUT), None, "", sha256, defaults, top_logprobs)
         session = reference._session
+        if not any(a == "--max-logprobs" or a.startswith("--max-logprobs=") for a in args):
+            args = [*args, "--max-logprobs", str(top_logprobs)]
 
         def command(port: int) -> list[str]:
             return [*launcher, "--model", str(folder), "--host", "127.0.0.1", "--port", str(port), *args]
@@ -168,13 +184,14 @@ class VllmReference:
         prompt = await self._tokenize(job.request)
         text = await self._post("/detokenize", {"model": self.model, "tokens": list(job.completion)})
         targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
-        rows = await self._rows(list(job.prompt), targets, 1 if temperature <= 0 else TOP_LOGPROBS)
+        top = 1 if temperature <= 0 else self.top_logprobs
+        rows = await self._rows(list(job.prompt), targets, top)
         largest = largest_gaps([_gap(row, token) for row, token in zip(rows, targets, strict=True)])
         z = None
         if temperature > 0:
             tally = TopLogprobsZ(temperature)
             for row, token in zip(rows, targets, strict=True):
-                listed = _listed(row, token)
+                listed = _listed(row, token, top)
                 if listed is not None:
                     tally.add(listed)
             z = tally.z
@@ -266,13 +283,13 @@ def _well_formed(row: Any, *, ranked: bool) -> bool:
     )
 
 
-def _listed(row: dict[str, Any], token: int) -> Listed | None:
+def _listed(row: dict[str, Any], token: int, top: int) -> Listed | None:
     """One position for a sampled answer's Z (None: vLLM did not list the token, whose gap says so already)."""
     own = row.get(str(token))
     if own is None or not math.isfinite(own["logprob"]):
         return None
-    top = tuple(float(e["logprob"]) for e in row.values() if e["rank"] <= TOP_LOGPROBS and math.isfinite(e["logprob"]))
-    return Listed(top, float(own["logprob"]), own["rank"] <= TOP_LOGPROBS)
+    likeliest = tuple(float(e["logprob"]) for e in row.values() if e["rank"] <= top and math.isfinite(e["logprob"]))
+    return Listed(likeliest, float(own["logprob"]), own["rank"] <= top)
 
 
 async def _served_model(session: aiohttp.ClientSession, url: str, attempts: int = 600) -> str:

@@ -28,6 +28,8 @@ def test_a_gguf_file_or_a_directory_with_its_own_vllm_or_another(tmp_path: Path)
         ({"vllm_url": "127.0.0.1:8000", "model": "DIR"}, "verifier.vllm_url"),
         ({"model": "/nowhere/model.gguf"}, "verifier.model"),
         ({"model": "DIR", "vllm_launcher": ()}, "verifier.vllm_launcher"),
+        ({"model": "DIR", "vllm_top_logprobs": 10}, "verifier.vllm_top_logprobs"),  # fewer than vLLM's default
+        ({"model": "DIR", "vllm_top_logprobs": 50_000}, "verifier.vllm_top_logprobs"),
     ],
 )
 def test_a_mismatch_is_refused_naming_the_setting(tmp_path: Path, settings: dict[str, Any], named: str) -> None:

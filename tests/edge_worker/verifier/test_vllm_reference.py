@@ -33,7 +33,8 @@ def test_the_gap_is_the_likeliest_tokens_log_probability_less_the_chosen_ones() 
 
 # A sampled answer's Z through a vLLM reference's own calls, against a stand-in for vLLM's three endpoints
 # (``/tokenize``, ``/detokenize``, ``/v1/completions`` with ``prompt_logprobs``): the main suite has no vLLM.
-# Its "model" reads one character a token and has a fixed random distribution at each position.
+# Its "model" reads one character a token and has a fixed random distribution over 40 at each position; the
+# reference reads the top 20 (the rest is "any other").
 
 VOCAB = 40
 
@@ -100,7 +101,7 @@ def sampled_job(rng: np.random.Generator, temperature: float, honest: bool, **ex
 async def test_sampled_answers_get_a_z_near_0_when_honest_and_below_it_from_other_weights(temperature: float) -> None:
     rng = np.random.default_rng(3)
     async with TestServer(vllm_standin(), host="127.0.0.1") as standin, aiohttp.ClientSession() as session:
-        reference = VllmReference(session, str(standin.make_url("")), "smol", "0" * 64)
+        reference = VllmReference(session, str(standin.make_url("")), "smol", "0" * 64, top_logprobs=20)
         honest = [await reference.score(sampled_job(rng, temperature, True)) for _ in range(60)]
         cheat = [await reference.score(sampled_job(rng, temperature, False)) for _ in range(60)]
     for score in honest + cheat:
@@ -115,7 +116,7 @@ async def test_a_sampled_answer_whose_sampler_the_model_directory_may_set_is_ref
     rng = np.random.default_rng(4)
     async with TestServer(vllm_standin(), host="127.0.0.1") as standin, aiohttp.ClientSession() as session:
         defaults = GenerationDefaults({"top_p": 0.8})  # as a Qwen directory's generation_config.json
-        reference = VllmReference(session, str(standin.make_url("")), "smol", "0" * 64, defaults)
+        reference = VllmReference(session, str(standin.make_url("")), "smol", "0" * 64, defaults, 20)
         with pytest.raises(InvalidRequest, match=r"top_p = 0\.8 and the request does not say"):
             await reference.score(sampled_job(rng, 1.0, True))
         stated = await reference.score(sampled_job(rng, 1.0, True, top_p=1.0))  # the request says: it counts

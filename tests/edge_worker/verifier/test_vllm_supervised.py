@@ -8,6 +8,7 @@ vLLM is in ``tests/edge_worker/runtimes/vllm/test_vllm_audits.py`` (``make test-
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -46,7 +47,11 @@ async def test_it_starts_its_vllm_refuses_checks_while_that_is_down_and_stops_it
     folder.mkdir()
     (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
     config = VerifierConfig(
-        model=str(folder), key=KEY, vllm_launcher=(sys.executable, str(FAKE)), vllm_args=("--served-model-name", "smol")
+        model=str(folder),
+        key=KEY,
+        vllm_launcher=(sys.executable, str(FAKE)),
+        vllm_args=("--served-model-name", "smol"),
+        vllm_top_logprobs=300,
     )
     server = TestServer(create_app(config), host="127.0.0.1")
     await server.start_server()  # returns once its vLLM answers
@@ -54,6 +59,9 @@ async def test_it_starts_its_vllm_refuses_checks_while_that_is_down_and_stops_it
         reference = server.app[REFERENCE]
         assert isinstance(reference, VllmReference)
         assert reference.model == "smol" and reference.sha256 == directory_digest(folder)
+        # Started to allow as many top log-probabilities as a sampled check asks for (vLLM's default: 20).
+        argv = json.loads((state / "argv").read_text())
+        assert argv[argv.index("--max-logprobs") + 1] == "300" and reference.top_logprobs == 300
         first = int((state / "pid").read_text())
         assert reference.url is not None and alive(first)
 

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import struct
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ def main() -> None:
     name = args.served_model_name or args.model
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "pid").write_text(str(os.getpid()))
+    (STATE / "argv").write_text(json.dumps(sys.argv[1:]))  # what it was started with
     running = {"n": 0}
 
     async def health(request: web.Request) -> web.Response:
