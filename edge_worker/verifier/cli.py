@@ -47,7 +47,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--vllm-top-logprobs",
         type=int,
-        help="the likeliest tokens a sampled answer's check reads per position (default 100; a vLLM at "
+        help="the likeliest tokens a sampled answer's check reads per position (default 300; a vLLM at "
         "--vllm-url needs --max-logprobs of at least this)",
     )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")

@@ -29,7 +29,7 @@ class VerifierConfig:
     vllm_hung_restart_s: float = 60.0
     # The likeliest tokens a sampled answer's check reads per position from vLLM: more see more of a cheat's
     # unlikely draws one by one (its own vLLM is started to allow them; one at vllm_url needs --max-logprobs).
-    vllm_top_logprobs: int = 100
+    vllm_top_logprobs: int = 300
     threads: int = 0
     # Layers of the reference model kept on the GPU (-1: all); needs a GPU build of llama-cpp-python.
     gpu_layers: int = 0

@@ -21,8 +21,10 @@ needs every token's probability (``routing.verification.scorable``) and the
 model directory's generation config sets nothing the request leaves open
 (``edge_worker.verifier.generation_defaults``). The more tokens listed, the
 more of a cheat's unlikely draws are seen one by one rather than as "any
-other": the Q2_K cheat's mean Z per check went from -0.5 at 20 to -1.3 at 100
-and -2.0 at 1,000 (-2.4 over the whole vocabulary; README, benchmarks).
+other": a vLLM serving the Q2_K requantization scored a mean Z per check of
+-0.13 at 20, -1.06 at 100, -1.61 at 300 and -2.18 at 1,000, while the check
+cost 1.0, 1.0, 1.25 and 1.5 times the serving (``bench.trust_vllm``; README).
+300 is the least of those that convicts within 50 checks with P > 0.99.
 
 The verifier either attaches to a vLLM the operator runs (``attach``) or starts
 and supervises its own on a private loopback port, as a worker does
@@ -59,7 +61,7 @@ log = logging.getLogger(__name__)
 _TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
 HEALTH_POLL_S = 5.0  # how often a supervised vLLM's /health is asked
 # The likeliest tokens a sampled check reads per position (vLLM's own default allows 20).
-DEFAULT_TOP_LOGPROBS = 100
+DEFAULT_TOP_LOGPROBS = 300
 # Request fields the template reads besides the messages (vLLM's names).
 _TEMPLATE_FIELDS = ("chat_template_kwargs", "continue_final_message", "add_generation_prompt")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,28 @@ async def audits(session: aiohttp.ClientSession, gw: str) -> dict[str, dict[str,
         return {row["worker_id"]: row for row in (await resp.json())["workers"]}
 
 
+async def until_convicted(
+    session: aiohttp.ClientSession,
+    server: TestServer,
+    gw: str,
+    asker: Callable[[int], Awaitable[str]],
+    requests: int,
+    together: int,
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Requests ``together`` at a time until the worker "cheat" is convicted (or ``requests`` are sent), then,
+    once every audit is done, who served them and the audits. Several at a time: one at a time, the honest
+    worker is always free, and a suspect (weight 0.3) gets none."""
+    served: list[str] = []
+    for first in range(0, requests, together):
+        served += await asyncio.gather(*(asker(i) for i in range(first, first + together)))
+        if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
+            break
+    auditor = server.app[api.STATE].auditor
+    assert auditor is not None
+    await wait_until(lambda: auditor.idle, 60)
+    return served, await audits(session, gw)
+
+
 async def lie_about_weights(session: aiohttp.ClientSession, gw: str, server: TestServer, cheat: str, key: Path) -> None:
     """Re-register the cheat under its own key, claiming the honest worker's file and quantization."""
     fleet = server.app[api.STATE].fleet
@@ -112,16 +135,7 @@ async def test_a_worker_serving_a_cruder_model_than_it_claims_is_convicted_and_g
             registered_worker(gw, "cheat", key_file=cheat_key, model=cheaper_models["Q2_K"]),
         ):
             await lie_about_weights(session, gw, server, "cheat", cheat_key)
-            served: list[str] = []
-            # Four at a time: a suspect weighs 0.3, and gets requests only while the honest one is busy.
-            for first in range(0, 240, 4):
-                served += await asyncio.gather(*(ask(session, gw, i) for i in range(first, first + 4)))
-                if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
-                    break
-            auditor = server.app[api.STATE].auditor
-            assert auditor is not None
-            await wait_until(lambda: auditor.idle)
-            found = await audits(session, gw)
+            served, found = await until_convicted(session, server, gw, lambda i: ask(session, gw, i), 240, 4)
             assert found["cheat"]["standing"] == "convicted", found
             assert found["cheat"]["checks"] <= 50
             evidence = found["cheat"]["evidence"]
@@ -179,16 +193,8 @@ async def test_a_cheat_answering_only_sampled_requests_is_convicted_by_its_runni
             registered_worker(gw, "cheat", key_file=cheat_key, model=cheaper_models["Q2_K"]),
         ):
             await lie_about_weights(session, gw, server, "cheat", cheat_key)
-            served: list[str] = []
-            for first in range(0, 240, 4):
-                asked = (ask(session, gw, i, temperature=1.0, max_tokens=32) for i in range(first, first + 4))
-                served += await asyncio.gather(*asked)
-                if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
-                    break
-            auditor = server.app[api.STATE].auditor
-            assert auditor is not None
-            await wait_until(lambda: auditor.idle)
-            found = await audits(session, gw)
+            sampled = lambda i: ask(session, gw, i, temperature=1.0, max_tokens=32)  # noqa: E731
+            served, found = await until_convicted(session, server, gw, sampled, 240, 4)
         await server.close()
     await verifier.close()
     cheat, honest = found["cheat"], found["honest"]

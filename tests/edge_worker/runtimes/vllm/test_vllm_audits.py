@@ -39,7 +39,7 @@ from edge_worker.verifier.config import VerifierConfig
 from edge_worker.verifier.vllm_reference import VllmReference
 from gateway import api
 from tests.edge_worker.runtimes.vllm.test_vllm_real import convert_bundled_gguf
-from tests.gateway.test_audits import VERIFIER_KEY, audited_gateway, audits
+from tests.gateway.test_audits import VERIFIER_KEY, audited_gateway, audits, until_convicted
 from tests.gateway.test_audits import ask as ask_gateway
 from tests.gateway.test_registry import registered_worker
 from tests.waiting import wait_until
@@ -50,8 +50,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 NAME = "smollm2-vllm"
-# Requests at a time: one at a time, the honest worker is always free and a suspect (weight 0.3) gets none.
-TOGETHER = 6
+TOGETHER = 6  # requests at a time (test_audits.until_convicted says why)
 SMALL = ["--max-model-len", "2048", "--dtype", "bfloat16"]  # vLLM's CPU build, on a small machine
 
 
@@ -151,15 +150,9 @@ async def convicts_the_cheat(session: aiohttp.ClientSession, server: TestServer,
     offers = [fleet.get(w).offers[0] for w in ("honest", "cheat")]  # type: ignore[union-attr]
     assert offers[0].sha256 and offers[0].sha256 == offers[1].sha256  # both name the honest files
 
-    served: list[str] = []
-    for first in range(0, 96, TOGETHER):
-        served += await asyncio.gather(*(ask(session, gw, i) for i in range(first, first + TOGETHER)))
-        if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
-            break
+    served, found = await until_convicted(session, server, gw, lambda i: ask(session, gw, i), 96, TOGETHER)
     auditor = server.app[api.STATE].auditor
     assert auditor is not None
-    await wait_until(lambda: auditor.idle, 60)
-    found = await audits(session, gw)
     assert "cheat" in served and found["cheat"]["standing"] == "convicted", found
     assert all("nats off the reference" in e["reason"] for e in found["cheat"]["evidence"])
     assert found["honest"]["flags"] == 0 and found["honest"]["checks"] >= 1, found
@@ -178,16 +171,8 @@ async def convicts_the_cheat_by_its_z(session: aiohttp.ClientSession, server: Te
     """Sampled traffic (temperature 1) until the cheat is convicted: by its running Z, not by a flag."""
     fleet = server.app[api.STATE].fleet
     await wait_until(lambda: fleet.get("honest") is not None and fleet.get("cheat") is not None, 60)
-    served: list[str] = []
-    for first in range(0, 120, TOGETHER):
-        asked = (ask(session, gw, i, temperature=1.0, max_tokens=32) for i in range(first, first + TOGETHER))
-        served += await asyncio.gather(*asked)
-        if (await audits(session, gw)).get("cheat", {}).get("standing") == "convicted":
-            break
-    auditor = server.app[api.STATE].auditor
-    assert auditor is not None
-    await wait_until(lambda: auditor.idle, 60)
-    found = await audits(session, gw)
+    sampled = lambda i: ask(session, gw, i, temperature=1.0, max_tokens=48)  # noqa: E731
+    served, found = await until_convicted(session, server, gw, sampled, 180, TOGETHER)
     cheat, honest = found["cheat"], found["honest"]
     assert "cheat" in served and cheat["standing"] == "convicted" and cheat["flags"] == 0, found
     assert any(e["reason"].startswith("a running Z of -") for e in cheat["evidence"]), cheat
