@@ -63,7 +63,8 @@ async def audited_gateway(verifier: str, state_file: Path, port: int = 0, **sett
     )
 
 
-async def ask(session: aiohttp.ClientSession, gw: str, i: int, **extra: Any) -> str:
+async def ask(session: aiohttp.ClientSession, gw: str, i: int, *, none_left: bool = False, **extra: Any) -> str:
+    """Who answered; with ``none_left``, "" when no worker may (the only one was convicted meanwhile)."""
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
@@ -72,6 +73,8 @@ async def ask(session: aiohttp.ClientSession, gw: str, i: int, **extra: Any) -> 
         **extra,
     }
     async with session.post(f"{gw}/v1/chat/completions", json=body) as resp:
+        if none_left and resp.status == 503:
+            return ""
         assert resp.status == 200, await resp.text()
         text = await resp.text()
         # The record is the gateway's alone: neither a field nor a comment (nor the ids vLLM was asked for)
@@ -103,7 +106,7 @@ async def until_convicted(
             break
     auditor = server.app[api.STATE].auditor
     assert auditor is not None
-    await wait_until(lambda: auditor.idle, 60)
+    await wait_until(lambda: auditor.idle, 180)  # checks may lag the requests (a vLLM one takes seconds here)
     return served, await audits(session, gw)
 
 

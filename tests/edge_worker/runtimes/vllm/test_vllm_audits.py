@@ -8,7 +8,8 @@ cheaper one would. The verifier holds the honest directory and starts a vLLM
 of its own for it (supervised, as a worker's is); the honest worker attaches to
 that one (the same weights; two vLLMs on two cores, not three). The cheat is
 convicted twice, before two gateways: on greedy traffic by its gaps, and on
-sampled traffic by its running Z over vLLM's top log-probabilities. Runs where
+sampled traffic by its running Z over vLLM's top log-probabilities (alone
+there); the honest worker's sampled answers are audited and stay clean. Runs where
 vLLM is installed (``make test-vllm``), like ``test_vllm_real.py``.
 """
 
@@ -131,12 +132,10 @@ async def test_a_vllm_worker_serving_other_weights_than_its_offer_names_is_convi
                 ):
                     await convicts_the_cheat(session, server, gw)
                 await server.close()
-                # Again before a new gateway, on sampled traffic alone: the running Z convicts.
+                # Again before a new gateway, on sampled traffic alone: the running Z convicts. The cheat alone
+                # (with the honest one beside it, a suspect's 0.3 weight got it 10 of 180 requests in one run).
                 server, gw = await audited_gateway(url, Path(state) / "sampled.sqlite3", canary_share=0.0)
-                with (
-                    registered_worker(gw, "honest", model=honest_dir, extra=(*vllm, reference.url)),
-                    registered_worker(gw, "cheat", model=honest_dir, extra=(*vllm, cheaper_url)),
-                ):
+                with registered_worker(gw, "cheat", model=honest_dir, extra=(*vllm, cheaper_url)):
                     await convicts_the_cheat_by_its_z(session, server, gw)
         finally:
             await server.close()
@@ -158,22 +157,29 @@ async def convicts_the_cheat(session: aiohttp.ClientSession, server: TestServer,
     assert found["honest"]["flags"] == 0 and found["honest"]["checks"] >= 1, found
     assert {await ask(session, gw, i) for i in range(4)} == {"honest"}
 
-    # A top-p cut is beyond a vLLM reference (it needs every token's probability, not the top 20): not audited.
-    await wait_until(lambda: auditor.idle, 60)
-    checks = (await audits(session, gw))["honest"]["checks"]
+    # Sampled answers are audited, and the honest worker's stay clean: Z about N(0, 1), far from the lines.
+    await wait_until(lambda: auditor.idle, 180)  # the four above are checked first
+    before = (await audits(session, gw))["honest"]
+    await asyncio.gather(*(ask(session, gw, i, temperature=1.0, max_tokens=48) for i in range(TOGETHER)))
+    await wait_until(lambda: auditor.idle, 180)
+    after = (await audits(session, gw))["honest"]
+    assert after["checks"] == before["checks"] + TOGETHER and after["flags"] == 0, after
+    assert after["running_z"] is not None and after["running_z"] > -4  # an honest ΣZ/√n: P(< -4) = 3e-5
+
+    # A top-p cut is beyond a vLLM reference (it needs every token's probability, not the top K): not audited.
     for i in range(3):
         await ask(session, gw, i, temperature=0.8, top_p=0.9)
     await wait_until(lambda: auditor.idle, 60)
-    assert (await audits(session, gw))["honest"]["checks"] == checks
+    assert (await audits(session, gw))["honest"]["checks"] == after["checks"]
 
 
 async def convicts_the_cheat_by_its_z(session: aiohttp.ClientSession, server: TestServer, gw: str) -> None:
     """Sampled traffic (temperature 1) until the cheat is convicted: by its running Z, not by a flag."""
     fleet = server.app[api.STATE].fleet
-    await wait_until(lambda: fleet.get("honest") is not None and fleet.get("cheat") is not None, 60)
-    sampled = lambda i: ask(session, gw, i, temperature=1.0, max_tokens=48)  # noqa: E731
-    served, found = await until_convicted(session, server, gw, sampled, 180, TOGETHER)
-    cheat, honest = found["cheat"], found["honest"]
+    await wait_until(lambda: fleet.get("cheat") is not None, 60)
+    # Alone, it gets every request until its conviction; then none goes anywhere (503).
+    sampled = lambda i: ask(session, gw, i, none_left=True, temperature=1.0, max_tokens=48)  # noqa: E731
+    served, found = await until_convicted(session, server, gw, sampled, 60, TOGETHER)
+    cheat = found["cheat"]
     assert "cheat" in served and cheat["standing"] == "convicted" and cheat["flags"] == 0, found
     assert any(e["reason"].startswith("a running Z of -") for e in cheat["evidence"]), cheat
-    assert honest["flags"] == 0 and honest["checks"] >= 1 and honest["running_z"] > -3, honest
