@@ -189,14 +189,8 @@ class VllmReference:
         top = 1 if temperature <= 0 else self.top_logprobs
         rows = await self._rows(list(job.prompt), targets, top)
         largest = largest_gaps([_gap(row, token) for row, token in zip(rows, targets, strict=True)])
-        z = None
-        if temperature > 0:
-            tally = TopLogprobsZ(temperature)
-            for row, token in zip(rows, targets, strict=True):
-                listed = _listed(row, token, top)
-                if listed is not None:
-                    tally.add(listed)
-            z = tally.z
+        # Hundreds of listed tokens a position: summed off the event loop.
+        z = await asyncio.to_thread(_z, rows, targets, temperature, top) if temperature > 0 else None
         return Score(
             prompt_matches=prompt == list(job.prompt),
             text_matches=isinstance(text.get("prompt"), str) and delivered(text["prompt"], job, request),
@@ -273,6 +267,15 @@ def _gap(row: Any, token: int) -> float:
     chosen = float(row[str(token)]["logprob"])
     best = max(float(entry["logprob"]) for entry in row.values())
     return min(IMPOSSIBLE_GAP, max(0.0, best - chosen)) if chosen > float("-inf") else IMPOSSIBLE_GAP
+
+
+def _z(rows: list[Any], targets: list[int], temperature: float, top: int) -> float:
+    tally = TopLogprobsZ(temperature)
+    for row, token in zip(rows, targets, strict=True):
+        listed = _listed(row, token, top)
+        if listed is not None:
+            tally.add(listed)
+    return tally.z
 
 
 def _well_formed(row: Any, *, ranked: bool) -> bool:
