@@ -198,17 +198,20 @@ class Auditor:
         self._metrics.audits.labels("flagged" if check.flagged else "clean").inc()
         if check.flagged:
             log.warning("audit flagged %s on request %s: %s", worker_id, found.request_id, check.reason)
-            self.evidence.setdefault(worker_id, deque(maxlen=EVIDENCE_PER_WORKER)).append(found)
+            self._keep(found)
         changed = self._balancer.judged(worker_id, check, self._clock())
         if changed in (Standing.SUSPECT, Standing.CONVICTED) and not check.flagged:
             # Its running Z crossed a line: this check tipped it, and is kept as the evidence, with that Z.
             reason = self._balancer.reputations.of(worker_id).last_reason
             log.warning("audits find %s %s: %s", worker_id, changed, reason)
-            self.evidence.setdefault(worker_id, deque(maxlen=EVIDENCE_PER_WORKER)).append(replace(found, reason=reason))
+            self._keep(replace(found, reason=reason))
         if changed is Standing.CONVICTED:
             log.error("worker %s convicted by audits: it gets no traffic until pardoned", worker_id)
             kept = tuple(self.evidence.get(worker_id, ()))
             await self.store.put(Conviction(worker_id, self._clock(), kept))
+
+    def _keep(self, found: Evidence) -> None:
+        self.evidence.setdefault(found.worker_id, deque(maxlen=EVIDENCE_PER_WORKER)).append(found)
 
     async def pardon(self, worker_id: str) -> bool:
         pardoned = self._balancer.pardon(worker_id, self._clock())

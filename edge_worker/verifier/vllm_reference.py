@@ -188,9 +188,8 @@ class VllmReference:
         targets = list(job.completion) + ([job.end_token] if job.end_token is not None else [])
         top = 1 if temperature <= 0 else self.top_logprobs
         rows = await self._rows(list(job.prompt), targets, top)
-        largest = largest_gaps([_gap(row, token) for row, token in zip(rows, targets, strict=True)])
-        # Hundreds of listed tokens a position: summed off the event loop.
-        z = await asyncio.to_thread(_z, rows, targets, temperature, top) if temperature > 0 else None
+        # Hundreds of listed tokens a position (sampled): read off the event loop.
+        largest, z = await asyncio.to_thread(_read, rows, targets, temperature, top)
         return Score(
             prompt_matches=prompt == list(job.prompt),
             text_matches=isinstance(text.get("prompt"), str) and delivered(text["prompt"], job, request),
@@ -227,12 +226,9 @@ class VllmReference:
         answer = await self._post("/v1/completions", ask)
         try:
             rows = answer["choices"][0]["prompt_logprobs"]
-            mine = [rows[len(prompt) + i] for i in range(len(targets))]
+            return [rows[len(prompt) + i] for i in range(len(targets))]
         except (KeyError, IndexError, TypeError) as exc:
             raise Busy(f"vLLM's prompt logprobs were not as expected ({exc!r})", retry_after_s=1) from None
-        if not all(_well_formed(row, ranked=top > 1) for row in mine):
-            raise Busy("vLLM's prompt logprobs were not as expected (a malformed row)", retry_after_s=1)
-        return mine
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self._url
@@ -269,13 +265,21 @@ def _gap(row: Any, token: int) -> float:
     return min(IMPOSSIBLE_GAP, max(0.0, best - chosen)) if chosen > float("-inf") else IMPOSSIBLE_GAP
 
 
-def _z(rows: list[Any], targets: list[int], temperature: float, top: int) -> float:
+def _read(
+    rows: list[Any], targets: list[int], temperature: float, top: int
+) -> tuple[tuple[tuple[int, float], ...], float | None]:
+    """The largest gaps and, for a sampled answer, its Z, from each target's row (blocking)."""
+    if not all(_well_formed(row, ranked=top > 1) for row in rows):
+        raise Busy("vLLM's prompt logprobs were not as expected (a malformed row)", retry_after_s=1)
+    largest = largest_gaps([_gap(row, token) for row, token in zip(rows, targets, strict=True)])
+    if temperature <= 0:
+        return largest, None
     tally = TopLogprobsZ(temperature)
     for row, token in zip(rows, targets, strict=True):
         listed = _listed(row, token, top)
         if listed is not None:
             tally.add(listed)
-    return tally.z
+    return largest, tally.z
 
 
 def _well_formed(row: Any, *, ranked: bool) -> bool:
