@@ -15,33 +15,35 @@ import asyncpg
 from gateway.ledger.entry import Dimension, LedgerEntry, Receivable, UsageRow
 from gateway.ledger.store import (
     COLUMNS,
-    HOURLY_KEY,
     HOURLY_SUMS,
     OUTCOMES_QUERY,
     RAW_COLUMNS,
     RAW_TABLE,
     RECEIPT_COLUMNS,
+    RECEIPTS_BY_GATEWAY,
+    ROLLUP_INPUTS,
     Outcome,
-    add_hourly,
+    add_hourly_from,
     outcome_of,
     raw_values,
     receivable,
-    rollup,
     schema,
     usage_row,
 )
 
 _TYPES = {"int": "bigint", "real": "double precision", "text": "text"}
-SCHEMA = schema(_TYPES, "bigserial primary key")
+SCHEMA = schema(_TYPES, "bigserial primary key", RECEIPTS_BY_GATEWAY)
 # Two gateways starting at once must not race to create the same tables.
 _SCHEMA_LOCK = 0x1CDB_0001
 
-_INSERT_RAW = (
-    f"insert into usage_raw ({RAW_COLUMNS}) select * from unnest("
+# One statement, one round trip: the rows not in yet go in, and only those are added to the rollup.
+_WRITE = (
+    f"with new as (insert into usage_raw ({RAW_COLUMNS}) select * from unnest("
     + ", ".join(f"${i}::{_TYPES[t.rstrip('?')]}[]" for i, (_, t) in enumerate(RAW_TABLE, 1))
-    + ") on conflict (entry_id) do nothing returning entry_id"
+    + f") on conflict (entry_id) do nothing returning {', '.join(ROLLUP_INPUTS)}), "
+    + f"added as ({add_hourly_from('new where true')}) "
+    + "select count(*) from new"
 )
-_ADD_HOURLY = add_hourly([f"${i}" for i in range(1, len(HOURLY_KEY + HOURLY_SUMS) + 1)])
 
 
 class PostgresLedger:
@@ -58,12 +60,9 @@ class PostgresLedger:
 
     async def write(self, entries: Sequence[LedgerEntry], gateway: str) -> int:
         columns = list(zip(*(raw_values(e, gateway) for e in entries), strict=True))
-        async with self._pool.acquire() as connection, connection.transaction():
-            inserted = {row[0] for row in await connection.fetch(_INSERT_RAW, *columns)}
-            new = [e for e in entries if e.entry_id in inserted]
-            if new:
-                await connection.executemany(_ADD_HOURLY, rollup(new))
-        return len(new)
+        async with self._pool.acquire() as connection:
+            inserted: int = await connection.fetchval(_WRITE, *columns)
+        return inserted
 
     async def usage(self, dimension: Dimension, since_hour: int) -> list[UsageRow]:
         column = COLUMNS[dimension]

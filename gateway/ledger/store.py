@@ -3,17 +3,19 @@
 A batch is written in one transaction: each entry's raw row is inserted
 unless its ``entry_id`` is there already, and only the rows actually inserted
 are added to the hourly rollup. A batch written twice (a retry after a lost
-commit) therefore counts once.
+commit) therefore counts once. The rollup is summed by the database from the
+rows just inserted (``add_hourly_from``): no Python runs per row, on the
+event loop or holding the GIL.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.ledger.entry import Dimension, LedgerEntry, Receivable, UsageRow
+from gateway.ledger.entry import FLEET_ERROR_STATUS, Dimension, LedgerEntry, Receivable, UsageRow
 
 # A report's dimension → the rollup's column (fixed names: nothing a caller sends reaches the SQL).
 COLUMNS: dict[Dimension, str] = {
@@ -24,13 +26,15 @@ COLUMNS: dict[Dimension, str] = {
     "hour": "hour",
 }
 
-# The raw table after its sequence number, in ``raw_values`` order, each with a portable type.
+# The raw table after its sequence number, in ``raw_values`` order (an entry's own fields, then who
+# wrote it and its hour), each with a portable type.
 RAW_TABLE = (
-    ("entry_id", "text"), ("gateway", "text"), ("request_id", "text"), ("at", "real"), ("hour", "int"),
-    ("key_id", "text"), ("worker_id", "text"), ("model", "text"), ("quantization", "text"), ("status", "int"),
-    ("prompt_tokens", "int"), ("cached_tokens", "int"), ("completion_tokens", "int"),
-    ("worker_seconds", "real"), ("ttft_s", "real?"),
+    ("entry_id", "text"), ("request_id", "text"), ("at", "real"), ("key_id", "text"), ("worker_id", "text"),
+    ("model", "text"), ("quantization", "text"), ("status", "int"), ("prompt_tokens", "int"),
+    ("cached_tokens", "int"), ("completion_tokens", "int"), ("worker_seconds", "real"), ("ttft_s", "real?"),
+    ("gateway", "text"), ("hour", "int"),
 )  # fmt: skip
+assert tuple(name for name, _ in RAW_TABLE[: len(LedgerEntry._fields)]) == LedgerEntry._fields
 RAW_COLUMNS = ", ".join(name for name, _ in RAW_TABLE)
 # What a receipt is made of, read back in this order.
 RECEIPT_COLUMNS = (
@@ -38,22 +42,44 @@ RECEIPT_COLUMNS = (
     "prompt_tokens, cached_tokens, completion_tokens, worker_seconds, ttft_s"
 )
 HOURLY_KEY = ("hour", "worker_id", "key_id", "model", "quantization")
-HOURLY_SUMS = ("requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "worker_seconds")
+# Raw columns the rollup sums into columns of the same names.
+SUMMED = ("prompt_tokens", "cached_tokens", "completion_tokens", "worker_seconds")
+HOURLY_SUMS = ("requests", "errors", *SUMMED)
+# What the rollup reads of a raw row.
+ROLLUP_INPUTS = (*HOURLY_KEY, "status", *SUMMED)
 _HOURLY_TYPES = {"hour": "int", "worker_seconds": "real"}  # the rest: text (key), int (sums)
 
 
-def add_hourly(placeholders: Sequence[str]) -> str:
-    """The upsert adding rollup rows to what is there, with the dialect's placeholders (one per column)."""
+def add_hourly_from(rows: str) -> str:
+    """The upsert adding the rollup of ``rows`` (a table, with its ``where``: raw rows just inserted) to what
+    is there, in the rollup's key order (so concurrent writers lock rows in one order)."""
+    key = ", ".join(HOURLY_KEY)
+    sums = ("count(*)", f"sum({_error('status')})", *(f"sum({c})" for c in SUMMED))
+    return _add_hourly(f"select {key}, {', '.join(sums)} from {rows} group by {key} order by {key}")
+
+
+def add_hourly_row(row: str) -> str:
+    """The upsert adding one raw row (``row``: its name, e.g. a trigger's ``new``) to the rollup."""
+    values = (*(f"{row}.{c}" for c in HOURLY_KEY), "1", _error(f"{row}.status"), *(f"{row}.{c}" for c in SUMMED))
+    return _add_hourly(f"values ({', '.join(values)})")
+
+
+def _error(status: str) -> str:
+    return f"case when {status} >= {FLEET_ERROR_STATUS} then 1 else 0 end"
+
+
+def _add_hourly(rows: str) -> str:
     return (
-        f"insert into usage_hourly ({', '.join(HOURLY_KEY + HOURLY_SUMS)}) values ({', '.join(placeholders)}) "
+        f"insert into usage_hourly ({', '.join(HOURLY_KEY + HOURLY_SUMS)}) {rows} "
         f"on conflict ({', '.join(HOURLY_KEY)}) do update set "
         + ", ".join(f"{c} = usage_hourly.{c} + excluded.{c}" for c in HOURLY_SUMS)
     )
 
 
-def schema(types: dict[str, str], sequence: str) -> str:
+def schema(types: dict[str, str], sequence: str, receipts_index: str) -> str:
     """Both tables and their indexes in one dialect: ``types`` maps int, real and text to its names;
-    ``sequence`` declares the raw table's ordering key."""
+    ``sequence`` declares the raw table's ordering key; ``receipts_index`` is the index a worker's receipts
+    are read by, in order (``RECEIPTS_BY_GATEWAY`` where several gateways write)."""
 
     def column(name: str, kind: str) -> str:
         return f"{name} {types[kind.rstrip('?')]}{'' if kind.endswith('?') else ' not null'}"
@@ -63,31 +89,17 @@ def schema(types: dict[str, str], sequence: str) -> str:
     hourly += [column(n, _HOURLY_TYPES.get(n, "int")) for n in HOURLY_SUMS]
     return f"""
 create table if not exists usage_raw (seq {sequence}, {", ".join(raw)});
-create index if not exists usage_raw_receipts on usage_raw (gateway, worker_id, seq);
+{receipts_index};
 create index if not exists usage_raw_at on usage_raw (at);
 create table if not exists usage_hourly ({", ".join(hourly)}, primary key ({", ".join(HOURLY_KEY)}));
 """
 
 
+RECEIPTS_BY_GATEWAY = "create index if not exists usage_raw_receipts on usage_raw (gateway, worker_id, seq)"
+
+
 def raw_values(entry: LedgerEntry, gateway: str) -> tuple[object, ...]:
-    e = entry
-    return (
-        e.entry_id,
-        gateway,
-        e.request_id,
-        e.at,
-        e.hour,
-        e.key_id,
-        e.worker_id,
-        e.model,
-        e.quantization,
-        e.status,
-        e.prompt_tokens,
-        e.cached_tokens,
-        e.completion_tokens,
-        e.worker_seconds,
-        e.ttft_s,
-    )
+    return (*entry, gateway, entry.hour)
 
 
 def receivable(row: Sequence[object]) -> Receivable:
@@ -108,35 +120,6 @@ def receivable(row: Sequence[object]) -> Receivable:
         ttft_s=None if ttft is None else float(ttft),  # type: ignore[arg-type]
     )
     return Receivable(int(seq), entry)  # type: ignore[call-overload]
-
-
-@dataclass(slots=True)
-class HourlySums:
-    requests: int = 0
-    errors: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    worker_seconds: float = 0.0
-
-    def add(self, e: LedgerEntry) -> None:
-        self.requests += 1
-        self.errors += e.error
-        self.prompt_tokens += e.prompt_tokens
-        self.cached_tokens += e.cached_tokens
-        self.completion_tokens += e.completion_tokens
-        self.worker_seconds += e.worker_seconds
-
-
-def rollup(entries: Iterable[LedgerEntry]) -> list[tuple[object, ...]]:
-    """The hourly rows these entries add, sorted (so concurrent writers lock rows in one order)."""
-    groups: dict[tuple[int, str, str, str, str], HourlySums] = {}
-    for e in entries:
-        groups.setdefault((e.hour, e.worker_id, e.key_id, e.model, e.quantization), HourlySums()).add(e)
-    return [
-        (*key, s.requests, s.errors, s.prompt_tokens, s.cached_tokens, s.completion_tokens, s.worker_seconds)
-        for key, s in sorted(groups.items())
-    ]
 
 
 @dataclass(frozen=True, slots=True)

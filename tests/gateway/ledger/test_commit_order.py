@@ -21,7 +21,8 @@ async def blocked_inserts(connection: asyncpg.Connection) -> int:
     # Activity is read once per transaction: the locking connection would see a frozen picture.
     await connection.execute("select pg_stat_clear_snapshot()")
     query = (
-        "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and query like 'insert into usage_raw%'"
+        "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid() "
+        "and query like '%insert into usage_raw%'"
     )
     return int(await connection.fetchval(query))
 

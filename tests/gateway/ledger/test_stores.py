@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -122,3 +123,40 @@ async def test_a_batch_longer_than_one_statement_goes_in_whole_and_once(store: L
     (row,) = await store.usage("worker", 0)
     assert row.requests == 2500 and row.completion_tokens == sum(n % 7 for n in range(2500))
     assert len(await store.receivables("gw", "w1", 0, 5000)) == 2500
+
+
+# The SQLite ledger as sessions before the named-tuple entry wrote it: other column order, the rollup summed
+# by the writer, receipts indexed by the gateway's key.
+_EARLIER_SQLITE = """
+create table usage_raw (seq integer primary key autoincrement, entry_id text not null unique, gateway text not null,
+  request_id text not null, at real not null, hour integer not null, key_id text not null, worker_id text not null,
+  model text not null, quantization text not null, status integer not null, prompt_tokens integer not null,
+  cached_tokens integer not null, completion_tokens integer not null, worker_seconds real not null, ttft_s real);
+create index usage_raw_receipts on usage_raw (gateway, worker_id, seq);
+create index usage_raw_at on usage_raw (at);
+create table usage_hourly (hour integer not null, worker_id text not null, key_id text not null, model text not null,
+  quantization text not null, requests integer not null, errors integer not null, prompt_tokens integer not null,
+  cached_tokens integer not null, completion_tokens integer not null, worker_seconds real not null,
+  primary key (hour, worker_id, key_id, model, quantization));
+insert into usage_raw (entry_id, gateway, request_id, at, hour, key_id, worker_id, model, quantization, status,
+  prompt_tokens, cached_tokens, completion_tokens, worker_seconds, ttft_s)
+  values ('earlier', 'gw', 'r0', 1790000000.0, 1789999200, 'k1', 'w1', 'smollm2', 'Q4_1', 200, 10, 4, 7, 0.5, 0.1);
+insert into usage_hourly values (1789999200, 'w1', 'k1', 'smollm2', 'Q4_1', 1, 0, 10, 4, 7, 0.5);
+"""
+
+
+async def test_a_sqlite_ledger_written_by_an_earlier_version_is_kept_and_added_to(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(_EARLIER_SQLITE)
+    store = await open_store(str(path))
+    try:
+        later = [entry(), entry(status=503, completion_tokens=0)]
+        assert await store.write(later, "gw") == 2
+        (row,) = await store.usage("worker", 0)
+        assert (row.requests, row.errors, row.completion_tokens) == (3, 1, 14)
+        got = await store.receivables("gw", "w1", 0, 10)
+        assert [r.entry.entry_id for r in got] == ["earlier", *(e.entry_id for e in later)]
+        assert got[0].entry.ttft_s == 0.1 and got[0].entry.quantization == "Q4_1"
+    finally:
+        await store.close()
