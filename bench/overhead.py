@@ -6,7 +6,10 @@ pass-through, and through the InferCDN gateway, interleaved in one run.
 (a) an instant stand-in upstream: latency at concurrency 1 (non-streaming
 and a 64-chunk stream) and requests/s at concurrency 32, through the gateway
 with its usage ledger (the default: SQLite, written off the request path), with answers waiting for
-their ledger commit (``ledger_wait_s = 2``) and without a ledger (``ledger_url = "off"``);
+their ledger commit (``ledger_wait_s = 2``) and without a ledger (``ledger_url = "off"``, twice: the
+two are the same gateway, so their ratio is what noise alone does). Concurrency 32 runs many short
+rounds, each target in turn (the order reversed every other round); each ratio is the median of the
+rounds' ratios, with a bootstrap 95 % interval;
 (b) the real llama.cpp worker: streamed tokens/s direct vs through the gateway.
 Prints medians, p99s and ratios; quote ratios, these machines are noisy.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -126,8 +130,9 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-async def standin_part(targets: dict[str, str], rounds: int, seconds: float) -> str:
-    """``targets``: direct, bare, no-ledger, gateway (the default: its ledger off the request path), waited."""
+async def standin_part(targets: dict[str, str], rounds: int, c32_rounds: int, seconds: float) -> str:
+    """``targets``: direct, bare, no-ledger, gateway (the default: its ledger off the request path), waited,
+    no-ledger-again (a second gateway without a ledger: the noise)."""
     columns = ["direct", "bare pass-through", "gateway, no ledger", "gateway", "gateway, answers wait for the ledger"]
     rows = [["measure", *columns, "gateway added", "gateway / bare", "ledger / off", "waited / off"]]
     names = ("direct", "bare", "no-ledger", "gateway", "waited")
@@ -142,11 +147,24 @@ async def standin_part(targets: dict[str, str], rounds: int, seconds: float) -> 
         for stat, q in (("median", 0.5), ("p99", 0.99)):
             rows.append(row(f"{label} c=1 {stat} ms", {name: ms(lat[name], q) for name in names}, 3, True))
     rps: dict[str, list[float]] = {n: [] for n in targets}
-    for _ in range(3):  # interleaved repeats, median taken
-        for name, url in targets.items():
-            rps[name].append(await throughput(url + "/v1/chat/completions", CHAT, 32, seconds))
+    for turn in range(c32_rounds):  # interleaved; the order flips so no target always follows another
+        for name in list(targets) if turn % 2 == 0 else list(reversed(targets)):
+            rps[name].append(await throughput(targets[name] + "/v1/chat/completions", CHAT, 32, seconds))
     rows.append(row("non-streaming c=32 req/s", {name: statistics.median(rps[name]) for name in names}, 0, False))
-    return table(rows)
+    spread = [["concurrency 32, per-round ratio", "median", "95 % interval"]]
+    for label, name in (("no ledger, again / no ledger (noise)", "no-ledger-again"), ("ledger / off", "gateway"),
+                        ("waited / off", "waited")):  # fmt: skip
+        ratios = [a / b for a, b in zip(rps[name], rps["no-ledger"], strict=True)]
+        low, high = median_interval(ratios)
+        spread.append([label, f"{statistics.median(ratios):.3f}", f"{low:.3f} - {high:.3f}"])
+    return table(rows) + f"\n\n{c32_rounds} rounds of {seconds:g} s per target:\n\n" + table(spread)
+
+
+def median_interval(values: list[float], resamples: int = 4000) -> tuple[float, float]:
+    """A bootstrap 95 % interval for the median of ``values`` (fixed seed: the same rounds, the same interval)."""
+    draw = random.Random(0)
+    medians = sorted(statistics.median(draw.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 async def worker_part(direct: str, gateway: str, repeats: int, model: str, label: str) -> str:
@@ -180,12 +198,13 @@ def main() -> None:
     parser.add_argument("--worker-url", help="measure (b) on this running worker (e.g. a vLLM one) instead")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="the model (b) asks for")
     args = parser.parse_args()
-    rounds, seconds, repeats = (200, 1.0, 2) if args.quick else (2000, 4.0, 7)
+    rounds, c32_rounds, seconds, repeats = (200, 4, 1.0, 2) if args.quick else (2000, 20, 2.0, 7)
     with ExitStack() as stack:
         upstream = stack.enter_context(script("standin_upstream"))
         bare = stack.enter_context(script("bare_passthrough", upstream.url))
         quiet = ("gateway", "gateway", "--worker", upstream.url, "--log-level", "warning")
         unledgered = stack.enter_context(running(*quiet, env={"INFERCDN_GATEWAY_LEDGER_URL": "off"}))
+        unledgered_again = stack.enter_context(running(*quiet, env={"INFERCDN_GATEWAY_LEDGER_URL": "off"}))
         gw = stack.enter_context(running(*quiet))  # the default: its ledger written off the request path
         waited = stack.enter_context(running(*quiet, env={"INFERCDN_GATEWAY_LEDGER_WAIT_S": "2"}))
         targets = {
@@ -194,9 +213,10 @@ def main() -> None:
             "no-ledger": unledgered.url,
             "gateway": gw.url,
             "waited": waited.url,
+            "no-ledger-again": unledgered_again.url,
         }
         print("## (a) instant stand-in upstream\n")
-        print(asyncio.run(standin_part(targets, rounds, seconds)), flush=True)
+        print(asyncio.run(standin_part(targets, rounds, c32_rounds, seconds)), flush=True)
     with ExitStack() as stack:
         if args.worker_url:
             worker_url, label = args.worker_url.rstrip("/"), f"worker at {args.worker_url}"
