@@ -36,10 +36,9 @@ _RECEIPTS = (
     "drop index if exists usage_raw_receipts;\n"
     "create index if not exists usage_raw_worker_seq on usage_raw (worker_id, seq)"
 )
-# Each row inserted adds itself to the rollup, inside the insert's own step: a batch is one statement (its
-# own transaction, as the connection commits each statement), so the writer's thread takes the GIL back from
-# the event loop twice a batch (after preparing, after stepping) rather than at every statement of a
-# transaction. A row skipped as in already (a batch written again after a lost commit) fires nothing.
+# Each row inserted adds itself to the rollup, inside the insert's own step, and a row skipped as in already
+# (a batch written again after a lost commit) fires nothing: a batch is one statement, its own transaction
+# (the connection commits each statement), with no lookup or roll-back path beside it.
 SCHEMA = (
     "pragma journal_mode = wal;\npragma synchronous = normal;\n"
     + schema({"int": "integer", "real": "real", "text": "text"}, "integer primary key autoincrement", _RECEIPTS)

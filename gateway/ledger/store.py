@@ -1,11 +1,11 @@
 """What a ledger store does, whichever database holds it; and the rollup both compute the same way.
 
-A batch is written in one transaction: each entry's raw row is inserted
-unless its ``entry_id`` is there already, and only the rows actually inserted
-are added to the hourly rollup. A batch written twice (a retry after a lost
-commit) therefore counts once. The rollup is summed by the database from the
-rows just inserted (``add_hourly_from``): no Python runs per row, on the
-event loop or holding the GIL.
+Each entry's raw row is inserted unless its ``entry_id`` is there already,
+and only the rows actually inserted are added to the hourly rollup, by the
+database, in the same statement (``add_hourly_row`` in a SQLite trigger,
+``add_hourly_from`` in PostgreSQL's one statement a batch). A batch written
+twice (a retry after a lost commit) therefore counts once, and no Python
+runs per row for the rollup.
 """
 
 from __future__ import annotations
