@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 HOUR_S = 3600
-# From this status on, a request failed on the fleet's side (rollups count these as errors).
+# From this status on, a request failed on the fleet's side (rollups count these as errors; a client's
+# own 4xx is not an error of the fleet).
 FLEET_ERROR_STATUS = 500
 
 # How a usage report groups its rows; each is a column of the hourly rollup.
@@ -38,11 +39,6 @@ class LedgerEntry(NamedTuple):
     @property
     def hour(self) -> int:
         return int(self.at // HOUR_S) * HOUR_S
-
-    @property
-    def error(self) -> bool:
-        """A request that failed on the fleet's side (a client's own 4xx is not an error of the fleet)."""
-        return self.status >= FLEET_ERROR_STATUS
 
 
 @dataclass(frozen=True, slots=True)
