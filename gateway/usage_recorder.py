@@ -32,6 +32,11 @@ class UsageRecorder:
     key_id: str = ""
     model: str = "unknown"
     _recorded: bool = False
+    # How the request ended, kept for its entry, which is made when its batch forms: a request's own path
+    # only notes these (each Python step on it runs cold and costs several times what it does in a batch).
+    _status: int = 0
+    _ended_wall: float = 0.0
+    _ended: float = 0.0  # loop clock
 
     async def before_end(self, status: int) -> None:
         """Commit the entry (waiting at most the ledger's ``wait_s``; 0: not at all): the answer's last bytes
@@ -53,23 +58,31 @@ class UsageRecorder:
         if self._recorded or self.outcome.attempts == 0:
             return 0  # recorded already, or never routed (refused before any worker was tried)
         self._recorded = True
-        return self.ledger.writer.add(self._entry(status))
+        self._status = status
+        self._ended_wall = time.time()
+        self._ended = asyncio.get_running_loop().time()
+        return self.ledger.writer.add(self)
 
-    def _entry(self, status: int) -> LedgerEntry:
-        o = self.outcome
-        now = asyncio.get_running_loop().time()
+    def ledger_entry(self) -> LedgerEntry:
+        """The entry, made as its batch forms (nothing changes an outcome once its answer has ended)."""
+        o, usage, sent_at, first_byte_at = (
+            self.outcome,
+            self.outcome.usage,
+            self.outcome.sent_at,
+            self.outcome.first_byte_at,
+        )
         return LedgerEntry(
-            entry_id=self.ledger.new_entry_id(),
-            request_id=self.request_id,
-            at=time.time(),
-            key_id=self.key_id,
-            worker_id=o.worker,
-            model=self.model,
-            quantization=o.quantization,
-            status=status,
-            prompt_tokens=o.usage.prompt_tokens,
-            cached_tokens=o.usage.cached_tokens,
-            completion_tokens=o.usage.completion_tokens,
-            worker_seconds=0.0 if o.sent_at is None else now - o.sent_at,
-            ttft_s=None if o.first_byte_at is None or not o.streamed else o.first_byte_at - self.started,
+            self.ledger.new_entry_id(),
+            self.request_id,
+            self._ended_wall,
+            self.key_id,
+            o.worker,
+            self.model,
+            o.quantization,
+            self._status,
+            usage.prompt_tokens,
+            usage.cached_tokens,
+            usage.completion_tokens,
+            0.0 if sent_at is None else self._ended - sent_at,
+            None if first_byte_at is None or not o.streamed else first_byte_at - self.started,
         )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from gateway.ledger.entry import LedgerEntry
 from gateway.ledger.service import open_store
 from gateway.ledger.store import LedgerStore
 from gateway.ledger.writer import LedgerWriter
@@ -62,3 +64,44 @@ async def test_a_full_backlog_refuses_an_entry_counts_it_and_nobody_waits_for_it
     assert writer.metrics.registry.get_sample_value("infercdn_gateway_ledger_dropped_total") == 1
     await writer.drain()
     assert await requests_in(store) == 2
+
+
+@dataclass
+class Request:
+    """A request as the recorder leaves it in the queue: its entry is made when its batch forms."""
+
+    request_id: str
+    made: int = 0
+
+    def ledger_entry(self) -> LedgerEntry:
+        self.made += 1
+        return entry(request_id=self.request_id)  # a fresh entry id each time it is made
+
+
+@dataclass
+class LostCommits:
+    """The real store, whose first ``lose`` commits succeed but are never acknowledged (the connection drops
+    after the commit): the writer cannot tell them from failures and writes the batch again."""
+
+    store: LedgerStore
+    lose: int
+
+    async def write(self, entries: Sequence[LedgerEntry], gateway: str) -> int:
+        written = await self.store.write(entries, gateway)
+        if self.lose:
+            self.lose -= 1
+            raise ConnectionResetError("the commit's acknowledgement was lost")
+        return written
+
+
+async def test_a_batch_written_again_after_a_lost_commit_counts_once(store: LedgerStore) -> None:
+    lossy = LostCommits(store, lose=2)
+    writer = LedgerWriter(lossy, "gw", writer_on(store).metrics, retry_s=0)  # type: ignore[arg-type]
+    pending = [Request(f"r{n}") for n in range(5)]
+    for request in pending:
+        writer.add(request)
+    await writer.flush_once()  # written three times, acknowledged once
+    assert lossy.lose == 0
+    assert [r.made for r in pending] == [1] * 5  # made once: the retries wrote the same entry ids
+    assert await requests_in(store) == 5
+    assert writer.metrics.registry.get_sample_value("infercdn_gateway_ledger_errors_total") == 2
