@@ -6,11 +6,12 @@ pass-through, and through the InferCDN gateway, interleaved in one run.
 (a) an instant stand-in upstream: latency at concurrency 1 (non-streaming
 and a 64-chunk stream) and requests/s at concurrency 32, through the gateway
 with its usage ledger (the default: SQLite, written off the request path), with answers waiting for
-their ledger commit (``ledger_wait_s = 2``) and without a ledger (``ledger_url = "off"``). Concurrency 32
-runs three processes of the gateway with and without its ledger (identical processes differ by a few
-percent here) and many short rounds, each process in turn (the order reversed every other round); it
-prints each process's median against the ledger-less ones' (their spread is the noise) and the pooled
-ratio with a bootstrap 95 % interval;
+their ledger commit (``ledger_wait_s = 2``) and without a ledger (``ledger_url = "off"``). At concurrency
+32 the ledger is judged within each of three gateway processes (``bench/switched_gateway.py``: a signal
+turns its ledger off and on), measured with the ledger on and off in turn for many short rounds:
+identical processes differ by more than the ledger costs here, so each is compared with itself. It
+prints each process's ratio, the pooled ratio with a bootstrap 95 % interval, and the gateway's CPU
+time a request (its event loop's thread, and the ledger's thread apart);
 (b) the real llama.cpp worker: streamed tokens/s direct vs through the gateway.
 Prints medians, p99s and ratios; quote ratios, these machines are noisy.
 """
@@ -20,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +31,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -42,6 +46,7 @@ CHAT = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"
 # Identical gateway processes differ by several percent at concurrency 32 on these machines (memory layout,
 # hash seeds, where the scheduler puts them): the ledger's cost is judged over several of each.
 C32_PROCESSES = 3
+SWITCH_SETTLE_S = 0.2  # after the ledger is switched: the other state's last batch goes in first
 OFF = {"INFERCDN_GATEWAY_LEDGER_URL": "off"}
 CHAT_STREAM = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
@@ -98,6 +103,12 @@ async def latencies(targets: dict[str, str], path: str, body: bytes, rounds: int
 
 
 async def throughput(url: str, body: bytes, concurrency: int, seconds: float) -> float:
+    requests, elapsed = await load(url, body, concurrency, seconds)
+    return requests / elapsed
+
+
+async def load(url: str, body: bytes, concurrency: int, seconds: float) -> tuple[int, float]:
+    """Requests answered and seconds taken by ``concurrency`` clients sending for ``seconds``."""
     count = 0
     deadline = time.perf_counter() + seconds
 
@@ -110,7 +121,7 @@ async def throughput(url: str, body: bytes, concurrency: int, seconds: float) ->
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         started = time.perf_counter()
         await asyncio.gather(*(loop(session) for _ in range(concurrency)))
-        return count / (time.perf_counter() - started)
+        return count, time.perf_counter() - started
 
 
 async def stream_tokens_per_s(session: aiohttp.ClientSession, url: str, body: bytes) -> float:
@@ -135,9 +146,59 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-async def standin_part(targets: dict[str, list[str]], rounds: int, c32_rounds: int, seconds: float) -> str:
-    """``targets``: direct, bare, no-ledger, gateway (the default: its ledger off the request path), waited;
-    each a list of identical processes (concurrency 1 uses the first)."""
+@dataclass
+class Switched:
+    """A gateway process whose ledger SIGUSR1 turns off and on (``bench/switched_gateway.py``); it starts on."""
+
+    server: Server
+    ledger_on: bool = True
+
+    async def set_ledger(self, on: bool) -> None:
+        if self.ledger_on != on:
+            os.kill(self.server.process.pid, signal.SIGUSR1)
+            self.ledger_on = on
+            await asyncio.sleep(SWITCH_SETTLE_S)
+
+
+@dataclass
+class Rounds:
+    """One switched process's rounds in one ledger state: requests/s, and its CPU time a request (µs)."""
+
+    rps: list[float] = field(default_factory=list)
+    loop_us: list[float] = field(default_factory=list)  # the event loop's (main) thread
+    other_us: list[float] = field(default_factory=list)  # its other threads: the ledger's writes, nearly all
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) of a process's main thread and of its other threads together (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if task.name == str(pid):
+            main = used
+        else:
+            other += used
+    return main, other
+
+
+async def measure_switched(process: Switched, on: bool, seconds: float, into: Rounds) -> None:
+    await process.set_ledger(on)
+    pid = process.server.process.pid
+    main_before, other_before = cpu_seconds(pid)
+    requests, elapsed = await load(process.server.url + "/v1/chat/completions", CHAT, 32, seconds)
+    main_after, other_after = cpu_seconds(pid)
+    into.rps.append(requests / elapsed)
+    into.loop_us.append((main_after - main_before) / requests * 1e6)
+    into.other_us.append((other_after - other_before) / requests * 1e6)
+
+
+async def standin_part(
+    targets: dict[str, str], switched: list[Switched], rounds: int, c32_rounds: int, seconds: float
+) -> str:
+    """``targets``: direct, bare, no-ledger, gateway (the default: its ledger off the request path), waited,
+    one process each; ``switched``: gateway processes whose ledger is turned off and on (concurrency 32)."""
     columns = ["direct", "bare pass-through", "gateway, no ledger", "gateway", "gateway, answers wait for the ledger"]
     rows = [["measure", *columns, "gateway added", "gateway / bare", "ledger / off", "waited / off"]]
     names = ("direct", "bare", "no-ledger", "gateway", "waited")
@@ -147,29 +208,71 @@ async def standin_part(targets: dict[str, list[str]], rounds: int, c32_rounds: i
         cells = [f"{figures[name]:.{digits}f}" for name in names]
         return [label, *cells, f"{g - d:+.3f}" if added else "", f"{g / b:.2f}", f"{g / n:.2f}", f"{w / n:.2f}"]
 
-    firsts = {name: urls[0] for name, urls in targets.items()}
     for label, body in (("non-streaming", CHAT), ("64-chunk stream", CHAT_STREAM)):
-        lat = await latencies(firsts, "/v1/chat/completions", body, rounds)
+        lat = await latencies(targets, "/v1/chat/completions", body, rounds)
         for stat, q in (("median", 0.5), ("p99", 0.99)):
             rows.append(row(f"{label} c=1 {stat} ms", {name: ms(lat[name], q) for name in names}, 3, True))
-    processes = [(name, i) for name, urls in targets.items() for i in range(len(urls))]
-    rps: dict[tuple[str, int], list[float]] = {p: [] for p in processes}
+    singles = ("direct", "bare", "waited")
+    rps: dict[str, list[float]] = {name: [] for name in singles}
+    on, off = [Rounds() for _ in switched], [Rounds() for _ in switched]
+    units: list[str | int] = [*singles, *range(len(switched))]
     for turn in range(c32_rounds):  # interleaved; the order flips so no process always follows another
-        for name, i in processes if turn % 2 == 0 else processes[::-1]:
-            url = targets[name][i] + "/v1/chat/completions"
-            rps[name, i].append(await throughput(url, CHAT, 32, seconds))
-    by_name = {name: [rps[name, i] for i in range(len(urls))] for name, urls in targets.items()}
-    pooled = {name: statistics.median([x for run in runs for x in run]) for name, runs in by_name.items()}
+        for unit in units if turn % 2 == 0 else units[::-1]:
+            if isinstance(unit, str):
+                rps[unit].append(await throughput(targets[unit] + "/v1/chat/completions", CHAT, 32, seconds))
+                continue
+            states = (True, False) if (turn + unit) % 2 == 0 else (False, True)  # which state goes first alternates
+            for state in states:
+                await measure_switched(switched[unit], state, seconds, (on if state else off)[unit])
+    pooled = {name: statistics.median(runs) for name, runs in rps.items()}
+    pooled["gateway"] = statistics.median(x for r in on for x in r.rps)
+    pooled["no-ledger"] = statistics.median(x for r in off for x in r.rps)
     rows.append(row("non-streaming c=32 req/s", pooled, 0, False))
-    spread = [["concurrency 32", "median / no ledger's", "95 % interval"]]
-    for name, label in (("no-ledger", "no ledger"), ("gateway", "ledger")):
-        for i, runs in enumerate(by_name[name], 1):  # identical processes of one build: their spread is noise
-            spread.append([f"{label}, process {i}", f"{statistics.median(runs) / pooled['no-ledger']:.3f}", ""])
-    for name, label in (("gateway", "ledger / off, all processes"), ("waited", "waited / off")):
-        low, high = ratio_interval(by_name[name], by_name["no-ledger"])
-        spread.append([label, f"{pooled[name] / pooled['no-ledger']:.3f}", f"{low:.3f} - {high:.3f}"])
-    note = f"{c32_rounds} rounds of {seconds:g} s per process, the processes interleaved:"
+    # Each round's ledger-on requests/s over the same process's ledger-off ones, measured next to them.
+    paired = [[a / b for a, b in zip(n.rps, f.rps, strict=True)] for n, f in zip(on, off, strict=True)]
+    spread = [
+        [
+            "concurrency 32",
+            "ledger on / off",
+            "95 % interval",
+            "loop thread µs/request, on",
+            "off",
+            "other threads µs/request, on",
+            "off",
+        ]
+    ]
+    for i, (ratios, n, f) in enumerate(zip(paired, on, off, strict=True), 1):
+        cpu = [f"{statistics.median(x):.1f}" for x in (n.loop_us, f.loop_us, n.other_us, f.other_us)]
+        spread.append([f"process {i}", f"{statistics.median(ratios):.3f}", "", *cpu])
+    low, high = median_interval(paired)
+    everything = [
+        statistics.median(x for r in rs for x in getattr(r, a)) for a in ("loop_us", "other_us") for rs in (on, off)
+    ]
+    loop_on, loop_off, other_on, other_off = everything
+    cpu = [f"{x:.1f}" for x in (loop_on, loop_off, other_on, other_off)]
+    spread.append(
+        ["all processes", f"{statistics.median(x for r in paired for x in r):.3f}", f"{low:.3f} - {high:.3f}", *cpu]
+    )
+    low, high = ratio_interval([rps["waited"]], [r.rps for r in off])
+    spread.append(
+        ["waited / off", f"{pooled['waited'] / pooled['no-ledger']:.3f}", f"{low:.3f} - {high:.3f}", "", "", "", ""]
+    )
+    note = (
+        f"{c32_rounds} rounds of {seconds:g} s for each process and state, the processes interleaved; "
+        f"each gateway process with its ledger on and off in turn:"
+    )
     return table(rows) + f"\n\n{note}\n\n" + table(spread)
+
+
+def median_interval(runs: list[list[float]], resamples: int = 2000) -> tuple[float, float]:
+    """A bootstrap 95 % interval for the median of all runs' values: processes drawn again, then each one's
+    rounds (fixed seed: the same rounds, the same interval)."""
+    draw = random.Random(0)
+    medians = sorted(
+        statistics.median(x for run in draw.choices(runs, k=len(runs)) for x in draw.choices(run, k=len(run)))
+        for _ in range(resamples)
+    )
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def ratio_interval(tried: list[list[float]], base: list[list[float]], resamples: int = 2000) -> tuple[float, float]:
@@ -219,20 +322,22 @@ def main() -> None:
     with ExitStack() as stack:
         upstream = stack.enter_context(script("standin_upstream"))
         bare = stack.enter_context(script("bare_passthrough", upstream.url))
-        quiet = ("gateway", "gateway", "--worker", upstream.url, "--log-level", "warning")
-        unledgered = [stack.enter_context(running(*quiet, env=OFF)) for _ in range(C32_PROCESSES)]
-        # the default: its ledger written off the request path
-        ledgered = [stack.enter_context(running(*quiet)) for _ in range(C32_PROCESSES)]
-        waited = stack.enter_context(running(*quiet, env={"INFERCDN_GATEWAY_LEDGER_WAIT_S": "2"}))
+        arguments = ("gateway", "--worker", upstream.url, "--log-level", "warning")
+        unledgered = stack.enter_context(running("gateway", *arguments, env=OFF))
+        ledgered = stack.enter_context(running("gateway", *arguments))  # the default: written off the request path
+        waited = stack.enter_context(running("gateway", *arguments, env={"INFERCDN_GATEWAY_LEDGER_WAIT_S": "2"}))
+        switched = [
+            Switched(stack.enter_context(running("bench.switched_gateway", *arguments))) for _ in range(C32_PROCESSES)
+        ]
         targets = {
-            "direct": [upstream.url],
-            "bare": [bare.url],
-            "no-ledger": [s.url for s in unledgered],
-            "gateway": [s.url for s in ledgered],
-            "waited": [waited.url],
+            "direct": upstream.url,
+            "bare": bare.url,
+            "no-ledger": unledgered.url,
+            "gateway": ledgered.url,
+            "waited": waited.url,
         }
         print("## (a) instant stand-in upstream\n")
-        print(asyncio.run(standin_part(targets, rounds, c32_rounds, seconds)), flush=True)
+        print(asyncio.run(standin_part(targets, switched, rounds, c32_rounds, seconds)), flush=True)
     with ExitStack() as stack:
         if args.worker_url:
             worker_url, label = args.worker_url.rstrip("/"), f"worker at {args.worker_url}"
