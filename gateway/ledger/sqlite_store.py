@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from itertools import chain
 
-from gateway.ledger.entry import HOUR_S, Dimension, LedgerEntry, Receivable, UsageRow
+from gateway.ledger.entry import Dimension, LedgerEntry, Receivable, UsageRow
 from gateway.ledger.store import (
     COLUMNS,
     HOURLY_SUMS,
@@ -23,6 +23,7 @@ from gateway.ledger.store import (
     Outcome,
     add_hourly_row,
     outcome_of,
+    raw_values,
     receivable,
     schema,
     usage_row,
@@ -44,22 +45,14 @@ SCHEMA = (
     + f"create trigger if not exists usage_raw_rollup after insert on usage_raw begin {add_hourly_row('new')}; end;\n"
 )
 
-_FIELDS = len(LedgerEntry._fields)
-_AT = LedgerEntry._fields.index("at")
-assert RAW_TABLE[_FIELDS:] == (("gateway", "text"), ("hour", "int"))
+_RAW_ROW = f"({', '.join('?' * len(RAW_TABLE))})"
 
 
 @functools.cache
 def _insert_raw(rows: int) -> str:
-    """One statement for ``rows`` entries, bound as the gateway (``?1``) and then each entry's own fields, in
-    order: the values are the entries laid end to end (no Python a row), and SQLite fills in the gateway and
-    the hour. One statement, not ``executemany``: that steps once a row, each step in and out of Python."""
-
-    def row(first: int) -> str:
-        fields = ", ".join(f"?{first + i}" for i in range(_FIELDS))
-        return f"({fields}, ?1, cast(?{first + _AT} / {HOUR_S} as integer) * {HOUR_S})"
-
-    values = ", ".join(row(2 + r * _FIELDS) for r in range(rows))
+    """One statement for ``rows`` rows. Not ``executemany``: that steps once per row, and every step gives
+    the GIL up and takes it back from the event loop's thread; one statement inserts all its rows in C."""
+    values = ", ".join([_RAW_ROW] * rows)
     return f"insert into usage_raw ({RAW_COLUMNS}) values {values} on conflict (entry_id) do nothing"
 
 
@@ -68,7 +61,9 @@ class SqliteLedger:
         self._db = db
         self._connection = OneConnection(db)
         # As many rows as one statement may bind (32,766 variables since SQLite 3.32; 999 before).
-        self._rows_per_statement = max(1, min(1024, (db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - 1) // _FIELDS))
+        self._rows_per_statement = max(
+            1, min(1024, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(RAW_TABLE))
+        )
 
     @classmethod
     async def open(cls, path: str) -> SqliteLedger:
@@ -77,10 +72,11 @@ class SqliteLedger:
         return cls(db)
 
     async def write(self, entries: Sequence[LedgerEntry], gateway: str) -> int:
-        # The values are laid out here, on the loop, in C: an entry is its row's first fields.
+        # The values are laid out here, on the loop (in C: an entry is its row): the thread below then needs
+        # the GIL only to bind them (Python work there waits, at every turn, for the busy loop to hand it over).
         step = self._rows_per_statement
         inserts = [
-            (_insert_raw(len(chunk)), [gateway, *chain.from_iterable(chunk)])
+            (_insert_raw(len(chunk)), list(chain.from_iterable(raw_values(e, gateway) for e in chunk)))
             for chunk in (entries[i : i + step] for i in range(0, len(entries), step))
         ]
 
