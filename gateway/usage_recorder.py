@@ -65,12 +65,8 @@ class UsageRecorder:
 
     def ledger_entry(self) -> LedgerEntry:
         """The entry, made as its batch forms (nothing changes an outcome once its answer has ended)."""
-        o, usage, sent_at, first_byte_at = (
-            self.outcome,
-            self.outcome.usage,
-            self.outcome.sent_at,
-            self.outcome.first_byte_at,
-        )
+        o = self.outcome
+        usage, sent_at, first_byte_at = o.usage, o.sent_at, o.first_byte_at
         return LedgerEntry(
             self.ledger.new_entry_id(),
             self.request_id,
