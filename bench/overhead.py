@@ -317,6 +317,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--worker-url", help="measure (b) on this running worker (e.g. a vLLM one) instead")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="the model (b) asks for")
+    parser.add_argument("--stand-in-only", action="store_true", help="(a) only: no worker, no model needed")
     args = parser.parse_args()
     rounds, c32_rounds, seconds, repeats = (200, 4, 1.0, 2) if args.quick else (2000, 20, 2.0, 7)
     with ExitStack() as stack:
@@ -338,6 +339,8 @@ def main() -> None:
         }
         print("## (a) instant stand-in upstream\n")
         print(asyncio.run(standin_part(targets, switched, rounds, c32_rounds, seconds)), flush=True)
+    if args.stand_in_only:
+        return
     with ExitStack() as stack:
         if args.worker_url:
             worker_url, label = args.worker_url.rstrip("/"), f"worker at {args.worker_url}"
