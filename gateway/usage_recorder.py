@@ -16,7 +16,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from gateway.ledger.entry import LedgerEntry
 from gateway.ledger.service import Ledger
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Outcome
@@ -32,11 +31,6 @@ class UsageRecorder:
     key_id: str = ""
     model: str = "unknown"
     _recorded: bool = False
-    # How the request ended, kept for its entry, which is made when its batch forms: a request's own path
-    # only notes these (each Python step on it runs cold and costs several times what it does in a batch).
-    _status: int = 0
-    _ended_wall: float = 0.0
-    _ended: float = 0.0  # loop clock
 
     async def before_end(self, status: int) -> None:
         """Commit the entry (waiting at most the ledger's ``wait_s``; 0: not at all): the answer's last bytes
@@ -55,30 +49,27 @@ class UsageRecorder:
 
     def _add(self, status: int) -> int:
         """The entry's ticket (0: none was queued)."""
-        if self._recorded or self.outcome.attempts == 0:
+        o = self.outcome
+        if self._recorded or o.attempts == 0:
             return 0  # recorded already, or never routed (refused before any worker was tried)
         self._recorded = True
-        self._status = status
-        self._ended_wall = time.time()
-        self._ended = asyncio.get_running_loop().time()
-        return self.ledger.writer.add(self)
-
-    def ledger_entry(self) -> LedgerEntry:
-        """The entry, made as its batch forms (nothing changes an outcome once its answer has ended)."""
-        o = self.outcome
-        usage, sent_at, first_byte_at = o.usage, o.sent_at, o.first_byte_at
-        return LedgerEntry(
-            self.ledger.new_entry_id(),
-            self.request_id,
-            self._ended_wall,
-            self.key_id,
-            o.worker,
-            self.model,
-            o.quantization,
-            self._status,
-            usage.prompt_tokens,
-            usage.cached_tokens,
-            usage.completion_tokens,
-            0.0 if sent_at is None else self._ended - sent_at,
-            None if first_byte_at is None or not o.streamed else first_byte_at - self.started,
+        usage = o.usage
+        # Only the values, as they are now: a tuple of numbers and strings, which the garbage collector stops
+        # tracking (a queued recorder would keep its outcome's objects in collections until written). The
+        # writer numbers it and makes the entry when its batch forms: a warm loop, not a cold call a request.
+        return self.ledger.writer.add(
+            (
+                self.request_id,
+                time.time(),
+                self.key_id,
+                o.worker,
+                self.model,
+                o.quantization,
+                status,
+                usage.prompt_tokens,
+                usage.cached_tokens,
+                usage.completion_tokens,
+                0.0 if o.sent_at is None else asyncio.get_running_loop().time() - o.sent_at,
+                None if o.first_byte_at is None or not o.streamed else o.first_byte_at - self.started,
+            )
         )

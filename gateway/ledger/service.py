@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import secrets
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from gateway.ledger.entry import HOUR_S
 from gateway.ledger.postgres_store import PostgresLedger
@@ -40,13 +38,6 @@ class Ledger:
     retention: Retention
     wait_s: float  # an answer's last bytes wait this long for its commit
     wall_clock: Callable[[], float] = time.time
-    # Entry ids: this process's random prefix and a count, unique across gateways and restarts, and cheaper
-    # than a uuid4 per request.
-    _id_prefix: str = field(default_factory=lambda: secrets.token_hex(12))
-    _ids: Iterator[int] = field(default_factory=itertools.count)
-
-    def new_entry_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids):08x}"
 
     @classmethod
     async def open(

@@ -15,10 +15,12 @@ refused, counted and logged, not held without bound.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from gateway.ledger.entry import LedgerEntry
 from gateway.ledger.store import LedgerStore
@@ -27,14 +29,11 @@ from gateway.metrics import GatewayMetrics
 log = logging.getLogger(__name__)
 
 
-class PendingEntry(Protocol):
-    """A request whose entry is made when its batch forms, not on the request's own path (one warm loop over
-    a batch costs a fraction of what the same steps cost run cold, once a request)."""
-
-    @property
-    def request_id(self) -> str: ...
-
-    def ledger_entry(self) -> LedgerEntry: ...
+# An entry's fields after its id, as a request leaves them: the writer numbers them when their batch forms
+# (one warm loop a batch costs a fraction of the same steps run cold, once a request).
+Unnumbered = tuple[str, float, str, str, str, str, int, int, int, int, float, float | None]
+_REQUEST_ID = LedgerEntry._fields.index("request_id") - 1  # where an unnumbered entry has it
+_entry_of = tuple.__new__  # a named tuple made from its values (its own ``__new__`` takes them one by one)
 
 
 @dataclass(slots=True)
@@ -46,7 +45,11 @@ class LedgerWriter:
     max_pending: int = 200_000
     retry_s: float = 0.5
     linger_s: float = 0.0  # a batch waits this long for company unless full (0: whatever queued goes now)
-    _queue: deque[LedgerEntry | PendingEntry] = field(default_factory=deque)
+    _queue: deque[LedgerEntry | Unnumbered] = field(default_factory=deque)
+    # Entry ids: this process's random prefix and a count, unique across gateways and restarts, and cheaper
+    # than a uuid4 an entry.
+    _id_prefix: str = field(default_factory=lambda: secrets.token_hex(12))
+    _ids: Iterator[int] = field(default_factory=itertools.count)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Entries are numbered as they queue; one is committed once ``_committed`` reaches its number. Only a
     # caller that waits gets a future (a request under ``ledger_wait_s``, a report): none per request otherwise.
@@ -54,11 +57,13 @@ class LedgerWriter:
     _committed: int = 0
     _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
-    def add(self, entry: LedgerEntry | PendingEntry) -> int:
-        """Queue an entry; its ticket for ``committed`` (0 if refused: the backlog is full)."""
+    def add(self, entry: LedgerEntry | Unnumbered) -> int:
+        """Queue an entry (numbered already, or to be numbered here); its ticket for ``committed`` (0 if
+        refused: the backlog is full)."""
         if len(self._queue) >= self.max_pending:
             self.metrics.ledger_dropped.inc()
-            log.error("ledger backlog full (%d): request %s is not recorded", self.max_pending, entry.request_id)
+            request_id = entry.request_id if isinstance(entry, LedgerEntry) else entry[_REQUEST_ID]
+            log.error("ledger backlog full (%d): request %s is not recorded", self.max_pending, request_id)
             return 0
         self._queue.append(entry)
         self._queued += 1
@@ -88,10 +93,10 @@ class LedgerWriter:
 
     async def flush_once(self) -> None:
         """Write one batch of what is queued, retrying until it is in."""
-        queue = self._queue
-        # Made once a batch: a retry writes the same entries (their ids are what makes a retry harmless).
+        queue, prefix, ids = self._queue, self._id_prefix, self._ids
+        # Numbered once a batch: a retry writes the same entry ids, which is what makes a retry harmless.
         batch = [
-            e if isinstance(e, LedgerEntry) else e.ledger_entry()
+            e if isinstance(e, LedgerEntry) else _entry_of(LedgerEntry, (f"{prefix}{next(ids):08x}", *e))
             for e in (queue[i] for i in range(min(self.batch_size, len(queue))))
         ]
         if not batch:

@@ -13,7 +13,7 @@ import pytest
 from gateway.ledger.entry import LedgerEntry
 from gateway.ledger.service import open_store
 from gateway.ledger.store import LedgerStore
-from gateway.ledger.writer import LedgerWriter
+from gateway.ledger.writer import LedgerWriter, Unnumbered
 from gateway.metrics import GatewayMetrics
 from routing.balancer import Balancer
 from routing.fleet import Fleet
@@ -67,18 +67,6 @@ async def test_a_full_backlog_refuses_an_entry_counts_it_and_nobody_waits_for_it
 
 
 @dataclass
-class Request:
-    """A request as the recorder leaves it in the queue: its entry is made when its batch forms."""
-
-    request_id: str
-    made: int = 0
-
-    def ledger_entry(self) -> LedgerEntry:
-        self.made += 1
-        return entry(request_id=self.request_id)  # a fresh entry id each time it is made
-
-
-@dataclass
 class LostCommits:
     """The real store, whose first ``lose`` commits succeed but are never acknowledged (the connection drops
     after the commit): the writer cannot tell them from failures and writes the batch again."""
@@ -94,14 +82,22 @@ class LostCommits:
         return written
 
 
+def unnumbered(request_id: str) -> Unnumbered:
+    """What a request leaves in the queue: an entry's fields after its id."""
+    fields = entry(request_id=request_id)
+    return fields[1:]
+
+
 async def test_a_batch_written_again_after_a_lost_commit_counts_once(store: LedgerStore) -> None:
+    """The writer numbers a request's entry when its batch forms, once: a retry writes the same entry ids."""
     lossy = LostCommits(store, lose=2)
     writer = LedgerWriter(lossy, "gw", writer_on(store).metrics, retry_s=0)  # type: ignore[arg-type]
-    pending = [Request(f"r{n}") for n in range(5)]
-    for request in pending:
-        writer.add(request)
+    for n in range(5):
+        writer.add(unnumbered(f"r{n}"))
     await writer.flush_once()  # written three times, acknowledged once
     assert lossy.lose == 0
-    assert [r.made for r in pending] == [1] * 5  # made once: the retries wrote the same entry ids
     assert await requests_in(store) == 5
+    receipts = await store.receivables("gw", "w1", 0, 10)
+    assert [r.entry.request_id for r in receipts] == [f"r{n}" for n in range(5)]
+    assert len({r.entry.entry_id for r in receipts}) == 5
     assert writer.metrics.registry.get_sample_value("infercdn_gateway_ledger_errors_total") == 2
