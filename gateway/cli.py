@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     try:
         if args.command == "gateway":
-            run(lambda: serve(config))
+            run(lambda: serve(config, own_process=True))
         else:
             worker_args = [a for m in args.models or () for a in ("--model", m)]
             worker_args += ["--log-format", config.log_format]

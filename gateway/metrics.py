@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -46,6 +47,7 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
+        GCCollector(registry=r)  # python_gc_*: how often the collector runs, and what it frees
         self.requests = Counter(
             "infercdn_gateway_requests",
             "Requests answered, by model, HTTP status and outcome (served, failed_over, failed, rejected, "

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.front_door import DoorLimits, FrontDoor, descriptor_budget
-from routing.process import run_until_stopped
+from routing.process import collect_garbage_seldom, run_until_stopped
 
 log = logging.getLogger("gateway")
 
@@ -21,11 +21,18 @@ Announce = Callable[[web.Application], Awaitable[str]]
 
 
 async def serve(
-    config: GatewayConfig, *, until: Awaitable[object] | None = None, ready: Announce | None = None
+    config: GatewayConfig,
+    *,
+    until: Awaitable[object] | None = None,
+    ready: Announce | None = None,
+    own_process: bool = False,
 ) -> None:
+    """``own_process``: the process is this gateway's alone (its garbage collection is set for it)."""
     app = create_app(config)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
+    if own_process:
+        collect_garbage_seldom()
     listener: asyncio.Server | None = None
     assert runner.server is not None  # made by setup()
     try:

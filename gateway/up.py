@@ -87,7 +87,7 @@ async def up(gateway: GatewayConfig, worker_args: list[str], worker_port: int) -
         return banner(f"http://{config.host}:{config.port}", model, open_access=not api.auth_required(app))
 
     try:
-        await serve(config, until=process.wait(), ready=ready)
+        await serve(config, until=process.wait(), ready=ready, own_process=True)
         if process.returncode is not None:
             raise WorkerDidNotStart(f"the worker exited with code {process.returncode}")
     finally:
