@@ -318,8 +318,10 @@ def main() -> None:
     parser.add_argument("--worker-url", help="measure (b) on this running worker (e.g. a vLLM one) instead")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="the model (b) asks for")
     parser.add_argument("--stand-in-only", action="store_true", help="(a) only: no worker, no model needed")
+    parser.add_argument("--c32-rounds", type=int, help="rounds for each process and state at concurrency 32")
     args = parser.parse_args()
     rounds, c32_rounds, seconds, repeats = (200, 4, 1.0, 2) if args.quick else (2000, 20, 2.0, 7)
+    c32_rounds = args.c32_rounds or c32_rounds
     with ExitStack() as stack:
         upstream = stack.enter_context(script("standin_upstream"))
         bare = stack.enter_context(script("bare_passthrough", upstream.url))
