@@ -21,6 +21,7 @@ import secrets
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import get_args
 
 from gateway.ledger.entry import LedgerEntry
 from gateway.ledger.store import LedgerStore
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 # An entry's fields after its id, as a request leaves them: the writer numbers them when their batch forms
 # (one warm loop a batch costs a fraction of the same steps run cold, once a request).
 Unnumbered = tuple[str, float, str, str, str, str, int, int, int, int, float, float | None]
+assert len(get_args(Unnumbered)) == len(LedgerEntry._fields) - 1
 _REQUEST_ID = LedgerEntry._fields.index("request_id") - 1  # where an unnumbered entry has it
 _entry_of = tuple.__new__  # a named tuple made from its values (its own ``__new__`` takes them one by one)
 
