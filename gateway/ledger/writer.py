@@ -47,7 +47,7 @@ class LedgerWriter:
     max_pending: int = 200_000
     retry_s: float = 0.5
     linger_s: float = 0.0  # a batch waits this long for company unless full (0: whatever queued goes now)
-    _queue: deque[LedgerEntry | Unnumbered] = field(default_factory=deque)
+    _queue: deque[Unnumbered] = field(default_factory=deque)
     # Entry ids: this process's random prefix and a count, unique across gateways and restarts, and cheaper
     # than a uuid4 an entry.
     _id_prefix: str = field(default_factory=lambda: secrets.token_hex(12))
@@ -59,13 +59,12 @@ class LedgerWriter:
     _committed: int = 0
     _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
 
-    def add(self, entry: LedgerEntry | Unnumbered) -> int:
-        """Queue an entry (numbered already, or to be numbered here); its ticket for ``committed`` (0 if
-        refused: the backlog is full)."""
+    def add(self, entry: Unnumbered) -> int:
+        """Queue an entry, numbered when its batch forms; its ticket for ``committed`` (0 if refused: the
+        backlog is full)."""
         if len(self._queue) >= self.max_pending:
             self.metrics.ledger_dropped.inc()
-            request_id = entry.request_id if isinstance(entry, LedgerEntry) else entry[_REQUEST_ID]
-            log.error("ledger backlog full (%d): request %s is not recorded", self.max_pending, request_id)
+            log.error("ledger backlog full (%d): request %s is not recorded", self.max_pending, entry[_REQUEST_ID])
             return 0
         self._queue.append(entry)
         self._queued += 1
@@ -98,7 +97,7 @@ class LedgerWriter:
         queue, prefix, ids = self._queue, self._id_prefix, self._ids
         # Numbered once a batch: a retry writes the same entry ids, which is what makes a retry harmless.
         batch = [
-            e if isinstance(e, LedgerEntry) else _entry_of(LedgerEntry, (f"{prefix}{next(ids):08x}", *e))
+            _entry_of(LedgerEntry, (f"{prefix}{next(ids):08x}", *e))
             for e in (queue[i] for i in range(min(self.batch_size, len(queue))))
         ]
         if not batch:

@@ -38,7 +38,7 @@ async def requests_in(store: LedgerStore) -> int:
 
 async def test_a_ticket_is_done_once_its_batch_is_committed_and_not_before(store: LedgerStore) -> None:
     writer = writer_on(store, batch_size=2)
-    tickets = [writer.add(entry()) for _ in range(3)]
+    tickets = [writer.add(entry()[1:]) for _ in range(3)]
     assert tickets == [1, 2, 3]
     second, third, everything = (
         asyncio.create_task(writer.committed(2)),
@@ -59,7 +59,7 @@ async def test_a_ticket_is_done_once_its_batch_is_committed_and_not_before(store
 
 async def test_a_full_backlog_refuses_an_entry_counts_it_and_nobody_waits_for_it(store: LedgerStore) -> None:
     writer = writer_on(store, max_pending=2)
-    assert [writer.add(entry()) for _ in range(3)] == [1, 2, 0]
+    assert [writer.add(entry()[1:]) for _ in range(3)] == [1, 2, 0]
     await writer.committed(0)  # the refused one: nothing to wait for
     assert writer.metrics.registry.get_sample_value("infercdn_gateway_ledger_dropped_total") == 1
     await writer.drain()
