@@ -33,10 +33,12 @@ lint: $(STAMP)
 # with nftables (as root): Debian's packages.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := prometheus postgresql iproute2 nftables
+# Installs those of the Debian packages $(1) that dpkg does not list as installed (a package
+# once removed is still known to dpkg, so asking for its version is not enough).
+ensure_packages = if dpkg-query -W -f='$${Status}\n' $(1) 2>&1 | grep -qv '^install ok installed$$'; then \
+	  $(SUDO) apt-get install -y -q $(1) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(1); }; fi
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
-	  command -v ip >/dev/null && command -v nft >/dev/null || \
-	  { $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(SYSTEM_PACKAGES); }; }
+	@$(call ensure_packages,$(SYSTEM_PACKAGES))
 
 test: lint system-deps
 	$(BIN)/python -m pytest
@@ -65,12 +67,13 @@ test-vllm: vllm-env
 # The images built and run for real with podman (runc; settings in deploy/podman/containers.conf),
 # on a Debian base made here with debootstrap: no image registry is reachable from these machines.
 # podman's store caches the base image and the image layers (llama.cpp's compile among them).
-CONTAINER_PACKAGES := podman runc debootstrap netavark aardvark-dns
+# netavark only suggests iptables, yet Debian's netavark 1.4 cannot set up any container network
+# without it ("netavark: No such file or directory").
+CONTAINER_PACKAGES := podman runc debootstrap netavark aardvark-dns iptables
 export CONTAINERS_CONF ?= $(CURDIR)/deploy/podman/containers.conf
 BASE_IMAGE ?= localhost/infercdn-base:bookworm
 container-deps:
-	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || \
-	  { $(SUDO) apt-get install -y -q $(CONTAINER_PACKAGES) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(CONTAINER_PACKAGES); }; }
+	@$(call ensure_packages,$(CONTAINER_PACKAGES))
 	$(SUDO) deploy/podman/base-image.sh $(BASE_IMAGE)
 
 # The CUDA image is built only on a GPU host: it needs vLLM's base image from Docker Hub, and
