@@ -306,16 +306,15 @@ class _StreamRelay:
                         break
                     waiting_on_worker = True
                     events, error = await self._next_events(upstream)
-                    waiting_on_worker = False
+                    waiting_on_worker = error is not None  # what it reports is the worker's doing
                     if events and (now := loop.time()) - moved_at > slack_s:
                         timer.reschedule(min(ends_at, now + gap_s))
                         moved_at = now
         except TimeoutError:
-            over = loop.time() >= ends_at
-            error = UpstreamTimeout(
-                f"the stream passed its {self.limits.max_stream_s:g} s limit"
-                if over
-                else f"the worker sent nothing for {self.limits.request_s:g} s"
+            error = (
+                UpstreamTimeout(f"the stream passed its {self.limits.max_stream_s:g} s limit")
+                if loop.time() >= ends_at
+                else self._silence()
             )
         if error is not None:
             if waiting_on_worker or not isinstance(error, UpstreamTimeout):
@@ -335,11 +334,18 @@ class _StreamRelay:
                 cut = "in the middle of an event" if self.reader.pending else "without [DONE]"
                 return [], AllWorkersFailed(f"the worker ended the stream {cut}")
             return self.reader.feed(chunk), None
+        except TimeoutError:
+            # aiohttp's own read timeout (request_s since the last read) can fire before the relay's
+            # timer, which starts after the first events were read: the same silence, told the same way.
+            return [], self._silence()
         except (aiohttp.ClientError, TunnelBroken) as exc:
             return [], AllWorkersFailed(f"the worker broke off mid-stream ({type(exc).__name__})")
         except BrokenStream as exc:
             log.warning("invalid event from a worker: %s", exc)  # the detail is the worker's bytes: logs only
             return [], AllWorkersFailed("the worker sent an invalid event", code="upstream_invalid_response")
+
+    def _silence(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"the worker sent nothing for {self.limits.request_s:g} s")
 
     def _take(self, events: list[SseEvent]) -> tuple[bytes, bytes | None, bool]:
         """What to relay of these events before ``[DONE]``, ``[DONE]`` itself if it came, and whether an
