@@ -24,14 +24,29 @@ COMPOSE = ROOT / "deploy" / "compose.yaml"
 WORKERS = ("worker-1", "worker-2")
 
 
-def compose(project: str, env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+# Building may compile llama.cpp (a cold cache); starting takes seconds, but podman-compose waits
+# without end for a container that never starts ("podman wait --condition=running"), so that step
+# is given minutes, not the build's half hour.
+BUILD_TIMEOUT_S = 1800
+START_TIMEOUT_S = 300
+
+
+def compose(project: str, env_file: Path, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
     command = [
         str(Path(sys.executable).parent / "podman-compose"),
         "-f", str(COMPOSE), "-p", project, "--env-file", str(env_file),
         "--podman-build-args", " ".join(BUILD_ARGS[:-2]),  # the base comes from the env file
         *args,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=environment(), cwd=ROOT)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=environment(), cwd=ROOT)
+    except subprocess.TimeoutExpired as stuck:  # what podman said before it stuck is the diagnosis
+        said = [
+            (out.decode(errors="replace") if isinstance(out, bytes) else out)[-3000:]
+            for out in (stuck.stdout, stuck.stderr)
+            if out
+        ]
+        raise AssertionError(f"podman-compose {' '.join(args)} ran past {timeout_s:g} s:\n" + "\n".join(said)) from None
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -48,7 +63,8 @@ def compose_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         f"INFERCDN_ADMIN_KEY={keys.admin_key}\nINFERCDN_PORT={port}\nINFERCDN_BASE_IMAGE={BASE_IMAGE}\n"
     )
     try:
-        compose(project, env_file, "up", "-d", "--build")
+        compose(project, env_file, "build", timeout_s=BUILD_TIMEOUT_S)
+        compose(project, env_file, "up", "-d", timeout_s=START_TIMEOUT_S)
         containers = {name: Container(f"{project}_{name}_1") for name in ("gateway", *WORKERS)}
         fleet = Fleet(containers["gateway"], {w: containers[w] for w in WORKERS}, keys, f"http://127.0.0.1:{port}")
         try:
@@ -57,7 +73,7 @@ def compose_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             raise TimeoutError(f"{error}\n" + "\n".join(c.logs() for c in containers.values())) from None
         yield fleet
     finally:
-        compose(project, env_file, "down", "-v", "-t", "5")
+        compose(project, env_file, "down", "-v", "-t", "5", timeout_s=START_TIMEOUT_S)
 
 
 async def test_the_compose_fleet_answers_the_openai_sdk(compose_fleet: Fleet) -> None:
