@@ -258,7 +258,13 @@ async def test_several_choices_penalties_schemas_and_tool_calls_are_audited_and_
                     assert await ask(session, gw, i, **extra) == "honest"
                 auditor = server.app[api.STATE].auditor
                 assert auditor is not None
-                await wait_until(lambda: auditor.idle)
+
+                async def all_checked() -> bool:
+                    # Idle alone could be seen before the last answer was offered for its audit (that
+                    # happens once its stream has ended) or while a loaded verifier is still at it.
+                    return auditor.idle and (await audits(session, gw))["honest"]["checks"] >= len(ALSO_AUDITED)
+
+                await wait_until(all_checked, timeout_s=120)
                 found = (await audits(session, gw))["honest"]
                 assert found["checks"] == len(ALSO_AUDITED) and found["flags"] == 0, found
         finally:
