@@ -260,8 +260,8 @@ async def test_several_choices_penalties_schemas_and_tool_calls_are_audited_and_
                 assert auditor is not None
 
                 async def all_checked() -> bool:
-                    # Idle alone could be seen before the last answer was offered for its audit (that
-                    # happens once its stream has ended) or while a loaded verifier is still at it.
+                    # The checks themselves, not idleness alone: the auditor is idle too before an answer
+                    # is offered to it, which for a stream comes only after the client has its [DONE].
                     return auditor.idle and (await audits(session, gw))["honest"]["checks"] >= len(ALSO_AUDITED)
 
                 await wait_until(all_checked, timeout_s=120)
